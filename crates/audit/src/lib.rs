@@ -1,0 +1,20 @@
+//! The audit model: what an event is, how it is encoded canonically, how events
+//! are chained by hash, and how a stored chain is verified.
+//!
+//! Pure: this crate owns no I/O. Storage lives in `taskgate-store`, which hands
+//! rows to [`verify`] and asks [`Chain::seal`] to seal new events.
+#![forbid(unsafe_code)]
+
+mod canonical;
+mod chain;
+mod event;
+mod identity;
+mod timestamp;
+mod verify;
+
+pub use canonical::{CanonicalError, canonical_json};
+pub use chain::{Chain, ChainHead, GENESIS_HASH, Hash, SealedEvent};
+pub use event::{Event, EventDraft, EventType, SCHEMA_VERSION};
+pub use identity::{Identity, IdentityKind};
+pub use timestamp::{Timestamp, TimestampError};
+pub use verify::{EventRow, Problem, ProblemKind, Verifier, VerifyReport};

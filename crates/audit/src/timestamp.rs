@@ -1,0 +1,127 @@
+//! Event time: microseconds since the Unix epoch, rendered as RFC 3339 in UTC
+//! with exactly six fraction digits so the encoding is canonical.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+
+/// A point in time with microsecond precision, always UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TimestampError {
+    #[error("not an RFC 3339 time or a plain date (YYYY-MM-DD): {0:?}")]
+    Unparseable(String),
+    #[error("time is out of range")]
+    OutOfRange,
+}
+
+impl Timestamp {
+    pub const fn from_micros(micros: i64) -> Self {
+        Self(micros)
+    }
+
+    pub const fn as_micros(self) -> i64 {
+        self.0
+    }
+
+    /// The current wall-clock time.
+    pub fn now() -> Self {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        Self(i64::try_from(since.as_micros()).unwrap_or(i64::MAX))
+    }
+
+    /// This time plus a duration, saturating.
+    pub fn plus(self, d: Duration) -> Self {
+        let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_add(micros))
+    }
+
+    /// How long from `self` until `later`; zero if `later` is not after `self`.
+    pub fn until(self, later: Timestamp) -> Duration {
+        Duration::from_micros(u64::try_from(later.0.saturating_sub(self.0)).unwrap_or(0))
+    }
+
+    fn to_datetime(self) -> Option<OffsetDateTime> {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1000).ok()
+    }
+
+    /// Parses RFC 3339 (`2026-11-25T10:31:29Z`, any offset) or a plain date
+    /// (`2026-11-25`, meaning its midnight UTC).
+    pub fn parse(text: &str) -> Result<Self, TimestampError> {
+        let unparseable = || TimestampError::Unparseable(text.to_owned());
+        let datetime = if text.len() == 10 {
+            let date = time::Date::parse(text, format_description!("[year]-[month]-[day]"))
+                .map_err(|_| unparseable())?;
+            date.midnight().assume_utc()
+        } else {
+            OffsetDateTime::parse(text, &Rfc3339).map_err(|_| unparseable())?
+        };
+        let micros = datetime.unix_timestamp_nanos() / 1000;
+        i64::try_from(micros)
+            .map(Self)
+            .map_err(|_| TimestampError::OutOfRange)
+    }
+
+    /// `HH:MM:SS` in UTC, for compact human output.
+    pub fn clock(self) -> String {
+        match self.to_datetime() {
+            Some(dt) => format!("{:02}:{:02}:{:02}", dt.hour(), dt.minute(), dt.second()),
+            None => "??:??:??".to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let format = format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+        );
+        match self.to_datetime().and_then(|dt| dt.format(&format).ok()) {
+            Some(text) => f.write_str(&text),
+            None => write!(f, "@{}us", self.0),
+        }
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Timestamp::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_with_six_fraction_digits_and_round_trips() {
+        let t = Timestamp::from_micros(1_764_066_689_000_123);
+        assert_eq!(t.to_string(), "2025-11-25T10:31:29.000123Z");
+        assert_eq!(Timestamp::parse(&t.to_string()).ok(), Some(t));
+    }
+
+    #[test]
+    fn parses_offsets_and_plain_dates() {
+        let a = Timestamp::parse("2026-11-25T12:00:00+02:00").ok();
+        let b = Timestamp::parse("2026-11-25T10:00:00Z").ok();
+        assert_eq!(a, b);
+        let d = Timestamp::parse("2026-11-25").ok();
+        assert_eq!(d, Timestamp::parse("2026-11-25T00:00:00Z").ok());
+        assert!(Timestamp::parse("yesterday").is_err());
+    }
+}

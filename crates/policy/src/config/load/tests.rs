@@ -1,0 +1,160 @@
+use super::*;
+
+fn problems(source: &str) -> Vec<String> {
+    match parse(source) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+const GOOD: &str = r#"
+[server]
+api_listen = "127.0.0.1:0"
+
+[[identity.dev]]
+subject = "alice"
+kind = "human"
+groups = ["dba"]
+token_env = "T_ALICE"
+
+[roles]
+admins = ["group:platform"]
+
+[[connections]]
+name = "orders-db"
+kind = "postgres"
+address = "127.0.0.1:5432"
+database = "orders"
+read = { user = "ro", password_env = "RO" }
+
+[[policies]]
+who = ["kind:agent"]
+connections = ["orders-db"]
+access = ["read"]
+max_window = "30m"
+
+[[policies.statements]]
+match = { regex = "(?i)^drop" }
+action = "deny"
+"#;
+
+#[test]
+fn a_good_config_loads() {
+    let config = match parse(GOOD) {
+        Ok(c) => c,
+        Err(e) => panic!("{e:?}"),
+    };
+    assert_eq!(config.connections[0].line, 14);
+    assert_eq!(config.policies[0].statements.len(), 1);
+    assert_eq!(config.server.api_listen.port(), 0);
+}
+
+#[test]
+fn every_problem_is_reported_with_its_place() {
+    let source = r#"
+[server]
+api_listen = "127.0.0.1:0"
+colour = "blue"
+
+[[identity.dev]]
+subject = "alice"
+kind = "robot"
+token_env = "T"
+
+[[identity.dev]]
+subject = "bob"
+kind = "human"
+token = "inline-secret"
+
+[[connections]]
+name = "orders-db"
+kind = "postgres"
+address = "nowhere"
+database = "orders"
+read = { user = "ro", password = "hunter2" }
+
+[[policies]]
+who = ["grp:dba"]
+connections = ["orders-db"]
+access = ["read"]
+max_window = "30m"
+
+[[policies]]
+who = ["kind:agent"]
+connections = ["billing-db"]
+access = ["write"]
+max_window = "soon"
+
+[[policies]]
+who = ["kind:agent"]
+connections = ["orders-db"]
+access = ["write"]
+max_window = "5m"
+
+[[policies.statements]]
+match = { regex = "(unclosed" }
+action = "review"
+"#;
+    let found = problems(source);
+    let expect = [
+        "line 4, column 1: server: unknown field `colour`",
+        "line 8, column 8: identity.dev[0]: unknown variant `robot`",
+        "line 11: identity.dev[1].token: inline tokens are not allowed",
+        "line 11: identity.dev[1]: needs token_env or token_file",
+        "line 16: connections[0].address: \"nowhere\" must be host:port",
+        "line 16: connections[0].read.password: inline passwords are not allowed",
+        "line 24, column 7: policies[0]: \"grp:dba\" is not a valid identity matcher",
+        "line 33, column 14: policies[1]: \"soon\" is not a duration",
+        "line 35: policies[2].access: allows write on \"orders-db\", which has no write credential",
+        "line 35: policies[2].statements[0].match.regex: invalid regex \"(unclosed\": unclosed group",
+        "line 35: policies[2].statements[0].by: a review rule must name who approves",
+    ];
+    for want in expect {
+        assert!(
+            found.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in:\n{}",
+            found.join("\n")
+        );
+    }
+    assert_eq!(found.len(), expect.len(), "{}", found.join("\n"));
+    assert!(
+        !found
+            .iter()
+            .any(|p| p.contains("hunter2") || p.contains("inline-secret")),
+        "a problem echoed a secret: {found:?}"
+    );
+}
+
+#[test]
+fn syntax_errors_have_a_line() {
+    let found = problems("[server\napi_listen = 1\n");
+    assert!(!found.is_empty());
+    assert!(found[0].starts_with("line 1"), "{found:?}");
+}
+
+#[test]
+fn unsupported_features_are_refused_not_ignored() {
+    let source = format!(
+        "{GOOD}\n[[sinks]]\nkind = \"webhook\"\nurl = \"http://x\"\n\n[[identity.oidc]]\nissuer = \"https://i\"\naudience = \"taskgate\"\nkind = \"agent\"\n"
+    );
+    let found = problems(&source);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("sinks[0]") && p.contains("not supported")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("identity.oidc[0]") && p.contains("not supported")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn an_empty_file_says_nobody_could_log_in() {
+    let found = problems("");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("no identity provider"));
+}

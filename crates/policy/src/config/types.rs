@@ -1,0 +1,290 @@
+//! The configuration's shape. Every struct refuses unknown fields.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::Located;
+use crate::{Access, HumanDuration, IdentityKind, Matcher, SecretRef};
+
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_POSTGRES_LISTEN: &str = "127.0.0.1:15432";
+/// How long a pending request waits for a decision unless a policy says otherwise.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub identity: IdentityConfig,
+    pub roles: Roles,
+    pub connections: Vec<Located<Connection>>,
+    pub policies: Vec<Located<Policy>>,
+    pub sinks: Vec<Located<Sink>>,
+}
+
+impl Config {
+    pub fn connection(&self, name: &str) -> Option<&Connection> {
+        self.connections
+            .iter()
+            .map(|c| &c.value)
+            .find(|c| c.name == name)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_api_listen")]
+    pub api_listen: SocketAddr,
+    #[serde(default = "default_postgres_listen")]
+    pub postgres_listen: SocketAddr,
+}
+
+fn default_api_listen() -> SocketAddr {
+    DEFAULT_API_LISTEN
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+}
+
+fn default_postgres_listen() -> SocketAddr {
+    DEFAULT_POSTGRES_LISTEN
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 15432)))
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            api_listen: default_api_listen(),
+            postgres_listen: default_postgres_listen(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The embedded SQLite store's file, relative to the working directory.
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+    /// A PostgreSQL store for replicas: not in this build yet.
+    pub url: Option<String>,
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("taskgate.db")
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: default_store_path(),
+            url: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct IdentityConfig {
+    pub dev: Vec<Located<DevIdentity>>,
+    pub oidc: Vec<Located<OidcIssuer>>,
+}
+
+/// A static bearer token for one identity: for local use and tests only.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevIdentity {
+    pub subject: String,
+    pub kind: IdentityKind,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// Present only to say why inline tokens are refused.
+    pub token: Option<toml::Value>,
+}
+
+impl DevIdentity {
+    pub fn token_ref(&self) -> Option<SecretRef> {
+        secret_ref(&self.token_env, &self.token_file)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcIssuer {
+    pub issuer: String,
+    pub audience: String,
+    pub kind: IdentityKind,
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+}
+
+fn default_subject_claim() -> String {
+    "sub".to_owned()
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Roles {
+    /// May revoke any task and read the whole trail.
+    #[serde(default)]
+    pub admins: Vec<Matcher>,
+    /// May read the whole trail.
+    #[serde(default)]
+    pub auditors: Vec<Matcher>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionKind {
+    Postgres,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    pub name: String,
+    pub kind: ConnectionKind,
+    /// `host:port` of the target.
+    pub address: String,
+    pub database: String,
+    pub read: Option<Credential>,
+    pub write: Option<Credential>,
+    pub admin: Option<Credential>,
+}
+
+impl Connection {
+    pub fn credential(&self, access: Access) -> Option<&Credential> {
+        match access {
+            Access::Read => self.read.as_ref(),
+            Access::Write => self.write.as_ref(),
+            Access::Admin => self.admin.as_ref(),
+        }
+    }
+}
+
+/// The upstream login for one access level. No password means the target
+/// trusts the gateway's address.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    pub user: String,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Present only to say why inline passwords are refused.
+    pub password: Option<toml::Value>,
+}
+
+impl Credential {
+    pub fn password_ref(&self) -> Option<SecretRef> {
+        secret_ref(&self.password_env, &self.password_file)
+    }
+}
+
+fn secret_ref(env: &Option<String>, file: &Option<PathBuf>) -> Option<SecretRef> {
+    match (env, file) {
+        (Some(name), _) => Some(SecretRef::Env(name.clone())),
+        (None, Some(path)) => Some(SecretRef::File(path.clone())),
+        (None, None) => None,
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Optional label, used in messages.
+    pub name: Option<String>,
+    pub who: Vec<Matcher>,
+    /// Connection names, or `*` for all.
+    pub connections: Vec<String>,
+    pub access: Vec<Access>,
+    pub max_window: HumanDuration,
+    pub approve: Option<Approval>,
+    #[serde(default)]
+    pub statements: Vec<StatementRule>,
+}
+
+impl Policy {
+    pub fn covers_connection(&self, name: &str) -> bool {
+        self.connections.iter().any(|c| c == "*" || c == name)
+    }
+
+    /// The approval this policy demands for `access`, if any.
+    pub fn approval_for(&self, access: Access) -> Option<&Approval> {
+        self.approve.as_ref().filter(|a| a.when.contains(&access))
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// The access levels that need a human's approval.
+    pub when: Vec<Access>,
+    pub by: Vec<Matcher>,
+    /// How long a request may wait for a decision (default 1h).
+    pub timeout: Option<HumanDuration>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatementClass {
+    Read,
+    Write,
+    Ddl,
+    Dcl,
+    Tcl,
+    Utility,
+    Unknown,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    Allow,
+    Deny,
+    Review,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementRule {
+    #[serde(rename = "match")]
+    pub matches: StatementMatch,
+    pub action: RuleAction,
+    #[serde(default)]
+    pub by: Vec<Matcher>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementMatch {
+    #[serde(default)]
+    pub class: Vec<StatementClass>,
+    #[serde(default)]
+    pub tables: Vec<String>,
+    pub regex: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    Webhook,
+    File,
+    Nats,
+}
+
+/// An export sink. Parsed and checked now; delivery arrives in its own issue,
+/// and until then `config check` refuses sinks rather than drop events silently.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sink {
+    pub kind: SinkKind,
+    pub url: Option<String>,
+    pub path: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+}

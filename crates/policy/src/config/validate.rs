@@ -1,0 +1,261 @@
+//! Whole-file checks of meaning: references resolve, names are unique,
+//! secrets are by reference, and nothing is configured that this build
+//! would silently ignore.
+
+use std::collections::HashSet;
+
+use super::load::{ConfigProblem, Located};
+use super::types::{Config, Credential, RuleAction};
+
+struct Report<'a>(&'a mut Vec<ConfigProblem>);
+
+impl Report<'_> {
+    fn at<T>(&mut self, element: &Located<T>, field: &str, message: impl Into<String>) {
+        let field = if field.is_empty() {
+            element.path.clone()
+        } else {
+            format!("{}.{field}", element.path)
+        };
+        self.0.push(ConfigProblem {
+            line: Some(element.line),
+            column: None,
+            field,
+            message: message.into(),
+        });
+    }
+
+    fn global(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(ConfigProblem {
+            line: None,
+            column: None,
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Names used as PostgreSQL database names and in URLs.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+pub(super) fn validate(config: &Config, problems: &mut Vec<ConfigProblem>) {
+    let mut report = Report(problems);
+    identities(config, &mut report);
+    connections(config, &mut report);
+    policies(config, &mut report);
+    if config.store.url.is_some() {
+        report.global(
+            "store.url",
+            "a PostgreSQL store is not supported by this build yet; use store.path",
+        );
+    }
+    for sink in &config.sinks {
+        report.at(
+            sink,
+            "",
+            "export sinks are not supported by this build yet; remove the sink rather than believe events are exported",
+        );
+    }
+}
+
+fn identities(config: &Config, report: &mut Report<'_>) {
+    if config.identity.dev.is_empty() && config.identity.oidc.is_empty() {
+        report.global(
+            "identity",
+            "no identity provider is configured, so nobody could use the API: add [[identity.dev]] or [[identity.oidc]]",
+        );
+    }
+    let mut subjects = HashSet::new();
+    for dev in &config.identity.dev {
+        if dev.subject.trim().is_empty() {
+            report.at(dev, "subject", "must not be empty");
+        } else if !subjects.insert(dev.subject.as_str()) {
+            report.at(
+                dev,
+                "subject",
+                format!("{:?} is defined twice", dev.subject),
+            );
+        }
+        if dev.token.is_some() {
+            report.at(
+                dev,
+                "token",
+                "inline tokens are not allowed: use token_env or token_file",
+            );
+        }
+        match (&dev.token_env, &dev.token_file) {
+            (None, None) => report.at(dev, "", "needs token_env or token_file"),
+            (Some(_), Some(_)) => report.at(dev, "", "set token_env or token_file, not both"),
+            _ => {}
+        }
+    }
+    for oidc in &config.identity.oidc {
+        report.at(
+            oidc,
+            "",
+            "OIDC issuers are not supported by this build yet; use [[identity.dev]] for local use",
+        );
+    }
+}
+
+fn credential(report: &mut Report<'_>, element: &Located<impl Sized>, field: &str, c: &Credential) {
+    if c.user.trim().is_empty() {
+        report.at(element, &format!("{field}.user"), "must not be empty");
+    }
+    if c.password.is_some() {
+        report.at(
+            element,
+            &format!("{field}.password"),
+            "inline passwords are not allowed: use password_env or password_file",
+        );
+    }
+    if c.password_env.is_some() && c.password_file.is_some() {
+        report.at(
+            element,
+            field,
+            "set password_env or password_file, not both",
+        );
+    }
+}
+
+fn connections(config: &Config, report: &mut Report<'_>) {
+    let mut names = HashSet::new();
+    for conn in &config.connections {
+        if !is_plain_name(&conn.name) {
+            report.at(
+                conn,
+                "name",
+                format!(
+                    "{:?} must be 1-63 characters of letters, digits, '-' or '_'",
+                    conn.name
+                ),
+            );
+        } else if !names.insert(conn.name.as_str()) {
+            report.at(conn, "name", format!("{:?} is defined twice", conn.name));
+        }
+        let port_ok = conn
+            .address
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
+            report.at(
+                conn,
+                "address",
+                format!("{:?} must be host:port", conn.address),
+            );
+        }
+        if conn.database.trim().is_empty() {
+            report.at(conn, "database", "must not be empty");
+        }
+        let creds = [
+            ("read", &conn.read),
+            ("write", &conn.write),
+            ("admin", &conn.admin),
+        ];
+        if creds.iter().all(|(_, c)| c.is_none()) {
+            report.at(
+                conn,
+                "",
+                "has no credential: set read, write or admin = { user = ..., password_env = ... }",
+            );
+        }
+        for (field, c) in creds {
+            if let Some(c) = c {
+                credential(report, conn, field, c);
+            }
+        }
+    }
+}
+
+fn policies(config: &Config, report: &mut Report<'_>) {
+    for policy in &config.policies {
+        if policy.who.is_empty() {
+            report.at(policy, "who", "must name at least one identity matcher");
+        }
+        if policy.connections.is_empty() {
+            report.at(policy, "connections", "must name at least one connection");
+        }
+        if policy.access.is_empty() {
+            report.at(policy, "access", "must name at least one access level");
+        }
+        for name in &policy.connections {
+            if name == "*" {
+                continue;
+            }
+            let Some(conn) = config.connection(name) else {
+                report.at(
+                    policy,
+                    "connections",
+                    format!("unknown connection {name:?}"),
+                );
+                continue;
+            };
+            for access in &policy.access {
+                if conn.credential(*access).is_none() {
+                    report.at(
+                        policy,
+                        "access",
+                        format!("allows {access} on {name:?}, which has no {access} credential"),
+                    );
+                }
+            }
+        }
+        if let Some(approve) = &policy.approve {
+            if approve.by.is_empty() {
+                report.at(policy, "approve.by", "must name who approves");
+            }
+            if approve.when.is_empty() {
+                report.at(
+                    policy,
+                    "approve.when",
+                    "must name the access levels that need approval",
+                );
+            }
+        }
+        for (i, rule) in policy.statements.iter().enumerate() {
+            let field = format!("statements[{i}]");
+            let m = &rule.matches;
+            if m.class.is_empty() && m.tables.is_empty() && m.regex.is_none() {
+                report.at(
+                    policy,
+                    &format!("{field}.match"),
+                    "needs at least one of class, tables or regex",
+                );
+            }
+            if let Some(pattern) = &m.regex
+                && let Err(e) = regex::Regex::new(pattern)
+            {
+                report.at(
+                    policy,
+                    &format!("{field}.match.regex"),
+                    format!(
+                        "invalid regex {pattern:?}: {}",
+                        e.to_string()
+                            .lines()
+                            .last()
+                            .unwrap_or("")
+                            .trim_start_matches("error: ")
+                    ),
+                );
+            }
+            match (rule.action, rule.by.is_empty()) {
+                (RuleAction::Review, true) => report.at(
+                    policy,
+                    &format!("{field}.by"),
+                    "a review rule must name who approves",
+                ),
+                (RuleAction::Allow | RuleAction::Deny, false) => report.at(
+                    policy,
+                    &format!("{field}.by"),
+                    "only review rules have approvers",
+                ),
+                _ => {}
+            }
+        }
+    }
+}

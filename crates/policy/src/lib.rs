@@ -1,0 +1,23 @@
+//! Taskgate's domain: configuration and policy types, who may request what,
+//! and the task and review state machines with the events each step records.
+//!
+//! Pure: no sockets, no files, no clock. Callers pass the time in.
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod duration;
+mod grant;
+mod matcher;
+mod review;
+mod secret;
+mod task;
+
+pub use duration::{HumanDuration, parse_duration};
+pub use grant::{GrantDecision, TaskRequest, evaluate_request};
+pub use matcher::{Matcher, MatcherError};
+pub use review::{Review, ReviewKind, ReviewState};
+pub use secret::{Secret, SecretRef};
+pub use task::{
+    Access, Actor, Decision, DomainError, Task, TaskAction, TaskState, validate_task_name,
+};
+pub use taskgate_audit::{Identity, IdentityKind};
