@@ -1,1 +1,99 @@
+//! Persistence: the traits a store implements, the embedded SQLite store,
+//! and the single group-committing writer through which every change flows.
+//!
+//! Every state change and its audit events are committed in one transaction,
+//! by one writer, so the log and the state can never disagree.
 #![forbid(unsafe_code)]
+
+pub mod sqlite;
+mod writer;
+
+use taskgate_audit::{ChainHead, EventRow, SealedEvent, Timestamp};
+use taskgate_policy::{Review, ReviewState, Task, TaskState};
+
+pub use writer::{OpError, Writer, WriterStats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store holds a record it cannot read: {0}")]
+    Corrupt(String),
+    #[error("store is not a Taskgate store, or from a newer version: {0}")]
+    Incompatible(String),
+    #[error("the audit writer has stopped")]
+    WriterGone,
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What the gateway keeps of a task's token: never the token itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TaskSecrets {
+    /// SHA-256 of the token, for bearer checks.
+    pub token_sha256: [u8; 32],
+    /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, as
+    /// PostgreSQL stores it, for the PostgreSQL listener.
+    pub scram_verifier: String,
+}
+
+impl std::fmt::Debug for TaskSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TaskSecrets(<secret>)")
+    }
+}
+
+/// Filters for listing tasks; `None` means any.
+#[derive(Clone, Debug, Default)]
+pub struct TaskQuery {
+    pub state: Option<TaskState>,
+    pub requester: Option<String>,
+    pub connection: Option<String>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ReviewQuery {
+    pub state: Option<ReviewState>,
+    pub task: Option<String>,
+}
+
+/// Reads, from any thread, concurrently with the writer.
+pub trait StoreRead: Send + Sync {
+    fn task(&self, id: &str) -> Result<Option<Task>>;
+    fn tasks(&self, query: &TaskQuery) -> Result<Vec<Task>>;
+    fn task_secrets(&self, id: &str) -> Result<Option<TaskSecrets>>;
+    fn review(&self, id: &str) -> Result<Option<Review>>;
+    fn reviews(&self, query: &ReviewQuery) -> Result<Vec<Review>>;
+    /// The earliest moment a pending or active task must change by itself.
+    fn next_deadline(&self) -> Result<Option<Timestamp>>;
+    /// Events with `seq > after`, in order, at most `limit`.
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<EventRow>>;
+    /// Every event in sequence order, for verification; stop early by
+    /// returning false from `visit`.
+    fn scan_events(&self, visit: &mut dyn FnMut(&EventRow) -> bool) -> Result<()>;
+}
+
+/// The writer's side. Only the single writer holds one.
+pub trait StoreWrite: Send {
+    /// This node's chain id and the last committed event.
+    fn chain(&mut self) -> Result<(String, ChainHead)>;
+    /// Runs `work` in one transaction and commits it; if `work` or the
+    /// commit fails, nothing of it is kept.
+    fn transaction(&mut self, work: &mut dyn FnMut(&mut dyn WriteTx) -> Result<()>) -> Result<()>;
+}
+
+/// What the writer may do inside a transaction. Reads see earlier writes of
+/// the same transaction.
+pub trait WriteTx {
+    fn task(&mut self, id: &str) -> Result<Option<Task>>;
+    fn review(&mut self, id: &str) -> Result<Option<Review>>;
+    fn pending_grant_review(&mut self, task_id: &str) -> Result<Option<Review>>;
+    /// Pending or active tasks whose deadline is at or before `now`.
+    fn due_tasks(&mut self, now: Timestamp) -> Result<Vec<Task>>;
+    fn insert_task(&mut self, task: &Task, secrets: &TaskSecrets) -> Result<()>;
+    fn update_task(&mut self, task: &Task) -> Result<()>;
+    fn insert_review(&mut self, review: &Review) -> Result<()>;
+    fn update_review(&mut self, review: &Review) -> Result<()>;
+    fn append(&mut self, event: &SealedEvent) -> Result<()>;
+}

@@ -1,0 +1,399 @@
+//! The single group-committing writer.
+//!
+//! Many callers submit operations; one thread takes whatever has queued up,
+//! applies it all in one transaction, commits once, and then answers each
+//! caller. A caller's future resolves only after its own event is committed,
+//! so "committed before forwarded" holds for every statement the data plane
+//! sends. While one commit (and its fsync) runs, the next batch queues: the
+//! busier the gateway, the bigger the batches and the cheaper each event.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use taskgate_audit::{Chain, EventDraft, Timestamp};
+use taskgate_policy::{Actor, DomainError, Review, Task};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Result, StoreError, StoreWrite, TaskSecrets, WriteTx};
+
+/// Operations queued but not yet taken by the writer; callers wait beyond.
+const QUEUE_CAPACITY: usize = 16_384;
+/// Most operations committed in one transaction.
+const MAX_BATCH_OPS: usize = 4_096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+enum Op {
+    Append(EventDraft),
+    CreateTask {
+        task: Box<Task>,
+        secrets: TaskSecrets,
+        review: Option<Box<Review>>,
+    },
+    DecideReview {
+        review_id: String,
+        actor: Actor,
+        approve: bool,
+        comment: Option<String>,
+    },
+    EndTask {
+        task_id: String,
+        actor: Actor,
+    },
+    RevokeTask {
+        task_id: String,
+        actor: Actor,
+        comment: Option<String>,
+    },
+    ExpireDue,
+}
+
+enum Outcome {
+    Appended(u64),
+    Task(Box<Task>),
+    Decided(Box<(Review, Task)>),
+    Expired(Vec<Task>),
+}
+
+struct Request {
+    op: Op,
+    reply: oneshot::Sender<Result<Outcome, OpError>>,
+}
+
+/// Counters for metrics; read with [`Writer::stats`].
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub events: AtomicU64,
+    pub batches: AtomicU64,
+    pub ops: AtomicU64,
+    pub failed_batches: AtomicU64,
+    pub commit_micros: AtomicU64,
+}
+
+/// A handle to submit operations; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Request>,
+    stats: Arc<WriterStats>,
+}
+
+/// The writer's thread; [`WriterThread::join`] waits for it to finish once
+/// every [`Writer`] handle is dropped.
+pub struct WriterThread(JoinHandle<()>);
+
+impl WriterThread {
+    pub fn join(self) {
+        if self.0.join().is_err() {
+            tracing::error!("audit writer thread panicked");
+        }
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread over a store.
+    pub fn start<S: StoreWrite + 'static>(mut store: S) -> Result<(Writer, WriterThread)> {
+        let (chain_id, head) = store.chain()?;
+        let chain = Chain::new(chain_id, head);
+        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let stats = Arc::new(WriterStats::default());
+        let thread_stats = Arc::clone(&stats);
+        let handle = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || run(store, chain, rx, &thread_stats))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the audit writer: {e}")))?;
+        Ok((Writer { queue, stats }, WriterThread(handle)))
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    async fn submit(&self, op: Op) -> Result<Outcome, OpError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Request { op, reply })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Appends one event; resolves with its sequence number once committed.
+    pub async fn append(&self, draft: EventDraft) -> Result<u64, OpError> {
+        match self.submit(Op::Append(draft)).await? {
+            Outcome::Appended(seq) => Ok(seq),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Stores a new task (with its grant review, if it needs one) and its
+    /// `task.requested` (and `task.activated`) events.
+    pub async fn create_task(
+        &self,
+        task: Task,
+        secrets: TaskSecrets,
+        review: Option<Review>,
+    ) -> Result<Task, OpError> {
+        let op = Op::CreateTask {
+            task: Box::new(task),
+            secrets,
+            review: review.map(Box::new),
+        };
+        match self.submit(op).await? {
+            Outcome::Task(task) => Ok(*task),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn decide_review(
+        &self,
+        review_id: &str,
+        actor: Actor,
+        approve: bool,
+        comment: Option<String>,
+    ) -> Result<(Review, Task), OpError> {
+        let op = Op::DecideReview {
+            review_id: review_id.to_owned(),
+            actor,
+            approve,
+            comment,
+        };
+        match self.submit(op).await? {
+            Outcome::Decided(pair) => Ok(*pair),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn end_task(&self, task_id: &str, actor: Actor) -> Result<Task, OpError> {
+        let op = Op::EndTask {
+            task_id: task_id.to_owned(),
+            actor,
+        };
+        match self.submit(op).await? {
+            Outcome::Task(task) => Ok(*task),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn revoke_task(
+        &self,
+        task_id: &str,
+        actor: Actor,
+        comment: Option<String>,
+    ) -> Result<Task, OpError> {
+        let op = Op::RevokeTask {
+            task_id: task_id.to_owned(),
+            actor,
+            comment,
+        };
+        match self.submit(op).await? {
+            Outcome::Task(task) => Ok(*task),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Expires every task whose deadline has passed; returns them.
+    pub async fn expire_due(&self) -> Result<Vec<Task>, OpError> {
+        match self.submit(Op::ExpireDue).await? {
+            Outcome::Expired(tasks) => Ok(tasks),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+fn unexpected() -> OpError {
+    OpError::Store(StoreError::Corrupt(
+        "writer answered the wrong operation".into(),
+    ))
+}
+
+fn run<S: StoreWrite>(
+    mut store: S,
+    mut chain: Chain,
+    mut rx: mpsc::Receiver<Request>,
+    stats: &WriterStats,
+) {
+    let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH_OPS);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH_OPS {
+            match rx.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut store, &mut chain, &mut batch, stats);
+    }
+}
+
+fn commit_batch<S: StoreWrite>(
+    store: &mut S,
+    chain: &mut Chain,
+    batch: &mut Vec<Request>,
+    stats: &WriterStats,
+) {
+    let started = Instant::now();
+    let head_before = chain.head();
+    let now = Timestamp::now();
+    let mut outcomes: Vec<Result<Outcome, OpError>> = Vec::with_capacity(batch.len());
+    let committed = store.transaction(&mut |tx| {
+        outcomes.clear();
+        for request in batch.iter() {
+            outcomes.push(apply(tx, chain, &request.op, now)?);
+        }
+        Ok(())
+    });
+    let ops = batch.len() as u64;
+    match committed {
+        Ok(()) => {
+            let events = chain.head().seq - head_before.seq;
+            stats.events.fetch_add(events, Ordering::Relaxed);
+            stats.ops.fetch_add(ops, Ordering::Relaxed);
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
+            for (request, outcome) in batch.drain(..).zip(outcomes) {
+                let _ = request.reply.send(outcome);
+            }
+        }
+        Err(error) => {
+            // Nothing of the batch was kept: every caller hears so, and the
+            // chain goes back to the last committed head.
+            chain.reset(head_before);
+            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, ops, "audit batch failed to commit; refusing its operations");
+            let message = error.to_string();
+            for request in batch.drain(..) {
+                let error = StoreError::Corrupt(format!("not committed: {message}"));
+                let _ = request.reply.send(Err(OpError::Store(error)));
+            }
+        }
+    }
+}
+
+/// Applies one operation. A domain refusal is an `Ok(Err(..))`: that caller
+/// is told no and the batch goes on. A store failure is an `Err`: the whole
+/// batch is rolled back. Domain checks run before any write, so a refused
+/// operation has written nothing.
+fn apply(
+    tx: &mut dyn WriteTx,
+    chain: &mut Chain,
+    op: &Op,
+    now: Timestamp,
+) -> Result<Result<Outcome, OpError>> {
+    let mut seal_all = |tx: &mut dyn WriteTx, drafts: Vec<EventDraft>| -> Result<u64> {
+        let mut last = 0;
+        for draft in drafts {
+            let sealed = chain
+                .seal(draft)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.append(&sealed)?;
+            last = sealed.event.seq;
+        }
+        Ok(last)
+    };
+    match op {
+        Op::Append(draft) => {
+            let seq = seal_all(tx, vec![draft.clone()])?;
+            Ok(Ok(Outcome::Appended(seq)))
+        }
+        Op::CreateTask {
+            task,
+            secrets,
+            review,
+        } => {
+            if tx.task(&task.id)?.is_some() {
+                return Ok(Err(OpError::Domain(DomainError::Invalid(format!(
+                    "task {} already exists",
+                    task.id
+                )))));
+            }
+            tx.insert_task(task, secrets)?;
+            if let Some(review) = review {
+                tx.insert_review(review)?;
+            }
+            seal_all(
+                tx,
+                task.requested_events(review.as_ref().map(|r| r.id.as_str())),
+            )?;
+            Ok(Ok(Outcome::Task(task.clone())))
+        }
+        Op::DecideReview {
+            review_id,
+            actor,
+            approve,
+            comment,
+        } => {
+            let Some(mut review) = tx.review(review_id)? else {
+                return Ok(Err(OpError::NotFound(format!("review {review_id}"))));
+            };
+            let Some(mut task) = tx.task(&review.task_id)? else {
+                return Ok(Err(OpError::NotFound(format!("task {}", review.task_id))));
+            };
+            match review.decide_grant(&mut task, actor, *approve, comment.clone(), now) {
+                Err(refused) => Ok(Err(refused.into())),
+                Ok(events) => {
+                    tx.update_review(&review)?;
+                    tx.update_task(&task)?;
+                    seal_all(tx, events)?;
+                    Ok(Ok(Outcome::Decided(Box::new((review, task)))))
+                }
+            }
+        }
+        Op::EndTask { task_id, actor } => {
+            transition(tx, task_id, &mut seal_all, |task| task.end(actor, now))
+        }
+        Op::RevokeTask {
+            task_id,
+            actor,
+            comment,
+        } => transition(tx, task_id, &mut seal_all, |task| {
+            task.revoke(actor, now, comment.clone())
+        }),
+        Op::ExpireDue => {
+            let mut expired = Vec::new();
+            for mut task in tx.due_tasks(now)? {
+                let Ok(events) = task.expire(now) else {
+                    continue;
+                };
+                if let Some(mut review) = tx.pending_grant_review(&task.id)? {
+                    if review.expire().is_ok() {
+                        tx.update_review(&review)?;
+                    }
+                }
+                tx.update_task(&task)?;
+                seal_all(tx, events)?;
+                expired.push(task);
+            }
+            Ok(Ok(Outcome::Expired(expired)))
+        }
+    }
+}
+
+fn transition(
+    tx: &mut dyn WriteTx,
+    task_id: &str,
+    seal_all: &mut dyn FnMut(&mut dyn WriteTx, Vec<EventDraft>) -> Result<u64>,
+    step: impl FnOnce(&mut Task) -> Result<Vec<EventDraft>, DomainError>,
+) -> Result<Result<Outcome, OpError>> {
+    let Some(mut task) = tx.task(task_id)? else {
+        return Ok(Err(OpError::NotFound(format!("task {task_id}"))));
+    };
+    match step(&mut task) {
+        Err(refused) => Ok(Err(refused.into())),
+        Ok(events) => {
+            tx.update_task(&task)?;
+            seal_all(tx, events)?;
+            Ok(Ok(Outcome::Task(Box::new(task))))
+        }
+    }
+}
