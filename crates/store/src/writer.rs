@@ -290,20 +290,9 @@ fn apply(
     op: &Op,
     now: Timestamp,
 ) -> Result<Result<Outcome, OpError>> {
-    let mut seal_all = |tx: &mut dyn WriteTx, drafts: Vec<EventDraft>| -> Result<u64> {
-        let mut last = 0;
-        for draft in drafts {
-            let sealed = chain
-                .seal(draft)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            tx.append(&sealed)?;
-            last = sealed.event.seq;
-        }
-        Ok(last)
-    };
     match op {
         Op::Append(draft) => {
-            let seq = seal_all(tx, vec![draft.clone()])?;
+            let seq = seal_all(tx, chain, vec![draft.clone()])?;
             Ok(Ok(Outcome::Appended(seq)))
         }
         Op::CreateTask {
@@ -344,19 +333,19 @@ fn apply(
                 Ok(events) => {
                     tx.update_review(&review)?;
                     tx.update_task(&task)?;
-                    seal_all(tx, events)?;
+                    seal_all(tx, chain, events)?;
                     Ok(Ok(Outcome::Decided(Box::new((review, task)))))
                 }
             }
         }
         Op::EndTask { task_id, actor } => {
-            transition(tx, task_id, &mut seal_all, |task| task.end(actor, now))
+            transition(tx, chain, task_id, |task| task.end(actor, now))
         }
         Op::RevokeTask {
             task_id,
             actor,
             comment,
-        } => transition(tx, task_id, &mut seal_all, |task| {
+        } => transition(tx, chain, task_id, |task| {
             task.revoke(actor, now, comment.clone())
         }),
         Op::ExpireDue => {
@@ -365,13 +354,13 @@ fn apply(
                 let Ok(events) = task.expire(now) else {
                     continue;
                 };
-                if let Some(mut review) = tx.pending_grant_review(&task.id)? {
-                    if review.expire().is_ok() {
-                        tx.update_review(&review)?;
-                    }
+                if let Some(mut review) = tx.pending_grant_review(&task.id)?
+                    && review.expire().is_ok()
+                {
+                    tx.update_review(&review)?;
                 }
                 tx.update_task(&task)?;
-                seal_all(tx, events)?;
+                seal_all(tx, chain, events)?;
                 expired.push(task);
             }
             Ok(Ok(Outcome::Expired(expired)))
@@ -379,10 +368,23 @@ fn apply(
     }
 }
 
+/// Seals drafts onto the chain and appends them; returns the last sequence.
+fn seal_all(tx: &mut dyn WriteTx, chain: &mut Chain, drafts: Vec<EventDraft>) -> Result<u64> {
+    let mut last = 0;
+    for draft in drafts {
+        let sealed = chain
+            .seal(draft)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.append(&sealed)?;
+        last = sealed.event.seq;
+    }
+    Ok(last)
+}
+
 fn transition(
     tx: &mut dyn WriteTx,
+    chain: &mut Chain,
     task_id: &str,
-    seal_all: &mut dyn FnMut(&mut dyn WriteTx, Vec<EventDraft>) -> Result<u64>,
     step: impl FnOnce(&mut Task) -> Result<Vec<EventDraft>, DomainError>,
 ) -> Result<Result<Outcome, OpError>> {
     let Some(mut task) = tx.task(task_id)? else {
@@ -392,7 +394,7 @@ fn transition(
         Err(refused) => Ok(Err(refused.into())),
         Ok(events) => {
             tx.update_task(&task)?;
-            seal_all(tx, events)?;
+            seal_all(tx, chain, events)?;
             Ok(Ok(Outcome::Task(Box::new(task))))
         }
     }

@@ -116,7 +116,7 @@ async fn concurrent_appends_get_distinct_seqs_and_a_valid_chain() {
         .stats()
         .batches
         .load(std::sync::atomic::Ordering::Relaxed);
-    assert!(batches >= 1 && batches <= 1280);
+    assert!((1..=1280).contains(&batches));
     drop(writer);
     thread.join();
     let report = verify(&path);
