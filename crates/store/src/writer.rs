@@ -312,6 +312,7 @@ fn apply(
             }
             seal_all(
                 tx,
+                chain,
                 task.requested_events(review.as_ref().map(|r| r.id.as_str())),
             )?;
             Ok(Ok(Outcome::Task(task.clone())))
