@@ -1,1 +1,14 @@
+//! Taskgate's I/O edge: the HTTP API, identity providers, the expiry
+//! scheduler, and the server that ties them to the store. Decisions are made
+//! in `taskgate-policy`; records are written by `taskgate-store`.
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod expiry;
+pub mod identity;
+pub mod metrics;
+pub mod secrets;
+mod server;
+pub mod token;
+
+pub use server::{Gateway, GatewayError};

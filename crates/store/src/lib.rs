@@ -11,7 +11,7 @@ mod writer;
 use taskgate_audit::{ChainHead, EventRow, SealedEvent, Timestamp};
 use taskgate_policy::{Review, ReviewState, Task, TaskState};
 
-pub use writer::{OpError, Writer, WriterStats};
+pub use writer::{OpError, Writer, WriterStats, WriterThread};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

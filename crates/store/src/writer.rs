@@ -114,8 +114,9 @@ impl Writer {
         Ok((Writer { queue, stats }, WriterThread(handle)))
     }
 
-    pub fn stats(&self) -> &WriterStats {
-        &self.stats
+    /// Counters shared with the writer thread, for metrics.
+    pub fn stats(&self) -> Arc<WriterStats> {
+        Arc::clone(&self.stats)
     }
 
     async fn submit(&self, op: Op) -> Result<Outcome, OpError> {

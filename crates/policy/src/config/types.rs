@@ -26,6 +26,34 @@ pub struct Config {
 }
 
 impl Config {
+    /// Makes every relative file path (store, token and password files)
+    /// relative to `base`, the config file's directory, so a config means
+    /// the same wherever the gateway is started from.
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        let fix = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        fix(&mut self.store.path);
+        for dev in &mut self.identity.dev {
+            if let Some(path) = dev.value.token_file.as_mut() {
+                fix(path);
+            }
+        }
+        for conn in &mut self.connections {
+            let c = &mut conn.value;
+            for cred in [&mut c.read, &mut c.write, &mut c.admin]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(path) = cred.password_file.as_mut() {
+                    fix(path);
+                }
+            }
+        }
+    }
+
     pub fn connection(&self, name: &str) -> Option<&Connection> {
         self.connections
             .iter()

@@ -1,0 +1,158 @@
+//! The control plane's HTTP API (SPEC §3).
+
+mod audit;
+mod error;
+mod extract;
+mod ops;
+mod reviews;
+mod tasks;
+mod views;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use taskgate_policy::config::Config;
+use taskgate_store::{StoreRead, Writer};
+use tokio::sync::Notify;
+use utoipa::OpenApi;
+
+pub use error::ApiError;
+
+use crate::identity::Authenticator;
+use crate::metrics::{HttpLabels, Metrics};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Arc<Config>,
+    pub reader: Arc<dyn StoreRead>,
+    pub writer: Writer,
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+    /// Woken when a task gets a new deadline, so the expiry scheduler
+    /// re-plans its sleep.
+    pub deadlines: Arc<Notify>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    /// Runs a store read off the async threads.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn StoreRead) -> taskgate_store::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || work(reader.as_ref()))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Taskgate",
+        description = "Per-task, time-boxed, recorded access for AI agents."
+    ),
+    paths(
+        tasks::create_task,
+        tasks::list_tasks,
+        tasks::get_task,
+        tasks::end_task,
+        tasks::revoke_task,
+        reviews::list_reviews,
+        reviews::approve_review,
+        reviews::deny_review,
+        audit::verify,
+        ops::healthz,
+        ops::metrics,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/tasks", post(tasks::create_task).get(tasks::list_tasks))
+        .route("/v1/tasks/{id}", get(tasks::get_task))
+        .route("/v1/tasks/{id}/end", post(tasks::end_task))
+        .route("/v1/tasks/{id}/revoke", post(tasks::revoke_task))
+        .route("/v1/reviews", get(reviews::list_reviews))
+        .route("/v1/reviews/{id}/approve", post(reviews::approve_review))
+        .route("/v1/reviews/{id}/deny", post(reviews::deny_review))
+        .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/openapi.json", get(ops::openapi))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Counts and logs every request: method, route, status, time. Never
+/// headers or bodies, which may carry tokens.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method: method.clone(),
+            route,
+            status,
+        })
+        .inc();
+    tracing::info!(
+        target: "taskgate::api",
+        %method,
+        %path,
+        status,
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}

@@ -1,0 +1,149 @@
+//! Starting and stopping the gateway: store, writer, expiry, API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use taskgate_policy::config::Config;
+use taskgate_store::sqlite::{self, Durability};
+use taskgate_store::{StoreError, StoreRead, Writer};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState, Inner};
+use crate::expiry;
+use crate::identity::dev::DevProviderError;
+use crate::identity::{Authenticator, DevProvider, IdentityProvider};
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Identity(#[from] DevProviderError),
+    #[error("cannot open the store at {path}: {error}")]
+    Store { path: String, error: StoreError },
+    #[error("cannot expire overdue tasks at start: {0}")]
+    Expiry(#[from] taskgate_store::OpError),
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+}
+
+/// A running gateway; [`Gateway::stop`] shuts it down cleanly.
+pub struct Gateway {
+    api_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    expiry: JoinHandle<()>,
+    writer_thread: taskgate_store::WriterThread,
+}
+
+fn providers(config: &Config) -> Result<Vec<Box<dyn IdentityProvider>>, GatewayError> {
+    let mut providers: Vec<Box<dyn IdentityProvider>> = Vec::new();
+    if !config.identity.dev.is_empty() {
+        let dev = DevProvider::from_config(config.identity.dev.iter().map(|d| &d.value))?;
+        let subjects: Vec<&str> = dev.subjects().collect();
+        tracing::warn!(
+            subjects = ?subjects,
+            "the dev identity provider is enabled: static tokens from the config, for local use and tests only, never production"
+        );
+        providers.push(Box::new(dev));
+    }
+    Ok(providers)
+}
+
+impl Gateway {
+    /// Opens the store, expires what passed its window while the gateway
+    /// was down, and starts serving the API.
+    pub async fn start(config: Config) -> Result<Gateway, GatewayError> {
+        let auth = Authenticator::new(providers(&config)?);
+        let store_path = config.store.path.clone();
+        let (store_writer, reader) =
+            sqlite::open(&store_path, Durability::Full).map_err(|error| GatewayError::Store {
+                path: store_path.display().to_string(),
+                error,
+            })?;
+        let (writer, writer_thread) =
+            Writer::start(store_writer).map_err(|error| GatewayError::Store {
+                path: store_path.display().to_string(),
+                error,
+            })?;
+        let metrics = Arc::new(Metrics::new(writer.stats()));
+        let caught_up = expiry::expire_due(&writer, Some(&metrics)).await?;
+        if caught_up > 0 {
+            tracing::info!(
+                tasks = caught_up,
+                "expired tasks whose window passed while the gateway was down"
+            );
+        }
+        let reader: Arc<dyn StoreRead> = Arc::new(reader);
+        let deadlines = Arc::new(Notify::new());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let expiry = tokio::spawn(expiry::run(
+            Arc::clone(&reader),
+            writer.clone(),
+            Arc::clone(&metrics),
+            Arc::clone(&deadlines),
+            shutdown_rx.clone(),
+        ));
+        let api_listen = config.server.api_listen;
+        let listener = TcpListener::bind(api_listen)
+            .await
+            .map_err(|error| GatewayError::Bind {
+                addr: api_listen,
+                error,
+            })?;
+        let api_addr = listener.local_addr().map_err(|error| GatewayError::Bind {
+            addr: api_listen,
+            error,
+        })?;
+        let state = AppState::new(Inner {
+            config: Arc::new(config),
+            reader,
+            writer,
+            auth,
+            metrics,
+            deadlines,
+        });
+        let router = api::router(state);
+        let mut server_shutdown = shutdown_rx;
+        let server = tokio::spawn(async move {
+            let stopped = async move {
+                let _ = server_shutdown.changed().await;
+            };
+            if let Err(error) = axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(%error, "API server failed");
+            }
+        });
+        tracing::info!(api = %api_addr, store = %store_path.display(), "taskgate is serving");
+        Ok(Gateway {
+            api_addr,
+            shutdown,
+            server,
+            expiry,
+            writer_thread,
+        })
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// Stops accepting requests, lets the running ones finish, and closes
+    /// the store after its last commit.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let _ = self.expiry.await;
+        // Every writer handle is gone with the server and the scheduler, so
+        // the writer thread drains its queue and ends.
+        let thread = self.writer_thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        tracing::info!("taskgate stopped");
+    }
+}

@@ -1,0 +1,89 @@
+//! A small client for the gateway's API.
+
+use anyhow::{Context, anyhow, bail};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::Global;
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    pub fn new(global: &Global) -> anyhow::Result<Self> {
+        let Some(token) = global.token.clone().filter(|t| !t.is_empty()) else {
+            bail!("no identity token: pass --token or set TASKGATE_TOKEN");
+        };
+        Ok(Self {
+            http: reqwest::Client::new(),
+            base: global.server.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the gateway at {}", self.base))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .context("cannot read the gateway's answer")?;
+        if !status.is_success() {
+            let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+            let error = parsed.as_ref().and_then(|v| v.get("error"));
+            let code = error.and_then(|e| e.get("code")).and_then(Value::as_str);
+            let message = error.and_then(|e| e.get("message")).and_then(Value::as_str);
+            return Err(match (code, message) {
+                (Some(code), Some(message)) => {
+                    anyhow!("{what}: {message} ({code}, HTTP {})", status.as_u16())
+                }
+                _ => anyhow!("{what}: the gateway answered HTTP {}", status.as_u16()),
+            });
+        }
+        serde_json::from_slice(&body)
+            .with_context(|| format!("{what}: unexpected answer from the gateway"))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str, what: &str) -> anyhow::Result<T> {
+        self.send(self.http.get(format!("{}{path}", self.base)), what)
+            .await
+    }
+
+    pub async fn get_query<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        what: &str,
+    ) -> anyhow::Result<T> {
+        self.send(
+            self.http.get(format!("{}{path}", self.base)).query(query),
+            what,
+        )
+        .await
+    }
+
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        self.send(
+            self.http.post(format!("{}{path}", self.base)).json(body),
+            what,
+        )
+        .await
+    }
+}
