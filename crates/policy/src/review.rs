@@ -86,7 +86,7 @@ impl Review {
 
     fn close(&mut self, state: ReviewState) -> Result<(), DomainError> {
         if self.state != ReviewState::Pending {
-            return Err(DomainError::Invalid(format!(
+            return Err(DomainError::Conflict(format!(
                 "review {} is already {}",
                 self.id, self.state
             )));
@@ -111,7 +111,7 @@ impl Review {
             )));
         }
         if self.state != ReviewState::Pending {
-            return Err(DomainError::Invalid(format!(
+            return Err(DomainError::Conflict(format!(
                 "review {} is already {}",
                 self.id, self.state
             )));

@@ -168,6 +168,9 @@ pub enum DomainError {
     Forbidden(String),
     #[error("{0}")]
     Invalid(String),
+    /// The thing was already decided or done; repeating it changes nothing.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Who is acting, and whether the roles config makes them an admin.

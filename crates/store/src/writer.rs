@@ -302,7 +302,7 @@ fn apply(
             review,
         } => {
             if tx.task(&task.id)?.is_some() {
-                return Ok(Err(OpError::Domain(DomainError::Invalid(format!(
+                return Ok(Err(OpError::Domain(DomainError::Conflict(format!(
                     "task {} already exists",
                     task.id
                 )))));

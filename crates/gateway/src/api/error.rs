@@ -81,7 +81,7 @@ impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
         let message = error.to_string();
         match error {
-            DomainError::IllegalTransition { .. } => {
+            DomainError::IllegalTransition { .. } | DomainError::Conflict(_) => {
                 Self::new(StatusCode::CONFLICT, "conflict", message)
             }
             DomainError::SelfApproval => Self::new(StatusCode::FORBIDDEN, "self_approval", message),

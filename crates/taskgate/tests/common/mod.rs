@@ -1,0 +1,355 @@
+//! A real gateway process for end-to-end tests: the `taskgate` binary,
+//! started on port 0 with a config in a temp dir, its log captured so tests
+//! can assert on it. Real HTTP, real CLI invocations, real SQLite file.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_taskgate");
+
+/// The dev identities every test gateway has, with fresh random tokens.
+pub struct Tokens {
+    pub agent: String,
+    pub alice: String,
+    pub bob: String,
+    pub auditor: String,
+    pub admin: String,
+}
+
+fn random_token(who: &str) -> String {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).unwrap();
+    format!("devtok-{who}-{}", hex::encode(bytes))
+}
+
+/// An upstream password the tests make sure never leaks.
+pub const UPSTREAM_PASSWORD: &str = "upstream-pw-never-shown-7f1c";
+
+pub struct TestGateway {
+    pub dir: tempfile::TempDir,
+    pub tokens: Tokens,
+    pub base: String,
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+    extra_config: String,
+}
+
+impl TestGateway {
+    pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Starts a gateway whose config has `extra` appended (more policies).
+    pub fn start_with(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = Tokens {
+            agent: random_token("agent"),
+            alice: random_token("alice"),
+            bob: random_token("bob"),
+            auditor: random_token("auditor"),
+            admin: random_token("admin"),
+        };
+        for (name, token) in [
+            ("agent", &tokens.agent),
+            ("alice", &tokens.alice),
+            ("bob", &tokens.bob),
+            ("auditor", &tokens.auditor),
+            ("admin", &tokens.admin),
+        ] {
+            std::fs::write(
+                dir.path().join(format!("{name}.token")),
+                format!("{token}\n"),
+            )
+            .unwrap();
+        }
+        let mut gateway = TestGateway {
+            dir,
+            tokens,
+            base: String::new(),
+            child: None,
+            log: Arc::new(Mutex::new(String::new())),
+            extra_config: extra.to_owned(),
+        };
+        gateway.write_config();
+        gateway.spawn();
+        gateway
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("taskgate.toml")
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.path().join("taskgate.db")
+    }
+
+    fn write_config(&self) {
+        let config = format!(
+            r#"
+[server]
+api_listen = "127.0.0.1:0"
+postgres_listen = "127.0.0.1:15432"
+
+[store]
+path = "taskgate.db"
+
+[[identity.dev]]
+subject = "copilot-agent"
+kind = "agent"
+token_file = "agent.token"
+
+[[identity.dev]]
+subject = "alice"
+kind = "human"
+groups = ["dba"]
+token_file = "alice.token"
+
+[[identity.dev]]
+subject = "bob"
+kind = "human"
+groups = ["dev"]
+token_file = "bob.token"
+
+[[identity.dev]]
+subject = "sam"
+kind = "human"
+groups = ["security"]
+token_file = "auditor.token"
+
+[[identity.dev]]
+subject = "pat"
+kind = "human"
+groups = ["platform"]
+token_file = "admin.token"
+
+[roles]
+admins = ["group:platform"]
+auditors = ["group:security"]
+
+[[connections]]
+name = "orders-db"
+kind = "postgres"
+address = "127.0.0.1:5432"
+database = "orders"
+read = {{ user = "orders_ro", password_env = "TG_TEST_UPSTREAM_PW" }}
+write = {{ user = "orders_rw", password_env = "TG_TEST_UPSTREAM_PW" }}
+
+[[policies]]
+who = ["kind:agent"]
+connections = ["orders-db"]
+access = ["read", "write"]
+max_window = "30m"
+approve = {{ when = ["write"], by = ["group:dba"], timeout = "10m" }}
+
+[[policies]]
+who = ["group:dba"]
+connections = ["orders-db"]
+access = ["write"]
+max_window = "30m"
+approve = {{ when = ["write"], by = ["group:dba"] }}
+{}
+"#,
+            self.extra_config
+        );
+        std::fs::write(self.config_path(), config).unwrap();
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(self.config_path())
+            .env("TG_TEST_UPSTREAM_PW", UPSTREAM_PASSWORD)
+            .env("TASKGATE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::clone(&self.log);
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                log.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let addr = first
+            .trim()
+            .strip_prefix("taskgate api listening on ")
+            .unwrap_or_else(|| panic!("gateway did not start: {first:?}\n{}", self.log()))
+            .to_owned();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let _ = stdout.read_to_end(&mut Vec::new());
+        });
+        self.base = addr;
+        self.child = Some(child);
+    }
+
+    /// Everything the gateway has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM and wait: a clean shutdown.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn http(&self) -> Http {
+        Http {
+            client: reqwest::blocking::Client::new(),
+            base: self.base.clone(),
+        }
+    }
+
+    /// Runs the CLI against this gateway as the holder of `token`.
+    pub fn cli(&self, token: &str, args: &[&str]) -> CliOutput {
+        let output = Command::new(BIN)
+            .args(args)
+            .env("TASKGATE_SERVER", &self.base)
+            .env("TASKGATE_TOKEN", token)
+            .env("TASKGATE_STATE_DIR", self.dir.path().join("cli-state"))
+            .output()
+            .unwrap();
+        CliOutput {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Requests a task as the agent and returns the API's answer.
+    pub fn request(&self, access: &str, window: &str) -> Value {
+        let (status, body) = self.http().post(
+            &self.tokens.agent,
+            "/v1/tasks",
+            &serde_json::json!({
+                "name": "migrate-orders", "connection": "orders-db", "access": access,
+                "window": window, "reason": "add a note column", "ref": "acme/shop#1234"
+            }),
+        );
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    /// Waits until `check` holds, for at most `limit`.
+    pub fn eventually(&self, limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if check() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        check()
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub struct Http {
+    client: reqwest::blocking::Client,
+    base: String,
+}
+
+impl Http {
+    fn finish(response: reqwest::blocking::Response) -> (u16, Value) {
+        let status = response.status().as_u16();
+        let text = response.text().unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, body)
+    }
+
+    pub fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        Self::finish(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .send()
+                .unwrap(),
+        )
+    }
+
+    pub fn get_anonymous(&self, path: &str) -> (u16, String) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    }
+
+    pub fn post(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        Self::finish(
+            self.client
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .json(body)
+                .send()
+                .unwrap(),
+        )
+    }
+
+    /// Posts raw bytes with the given headers (for malformed input).
+    pub fn post_raw(&self, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
+        let mut request = self.client.post(format!("{}{path}", self.base)).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Self::finish(request.send().unwrap())
+    }
+}
+
+/// Every event body in the store, as text, read directly from the file.
+pub fn event_bodies(store: &Path) -> Vec<String> {
+    use taskgate_store::StoreRead;
+    let reader = taskgate_store::sqlite::open_read_only(store).unwrap();
+    let mut bodies = Vec::new();
+    reader
+        .scan_events(&mut |row| {
+            bodies.push(String::from_utf8_lossy(&row.body).into_owned());
+            true
+        })
+        .unwrap();
+    bodies
+}
