@@ -13,7 +13,7 @@ mod timestamp;
 mod verify;
 
 pub use canonical::{CanonicalError, canonical_json};
-pub use chain::{Chain, ChainHead, GENESIS_HASH, Hash, SealedEvent};
+pub use chain::{Chain, ChainHead, EventColumns, GENESIS_HASH, Hash, PreparedEvent, SealedEvent};
 pub use event::{Event, EventDraft, EventType, SCHEMA_VERSION};
 pub use identity::{Identity, IdentityKind};
 pub use timestamp::{Timestamp, TimestampError};

@@ -224,10 +224,10 @@ mod tests {
 
     fn row(s: &SealedEvent) -> EventRow {
         EventRow {
-            seq: i64::try_from(s.event.seq).unwrap_or(-1),
-            time_micros: s.event.time.as_micros(),
-            event_type: s.event.event_type.as_str().to_owned(),
-            task: s.event.task.clone(),
+            seq: i64::try_from(s.seq).unwrap_or(-1),
+            time_micros: s.columns.time.as_micros(),
+            event_type: s.columns.event_type.as_str().to_owned(),
+            task: s.columns.task.clone(),
             session: None,
             connection: None,
             subject: None,

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use taskgate_policy::config::Config;
+use taskgate_policy::config::{Config, StoreDurability};
 use taskgate_store::sqlite::{self, Durability};
 use taskgate_store::{StoreError, StoreRead, Writer};
 use tokio::net::TcpListener;
@@ -60,8 +60,12 @@ impl Gateway {
     pub async fn start(config: Config) -> Result<Gateway, GatewayError> {
         let auth = Authenticator::new(providers(&config)?);
         let store_path = config.store.path.clone();
+        let durability = match config.store.durability {
+            StoreDurability::Full => Durability::Full,
+            StoreDurability::Normal => Durability::Normal,
+        };
         let (store_writer, reader) =
-            sqlite::open(&store_path, Durability::Full).map_err(|error| GatewayError::Store {
+            sqlite::open(&store_path, durability).map_err(|error| GatewayError::Store {
                 path: store_path.display().to_string(),
                 error,
             })?;

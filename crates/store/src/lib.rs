@@ -74,8 +74,15 @@ pub trait StoreRead: Send + Sync {
     fn scan_events(&self, visit: &mut dyn FnMut(&EventRow) -> bool) -> Result<()>;
 }
 
+/// Makes every transaction committed so far durable (e.g. fsyncs a log).
+pub type CommitSync = Box<dyn FnMut() -> Result<()> + Send>;
+
 /// The writer's side. Only the single writer holds one.
 pub trait StoreWrite: Send {
+    /// `None` when a commit is durable by itself. Otherwise a function the
+    /// writer calls, on its own thread, before telling callers their
+    /// operations are committed.
+    fn commit_sync(&mut self) -> Result<Option<CommitSync>>;
     /// This node's chain id and the last committed event.
     fn chain(&mut self) -> Result<(String, ChainHead)>;
     /// Runs `work` in one transaction and commits it; if `work` or the

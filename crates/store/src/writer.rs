@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use taskgate_audit::{Chain, EventDraft, Timestamp};
+use taskgate_audit::{Chain, EventDraft, PreparedEvent, Timestamp};
 use taskgate_policy::{Actor, DomainError, Review, Task};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Result, StoreError, StoreWrite, TaskSecrets, WriteTx};
+use crate::{CommitSync, Result, StoreError, StoreWrite, TaskSecrets, WriteTx};
 
 /// Operations queued but not yet taken by the writer; callers wait beyond.
 const QUEUE_CAPACITY: usize = 16_384;
@@ -34,7 +34,7 @@ pub enum OpError {
 }
 
 enum Op {
-    Append(EventDraft),
+    Append(PreparedEvent),
     CreateTask {
         task: Box<Task>,
         secrets: TaskSecrets,
@@ -66,7 +66,8 @@ enum Outcome {
 }
 
 struct Request {
-    op: Op,
+    /// Taken by the writer when applied.
+    op: Option<Op>,
     reply: oneshot::Sender<Result<Outcome, OpError>>,
 }
 
@@ -84,6 +85,8 @@ pub struct WriterStats {
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Request>,
+    /// The chain's id, so callers can encode their events before queueing.
+    chain_id: Arc<str>,
     stats: Arc<WriterStats>,
 }
 
@@ -103,7 +106,7 @@ impl Writer {
     /// Starts the writer thread over a store.
     pub fn start<S: StoreWrite + 'static>(mut store: S) -> Result<(Writer, WriterThread)> {
         let (chain_id, head) = store.chain()?;
-        let chain = Chain::new(chain_id, head);
+        let chain = Chain::new(chain_id.clone(), head);
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
         let stats = Arc::new(WriterStats::default());
         let thread_stats = Arc::clone(&stats);
@@ -111,7 +114,12 @@ impl Writer {
             .name("audit-writer".into())
             .spawn(move || run(store, chain, rx, &thread_stats))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the audit writer: {e}")))?;
-        Ok((Writer { queue, stats }, WriterThread(handle)))
+        let writer = Writer {
+            queue,
+            chain_id: chain_id.into(),
+            stats,
+        };
+        Ok((writer, WriterThread(handle)))
     }
 
     /// Counters shared with the writer thread, for metrics.
@@ -122,15 +130,23 @@ impl Writer {
     async fn submit(&self, op: Op) -> Result<Outcome, OpError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Request { op, reply })
+            .send(Request {
+                op: Some(op),
+                reply,
+            })
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
     /// Appends one event; resolves with its sequence number once committed.
+    /// The event is encoded here, on the caller's thread; the writer only
+    /// numbers, hashes and stores it.
     pub async fn append(&self, draft: EventDraft) -> Result<u64, OpError> {
-        match self.submit(Op::Append(draft)).await? {
+        let prepared = draft
+            .prepare(&self.chain_id)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        match self.submit(Op::Append(prepared)).await? {
             Outcome::Appended(seq) => Ok(seq),
             _ => Err(unexpected()),
         }
@@ -217,12 +233,72 @@ fn unexpected() -> OpError {
     ))
 }
 
+type Reply = (
+    oneshot::Sender<Result<Outcome, OpError>>,
+    Result<Outcome, OpError>,
+);
+
+/// Where answers go once a batch is committed.
+enum Acks {
+    /// The commit itself is durable: answer at once.
+    Direct,
+    /// Answer after the sync thread has made the commit durable.
+    AfterSync(std::sync::mpsc::Sender<Vec<Reply>>),
+}
+
+impl Acks {
+    fn send(&self, replies: Vec<Reply>) {
+        match self {
+            Acks::Direct => answer(replies),
+            Acks::AfterSync(syncer) => {
+                if let Err(unsent) = syncer.send(replies) {
+                    // The sync thread is gone: nothing can be made durable.
+                    refuse(unsent.0, "the audit sync thread has stopped");
+                }
+            }
+        }
+    }
+}
+
+fn answer(replies: Vec<Reply>) {
+    for (reply, outcome) in replies {
+        let _ = reply.send(outcome);
+    }
+}
+
+fn refuse(replies: Vec<Reply>, why: &str) {
+    for (reply, _) in replies {
+        let error = StoreError::Corrupt(format!("not made durable: {why}"));
+        let _ = reply.send(Err(OpError::Store(error)));
+    }
+}
+
 fn run<S: StoreWrite>(
     mut store: S,
     mut chain: Chain,
     mut rx: mpsc::Receiver<Request>,
     stats: &WriterStats,
 ) {
+    let (acks, sync_thread) = match store.commit_sync() {
+        Ok(None) => (Acks::Direct, None),
+        Ok(Some(sync)) => {
+            let (tx, sync_rx) = std::sync::mpsc::channel();
+            let thread = std::thread::Builder::new()
+                .name("audit-sync".into())
+                .spawn(move || sync_loop(sync, &sync_rx));
+            match thread {
+                Ok(thread) => (Acks::AfterSync(tx), Some(thread)),
+                Err(error) => {
+                    tracing::error!(%error, "cannot start the audit sync thread");
+                    return;
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "the store cannot make commits durable");
+            return;
+        }
+    };
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH_OPS);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -232,7 +308,33 @@ fn run<S: StoreWrite>(
                 Err(_) => break,
             }
         }
-        commit_batch(&mut store, &mut chain, &mut batch, stats);
+        commit_batch(&mut store, &mut chain, &mut batch, stats, &acks);
+    }
+    drop(acks);
+    if let Some(thread) = sync_thread {
+        let _ = thread.join();
+    }
+}
+
+/// Makes committed batches durable, as many per sync as have queued up,
+/// while the writer goes on with the next batch: group commit, pipelined.
+/// Answers go out strictly in commit order.
+fn sync_loop(mut sync: CommitSync, committed: &std::sync::mpsc::Receiver<Vec<Reply>>) {
+    while let Ok(first) = committed.recv() {
+        let mut groups = vec![first];
+        while let Ok(more) = committed.try_recv() {
+            groups.push(more);
+        }
+        match sync() {
+            Ok(()) => groups.into_iter().for_each(answer),
+            Err(error) => {
+                tracing::error!(%error, "audit commit could not be made durable; refusing its operations");
+                let why = error.to_string();
+                for group in groups {
+                    refuse(group, &why);
+                }
+            }
+        }
     }
 }
 
@@ -241,6 +343,7 @@ fn commit_batch<S: StoreWrite>(
     chain: &mut Chain,
     batch: &mut Vec<Request>,
     stats: &WriterStats,
+    acks: &Acks,
 ) {
     let started = Instant::now();
     let head_before = chain.head();
@@ -248,8 +351,12 @@ fn commit_batch<S: StoreWrite>(
     let mut outcomes: Vec<Result<Outcome, OpError>> = Vec::with_capacity(batch.len());
     let committed = store.transaction(&mut |tx| {
         outcomes.clear();
-        for request in batch.iter() {
-            outcomes.push(apply(tx, chain, &request.op, now)?);
+        for request in batch.iter_mut() {
+            let Some(op) = request.op.take() else {
+                outcomes.push(Err(unexpected()));
+                continue;
+            };
+            outcomes.push(apply(tx, chain, op, now)?);
         }
         Ok(())
     });
@@ -262,9 +369,12 @@ fn commit_batch<S: StoreWrite>(
             stats.batches.fetch_add(1, Ordering::Relaxed);
             let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
-            for (request, outcome) in batch.drain(..).zip(outcomes) {
-                let _ = request.reply.send(outcome);
-            }
+            let replies = batch
+                .drain(..)
+                .map(|request| request.reply)
+                .zip(outcomes)
+                .collect();
+            acks.send(replies);
         }
         Err(error) => {
             // Nothing of the batch was kept: every caller hears so, and the
@@ -288,13 +398,14 @@ fn commit_batch<S: StoreWrite>(
 fn apply(
     tx: &mut dyn WriteTx,
     chain: &mut Chain,
-    op: &Op,
+    op: Op,
     now: Timestamp,
 ) -> Result<Result<Outcome, OpError>> {
     match op {
-        Op::Append(draft) => {
-            let seq = seal_all(tx, chain, vec![draft.clone()])?;
-            Ok(Ok(Outcome::Appended(seq)))
+        Op::Append(prepared) => {
+            let sealed = chain.seal_prepared(prepared);
+            tx.append(&sealed)?;
+            Ok(Ok(Outcome::Appended(sealed.seq)))
         }
         Op::CreateTask {
             task,
@@ -307,8 +418,8 @@ fn apply(
                     task.id
                 )))));
             }
-            tx.insert_task(task, secrets)?;
-            if let Some(review) = review {
+            tx.insert_task(&task, &secrets)?;
+            if let Some(review) = &review {
                 tx.insert_review(review)?;
             }
             seal_all(
@@ -316,7 +427,7 @@ fn apply(
                 chain,
                 task.requested_events(review.as_ref().map(|r| r.id.as_str())),
             )?;
-            Ok(Ok(Outcome::Task(task.clone())))
+            Ok(Ok(Outcome::Task(task)))
         }
         Op::DecideReview {
             review_id,
@@ -324,13 +435,13 @@ fn apply(
             approve,
             comment,
         } => {
-            let Some(mut review) = tx.review(review_id)? else {
+            let Some(mut review) = tx.review(&review_id)? else {
                 return Ok(Err(OpError::NotFound(format!("review {review_id}"))));
             };
             let Some(mut task) = tx.task(&review.task_id)? else {
                 return Ok(Err(OpError::NotFound(format!("task {}", review.task_id))));
             };
-            match review.decide_grant(&mut task, actor, *approve, comment.clone(), now) {
+            match review.decide_grant(&mut task, &actor, approve, comment, now) {
                 Err(refused) => Ok(Err(refused.into())),
                 Ok(events) => {
                     tx.update_review(&review)?;
@@ -341,14 +452,14 @@ fn apply(
             }
         }
         Op::EndTask { task_id, actor } => {
-            transition(tx, chain, task_id, |task| task.end(actor, now))
+            transition(tx, chain, &task_id, |task| task.end(&actor, now))
         }
         Op::RevokeTask {
             task_id,
             actor,
             comment,
-        } => transition(tx, chain, task_id, |task| {
-            task.revoke(actor, now, comment.clone())
+        } => transition(tx, chain, &task_id, |task| {
+            task.revoke(&actor, now, comment)
         }),
         Op::ExpireDue => {
             let mut expired = Vec::new();
@@ -378,7 +489,7 @@ fn seal_all(tx: &mut dyn WriteTx, chain: &mut Chain, drafts: Vec<EventDraft>) ->
             .seal(draft)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         tx.append(&sealed)?;
-        last = sealed.event.seq;
+        last = sealed.seq;
     }
     Ok(last)
 }

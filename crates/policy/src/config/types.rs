@@ -92,12 +92,25 @@ impl Default for ServerConfig {
     }
 }
 
+/// How hard the store works to keep a committed event across power loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreDurability {
+    /// Synced to disk before any caller is told it is committed.
+    #[default]
+    Full,
+    /// Survives a crash of the gateway, not of the machine; faster.
+    Normal,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The embedded SQLite store's file, relative to the working directory.
+    /// The embedded SQLite store's file, relative to the config file.
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
+    #[serde(default)]
+    pub durability: StoreDurability,
     /// A PostgreSQL store for replicas: not in this build yet.
     pub url: Option<String>,
 }
@@ -110,6 +123,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             path: default_store_path(),
+            durability: StoreDurability::default(),
             url: None,
         }
     }

@@ -26,7 +26,8 @@ CREATE TABLE events (
     body       BLOB NOT NULL,
     hash       BLOB NOT NULL
 ) STRICT;
-CREATE INDEX events_by_task ON events (task, seq) WHERE task IS NOT NULL;
+-- No secondary index here: every index on this table is paid for on the
+-- hot path of every statement. Search indexes are derived data, kept apart.
 
 -- Append-only: the store itself refuses to change or remove an event.
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events

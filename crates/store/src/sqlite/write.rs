@@ -1,20 +1,37 @@
 //! The writer's connection. Only the single writer thread uses it.
 
+use std::path::PathBuf;
+
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use taskgate_audit::{ChainHead, SealedEvent, Timestamp};
 use taskgate_policy::{Review, ReviewKind, ReviewState, Task};
 
+use super::checkpoint::Checkpointer;
 use super::read::from_doc;
-use crate::{Result, StoreError, StoreWrite, TaskSecrets, WriteTx};
+use crate::{CommitSync, Result, StoreError, StoreWrite, TaskSecrets, WriteTx};
 
 pub struct SqliteWriter {
     conn: Connection,
     chain_id: String,
+    /// The WAL file to sync after commits, for `Durability::Full`.
+    wal: Option<PathBuf>,
+    /// Stopped (and joined) when the writer is dropped.
+    _checkpointer: Checkpointer,
 }
 
 impl SqliteWriter {
-    pub(super) fn new(conn: Connection, chain_id: String) -> Self {
-        Self { conn, chain_id }
+    pub(super) fn new(
+        conn: Connection,
+        chain_id: String,
+        checkpointer: Checkpointer,
+        wal: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            conn,
+            chain_id,
+            wal,
+            _checkpointer: checkpointer,
+        }
     }
 }
 
@@ -27,6 +44,25 @@ fn opt_micros(t: Option<Timestamp>) -> Option<i64> {
 }
 
 impl StoreWrite for SqliteWriter {
+    fn commit_sync(&mut self) -> Result<Option<CommitSync>> {
+        let Some(path) = &self.wal else {
+            return Ok(None);
+        };
+        // The WAL exists once the connection is in WAL mode and stays while
+        // the writer holds it open; syncing this handle syncs the same file.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| {
+                StoreError::Corrupt(format!("cannot open {} to sync it: {e}", path.display()))
+            })?;
+        Ok(Some(Box::new(move || {
+            file.sync_data()
+                .map_err(|e| StoreError::Corrupt(format!("cannot sync the WAL: {e}")))
+        })))
+    }
+
     fn chain(&mut self) -> Result<(String, ChainHead)> {
         let last: Option<(i64, Vec<u8>)> = self
             .conn
@@ -175,20 +211,21 @@ impl WriteTx for SqliteTx<'_> {
     }
 
     fn append(&mut self, sealed: &SealedEvent) -> Result<()> {
-        let e = &sealed.event;
+        let e = &sealed.columns;
         self.0
             .prepare_cached(
                 "INSERT INTO events (seq, time_us, type, task, session, connection, subject, body, hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
-                i64::try_from(e.seq).map_err(|_| StoreError::Corrupt("sequence overflow".into()))?,
+                i64::try_from(sealed.seq)
+                    .map_err(|_| StoreError::Corrupt("sequence overflow".into()))?,
                 e.time.as_micros(),
                 e.event_type.as_str(),
                 e.task,
                 e.session,
                 e.connection,
-                e.identity.as_ref().map(|i| i.subject.as_str()),
+                e.subject,
                 sealed.body,
                 sealed.hash.as_slice(),
             ])?;
