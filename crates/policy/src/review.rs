@@ -84,15 +84,15 @@ impl Review {
         }
     }
 
-    fn close(&mut self, state: ReviewState) -> Result<(), DomainError> {
-        if self.state != ReviewState::Pending {
-            return Err(DomainError::Conflict(format!(
+    fn ensure_pending(&self) -> Result<(), DomainError> {
+        if self.state == ReviewState::Pending {
+            Ok(())
+        } else {
+            Err(DomainError::Conflict(format!(
                 "review {} is already {}",
                 self.id, self.state
-            )));
+            )))
         }
-        self.state = state;
-        Ok(())
     }
 
     /// Decides a grant review and, with it, its task. Both change or neither.
@@ -110,22 +110,17 @@ impl Review {
                 self.id, task.id
             )));
         }
-        if self.state != ReviewState::Pending {
-            return Err(DomainError::Conflict(format!(
-                "review {} is already {}",
-                self.id, self.state
-            )));
-        }
+        self.ensure_pending()?;
         let events = if approve {
             task.approve(actor, now, comment.clone(), &self.id)?
         } else {
             task.deny(actor, now, comment.clone(), &self.id)?
         };
-        self.close(if approve {
+        self.state = if approve {
             ReviewState::Approved
         } else {
             ReviewState::Denied
-        })?;
+        };
         self.decision = Some(Decision {
             by: actor.identity.clone(),
             at: now,
@@ -136,6 +131,8 @@ impl Review {
 
     /// Closes a review whose task can no longer use it.
     pub fn expire(&mut self) -> Result<(), DomainError> {
-        self.close(ReviewState::Expired)
+        self.ensure_pending()?;
+        self.state = ReviewState::Expired;
+        Ok(())
     }
 }
