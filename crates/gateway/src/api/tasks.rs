@@ -217,6 +217,13 @@ async fn load_visible(state: &AppState, caller: &Caller, id: String) -> Result<T
     Ok(task)
 }
 
+/// Counts, logs and answers a task that has just changed state.
+fn transitioned(state: &AppState, caller: &Caller, task: &Task) -> Json<TaskView> {
+    state.metrics.task_entered(task.state.as_str());
+    tracing::info!(task = %task.id, by = %caller.identity.subject, status = %task.state, "task closed");
+    Json(TaskView::new(task, None))
+}
+
 /// Show one task.
 #[utoipa::path(
     get, path = "/v1/tasks/{id}", params(("id" = String, Path, description = "task id")),
@@ -254,9 +261,7 @@ pub async fn end_task(
 ) -> Result<Json<TaskView>, ApiError> {
     load_visible(&state, &caller, id.clone()).await?;
     let task = state.writer.end_task(&id, caller.actor()).await?;
-    state.metrics.task_entered(task.state.as_str());
-    tracing::info!(task = %task.id, by = %caller.identity.subject, "task ended");
-    Ok(Json(TaskView::new(&task, None)))
+    Ok(transitioned(&state, &caller, &task))
 }
 
 /// An approver of the task, or an admin, cuts it now.

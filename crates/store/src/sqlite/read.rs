@@ -27,6 +27,19 @@ pub(super) fn from_doc<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T> {
     serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// One JSON document by id; `sql` selects `doc` with the id as `?1`.
+pub(super) fn doc_by_id<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    id: &str,
+) -> Result<Option<T>> {
+    let doc: Option<String> = conn
+        .prepare_cached(sql)?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    doc.map(|d| from_doc(&d)).transpose()
+}
+
 pub(super) const EVENT_COLUMNS: &str =
     "seq, time_us, type, task, session, connection, subject, body, hash";
 
@@ -104,13 +117,7 @@ impl SqliteReader {
 
 impl StoreRead for SqliteReader {
     fn task(&self, id: &str) -> Result<Option<Task>> {
-        self.with(|conn| {
-            let doc: Option<String> = conn
-                .prepare_cached("SELECT doc FROM tasks WHERE id = ?1")?
-                .query_row([id], |r| r.get(0))
-                .optional()?;
-            doc.map(|d| from_doc(&d)).transpose()
-        })
+        self.with(|conn| doc_by_id(conn, "SELECT doc FROM tasks WHERE id = ?1", id))
     }
 
     fn tasks(&self, query: &TaskQuery) -> Result<Vec<Task>> {
@@ -159,13 +166,7 @@ impl StoreRead for SqliteReader {
     }
 
     fn review(&self, id: &str) -> Result<Option<Review>> {
-        self.with(|conn| {
-            let doc: Option<String> = conn
-                .prepare_cached("SELECT doc FROM reviews WHERE id = ?1")?
-                .query_row([id], |r| r.get(0))
-                .optional()?;
-            doc.map(|d| from_doc(&d)).transpose()
-        })
+        self.with(|conn| doc_by_id(conn, "SELECT doc FROM reviews WHERE id = ?1", id))
     }
 
     fn reviews(&self, query: &ReviewQuery) -> Result<Vec<Review>> {

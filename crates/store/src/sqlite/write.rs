@@ -7,7 +7,7 @@ use taskgate_audit::{ChainHead, SealedEvent, Timestamp};
 use taskgate_policy::{Review, ReviewKind, ReviewState, Task};
 
 use super::checkpoint::Checkpointer;
-use super::read::from_doc;
+use super::read::{doc_by_id, from_doc};
 use crate::{CommitSync, Result, StoreError, StoreWrite, TaskSecrets, WriteTx};
 
 pub struct SqliteWriter {
@@ -97,12 +97,7 @@ struct SqliteTx<'c>(Transaction<'c>);
 
 impl SqliteTx<'_> {
     fn doc<T: serde::de::DeserializeOwned>(&self, sql: &str, id: &str) -> Result<Option<T>> {
-        let doc: Option<String> = self
-            .0
-            .prepare_cached(sql)?
-            .query_row([id], |r| r.get(0))
-            .optional()?;
-        doc.map(|d| from_doc(&d)).transpose()
+        doc_by_id(&self.0, sql, id)
     }
 }
 
