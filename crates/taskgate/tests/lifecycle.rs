@@ -75,11 +75,12 @@ fn the_scheduler_closes_windows_and_stale_requests_on_time() {
 #[test]
 fn windows_that_passed_while_the_gateway_was_down_expire_at_start() {
     let mut gw = TestGateway::start();
-    let short = gw.request("read", "1s");
+    let short = gw.request("read", "2s");
     let long = gw.request("read", "10m");
     let (short, long) = (short["id"].as_str().unwrap(), long["id"].as_str().unwrap());
     gw.kill();
-    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(event_types(&gw, short), ["task.requested", "task.activated"], "expired before the crash");
+    std::thread::sleep(Duration::from_millis(2500));
     gw.restart();
     // The very first answer after the restart already shows it expired.
     assert_eq!(status(&gw, &gw.tokens.agent, short), "expired");
