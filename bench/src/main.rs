@@ -76,6 +76,8 @@ struct Run {
     batches: u64,
     /// Time the writer thread spent applying and committing batches.
     busy_micros: u64,
+    /// Size of the WAL file at the end: stays bounded under steady load.
+    wal_bytes: u64,
 }
 
 async fn run(callers: usize, seconds: u64, durability: Durability) -> anyhow::Result<Run> {
@@ -120,6 +122,7 @@ async fn run(callers: usize, seconds: u64, durability: Durability) -> anyhow::Re
         .stats()
         .commit_micros
         .load(std::sync::atomic::Ordering::Relaxed);
+    let wal_bytes = std::fs::metadata(dir.path().join("bench.db-wal")).map_or(0, |m| m.len());
     drop(writer);
     thread.join();
     latencies_us.sort_unstable();
@@ -129,6 +132,7 @@ async fn run(callers: usize, seconds: u64, durability: Durability) -> anyhow::Re
         latencies_us,
         batches,
         busy_micros,
+        wal_bytes,
     })
 }
 
@@ -152,20 +156,21 @@ fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "| callers | events/s | p50 commit ms | p99 commit ms | events per batch | writer busy |"
+        "| callers | events/s | p50 commit ms | p99 commit ms | events per batch | writer busy | WAL MiB |"
     );
     println!(
-        "|--------:|---------:|--------------:|--------------:|-----------------:|------------:|"
+        "|--------:|---------:|--------------:|--------------:|-----------------:|------------:|--------:|"
     );
     for callers in options.callers.iter().copied() {
         let result = runtime.block_on(run(callers, options.seconds, options.durability))?;
         let rate = result.events as f64 / result.elapsed.as_secs_f64();
         println!(
-            "| {callers} | {rate:.0} | {:.3} | {:.3} | {:.1} | {:.0}% |",
+            "| {callers} | {rate:.0} | {:.3} | {:.3} | {:.1} | {:.0}% | {} |",
             percentile(&result.latencies_us, 0.50),
             percentile(&result.latencies_us, 0.99),
             result.events as f64 / result.batches.max(1) as f64,
             result.busy_micros as f64 / result.elapsed.as_micros() as f64 * 100.0,
+            result.wal_bytes >> 20,
         );
     }
     Ok(())

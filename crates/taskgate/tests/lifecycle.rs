@@ -79,7 +79,11 @@ fn windows_that_passed_while_the_gateway_was_down_expire_at_start() {
     let long = gw.request("read", "10m");
     let (short, long) = (short["id"].as_str().unwrap(), long["id"].as_str().unwrap());
     gw.kill();
-    assert_eq!(event_types(&gw, short), ["task.requested", "task.activated"], "expired before the crash");
+    assert_eq!(
+        event_types(&gw, short),
+        ["task.requested", "task.activated"],
+        "expired before the crash"
+    );
     std::thread::sleep(Duration::from_millis(2500));
     gw.restart();
     // The very first answer after the restart already shows it expired.

@@ -36,6 +36,15 @@ pub enum Durability {
 
 /// Opens (creating and migrating if needed) a store at `path`.
 pub fn open(path: &Path, durability: Durability) -> Result<(SqliteWriter, SqliteReader)> {
+    open_with(path, durability, checkpoint::RESTART_AT_FRAMES)
+}
+
+/// [`open`], with the WAL size (in pages) at which it is made to start over.
+pub fn open_with(
+    path: &Path,
+    durability: Durability,
+    wal_restart_frames: i64,
+) -> Result<(SqliteWriter, SqliteReader)> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // Takes effect only when the file is created. Events are appended in
@@ -51,7 +60,7 @@ pub fn open(path: &Path, durability: Durability) -> Result<(SqliteWriter, Sqlite
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     schema::migrate(&mut conn)?;
     let chain_id = schema::chain_id(&conn)?;
-    let checkpointer = checkpoint::Checkpointer::start(path.to_path_buf())
+    let checkpointer = checkpoint::Checkpointer::start(path.to_path_buf(), wal_restart_frames)
         .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
     let reader = SqliteReader::new(path.to_path_buf(), false);
     let wal = (durability == Durability::Full).then(|| wal_path(path));

@@ -319,3 +319,45 @@ async fn tasks_past_their_window_expire_after_a_restart() {
     thread.join();
     assert!(verify(&path).ok());
 }
+
+/// Runs a steady load and returns the WAL file's size at its end.
+async fn wal_size_after_load(restart_frames: i64) -> u64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    let (w, _r) = open_with(&path, Durability::Full, restart_frames).expect("open");
+    let (writer, thread) = Writer::start(w).expect("start");
+    let padding = "x".repeat(2_000);
+    let mut handles = Vec::new();
+    for caller in 0..16 {
+        let (writer, padding) = (writer.clone(), padding.clone());
+        handles.push(tokio::spawn(async move {
+            for i in 0..600 {
+                let draft = EventDraft::new(EventType::CommandStarted, Timestamp::now())
+                    .payload(serde_json::json!({"caller": caller, "i": i, "sql": padding}));
+                writer.append(draft).await.expect("append");
+            }
+        }));
+    }
+    for h in handles {
+        h.await.expect("join");
+    }
+    let wal = std::fs::metadata(dir.path().join("t.db-wal"))
+        .expect("wal")
+        .len();
+    drop(writer);
+    thread.join();
+    assert!(verify(&path).ok());
+    wal
+}
+
+/// Under steady load the WAL must start over now and then, or it grows
+/// without bound: passive checkpoints alone never let it.
+#[tokio::test]
+async fn the_wal_starts_over_under_steady_load() {
+    let never = wal_size_after_load(i64::MAX).await;
+    let bounded = wal_size_after_load(64).await;
+    assert!(
+        bounded < never / 2,
+        "WAL with restarts {bounded} bytes, without {never} bytes"
+    );
+}

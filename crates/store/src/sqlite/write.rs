@@ -16,7 +16,7 @@ pub struct SqliteWriter {
     /// The WAL file to sync after commits, for `Durability::Full`.
     wal: Option<PathBuf>,
     /// Stopped (and joined) when the writer is dropped.
-    _checkpointer: Checkpointer,
+    checkpointer: Checkpointer,
 }
 
 impl SqliteWriter {
@@ -30,7 +30,7 @@ impl SqliteWriter {
             conn,
             chain_id,
             wal,
-            _checkpointer: checkpointer,
+            checkpointer,
         }
     }
 }
@@ -86,9 +86,12 @@ impl StoreWrite for SqliteWriter {
     }
 
     fn transaction(&mut self, work: &mut dyn FnMut(&mut dyn WriteTx) -> Result<()>) -> Result<()> {
-        let mut tx = SqliteTx(self.conn.transaction()?);
-        work(&mut tx)?;
-        tx.0.commit()?;
+        {
+            let mut tx = SqliteTx(self.conn.transaction()?);
+            work(&mut tx)?;
+            tx.0.commit()?;
+        }
+        self.checkpointer.restart_if_wanted(&self.conn);
         Ok(())
     }
 }
