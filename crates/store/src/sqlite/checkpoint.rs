@@ -23,7 +23,7 @@ use super::open_reader;
 /// How often committed WAL frames are copied into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 /// WAL size (in frames, i.e. pages) from which the log is made to start over:
-/// 128 MiB at 16 KiB pages. A restart stalls the writer for one database
+/// 32 MiB at SQLite's 4 KiB pages. A restart stalls the writer for one database
 /// sync (~25 ms measured under load), so not too often; the WAL file keeps
 /// its size between restarts.
 pub(super) const RESTART_AT_FRAMES: i64 = 8192;

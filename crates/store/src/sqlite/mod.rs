@@ -15,9 +15,6 @@ pub use write::SqliteWriter;
 
 use crate::{Result, StoreError};
 
-/// SQLite page size for new stores.
-const PAGE_SIZE_BYTES: u32 = 16 * 1024;
-
 /// How long a reader waits for a lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -47,9 +44,6 @@ pub fn open_with(
 ) -> Result<(SqliteWriter, SqliteReader)> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    // Takes effect only when the file is created. Events are appended in
-    // batches, so bigger pages mean fewer WAL frames and writes per batch.
-    conn.pragma_update(None, "page_size", PAGE_SIZE_BYTES)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // SQLite itself never syncs at commit; for `Full` the writer syncs the
     // WAL on a thread of its own (see `SqliteWriter::commit_sync`), which
