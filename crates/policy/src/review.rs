@@ -110,6 +110,7 @@ impl Review {
                 self.id, task.id
             )));
         }
+        task.check_approver(actor)?;
         self.ensure_pending()?;
         let events = if approve {
             task.approve(actor, now, comment.clone(), &self.id)?

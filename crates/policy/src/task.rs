@@ -288,7 +288,7 @@ impl Task {
             }))
     }
 
-    fn check_approver(&self, actor: &Actor) -> Result<(), DomainError> {
+    pub(crate) fn check_approver(&self, actor: &Actor) -> Result<(), DomainError> {
         if actor.identity.same_principal(&self.requester) {
             return Err(DomainError::SelfApproval);
         }
@@ -319,8 +319,9 @@ impl Task {
         comment: Option<String>,
         review_id: &str,
     ) -> Result<Vec<EventDraft>, DomainError> {
-        let next = self.state.after(TaskAction::Approve)?;
+        // Authority first: whoever may not decide learns nothing of the state.
         self.check_approver(actor)?;
+        let next = self.state.after(TaskAction::Approve)?;
         self.state = next;
         self.decide_by = None;
         self.starts_at = Some(now);
@@ -344,8 +345,8 @@ impl Task {
         comment: Option<String>,
         review_id: &str,
     ) -> Result<Vec<EventDraft>, DomainError> {
-        let next = self.state.after(TaskAction::Deny)?;
         self.check_approver(actor)?;
+        let next = self.state.after(TaskAction::Deny)?;
         self.state = next;
         self.decide_by = None;
         self.closing = Some(Decision {
@@ -361,12 +362,12 @@ impl Task {
 
     /// The requester ends its own task before the window closes.
     pub fn end(&mut self, actor: &Actor, now: Timestamp) -> Result<Vec<EventDraft>, DomainError> {
-        let next = self.state.after(TaskAction::End)?;
         if !actor.identity.same_principal(&self.requester) {
             return Err(DomainError::Forbidden(
                 "only the requester may end a task; approvers and admins revoke it".into(),
             ));
         }
+        let next = self.state.after(TaskAction::End)?;
         self.state = next;
         self.ends_at = Some(now);
         self.closing = Some(Decision {
@@ -387,7 +388,6 @@ impl Task {
         now: Timestamp,
         comment: Option<String>,
     ) -> Result<Vec<EventDraft>, DomainError> {
-        let next = self.state.after(TaskAction::Revoke)?;
         if !actor.admin && !self.may_decide(&actor.identity) {
             return Err(DomainError::Forbidden(format!(
                 "{} may not revoke this task: only its approvers ({}) and admins may",
@@ -395,6 +395,7 @@ impl Task {
                 self.approvers.join(", ")
             )));
         }
+        let next = self.state.after(TaskAction::Revoke)?;
         self.state = next;
         self.ends_at = Some(now);
         self.closing = Some(Decision {

@@ -8,7 +8,7 @@
 //! busier the gateway, the bigger the batches and the cheaper each event.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -279,13 +279,18 @@ fn run<S: StoreWrite>(
     mut rx: mpsc::Receiver<Request>,
     stats: &WriterStats,
 ) {
+    // Set for good once a sync fails: after a failed fsync the kernel may
+    // have dropped the data yet report the next fsync as fine, so nothing
+    // committed afterwards could be trusted to be durable.
+    let broken = Arc::new(AtomicBool::new(false));
     let (acks, sync_thread) = match store.commit_sync() {
         Ok(None) => (Acks::Direct, None),
         Ok(Some(sync)) => {
             let (tx, sync_rx) = std::sync::mpsc::channel();
+            let sync_broken = Arc::clone(&broken);
             let thread = std::thread::Builder::new()
                 .name("audit-sync".into())
-                .spawn(move || sync_loop(sync, &sync_rx));
+                .spawn(move || sync_loop(sync, &sync_rx, &sync_broken));
             match thread {
                 Ok(thread) => (Acks::AfterSync(tx), Some(thread)),
                 Err(error) => {
@@ -308,6 +313,15 @@ fn run<S: StoreWrite>(
                 Err(_) => break,
             }
         }
+        if broken.load(Ordering::Acquire) {
+            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+            let replies = batch
+                .drain(..)
+                .map(|request| (request.reply, Err(unexpected())))
+                .collect();
+            refuse(replies, BROKEN);
+            continue;
+        }
         commit_batch(&mut store, &mut chain, &mut batch, stats, &acks);
     }
     drop(acks);
@@ -316,19 +330,32 @@ fn run<S: StoreWrite>(
     }
 }
 
+const BROKEN: &str =
+    "a sync of the audit log failed earlier; restart the gateway once its disk is healthy";
+
 /// Makes committed batches durable, as many per sync as have queued up,
 /// while the writer goes on with the next batch: group commit, pipelined.
-/// Answers go out strictly in commit order.
-fn sync_loop(mut sync: CommitSync, committed: &std::sync::mpsc::Receiver<Vec<Reply>>) {
+/// Answers go out strictly in commit order. After one failed sync every
+/// later batch is refused too (see `broken` in `run`).
+fn sync_loop(
+    mut sync: CommitSync,
+    committed: &std::sync::mpsc::Receiver<Vec<Reply>>,
+    broken: &AtomicBool,
+) {
     while let Ok(first) = committed.recv() {
         let mut groups = vec![first];
         while let Ok(more) = committed.try_recv() {
             groups.push(more);
         }
+        if broken.load(Ordering::Acquire) {
+            groups.into_iter().for_each(|group| refuse(group, BROKEN));
+            continue;
+        }
         match sync() {
             Ok(()) => groups.into_iter().for_each(answer),
             Err(error) => {
-                tracing::error!(%error, "audit commit could not be made durable; refusing its operations");
+                broken.store(true, Ordering::Release);
+                tracing::error!(%error, "audit log could not be made durable; refusing every change until the gateway restarts");
                 let why = error.to_string();
                 for group in groups {
                     refuse(group, &why);
@@ -441,6 +468,9 @@ fn apply(
             let Some(mut task) = tx.task(&review.task_id)? else {
                 return Ok(Err(OpError::NotFound(format!("task {}", review.task_id))));
             };
+            if let Some(too_late) = expire_if_overdue(tx, chain, &mut task, now)? {
+                return Ok(Err(too_late));
+            }
             match review.decide_grant(&mut task, &actor, approve, comment, now) {
                 Err(refused) => Ok(Err(refused.into())),
                 Ok(events) => {
@@ -452,29 +482,21 @@ fn apply(
             }
         }
         Op::EndTask { task_id, actor } => {
-            transition(tx, chain, &task_id, |task| task.end(&actor, now))
+            transition(tx, chain, now, &task_id, |task| task.end(&actor, now))
         }
         Op::RevokeTask {
             task_id,
             actor,
             comment,
-        } => transition(tx, chain, &task_id, |task| {
+        } => transition(tx, chain, now, &task_id, |task| {
             task.revoke(&actor, now, comment)
         }),
         Op::ExpireDue => {
             let mut expired = Vec::new();
             for mut task in tx.due_tasks(now)? {
-                let Ok(events) = task.expire(now) else {
-                    continue;
-                };
-                if let Some(mut review) = tx.pending_grant_review(&task.id)?
-                    && review.expire().is_ok()
-                {
-                    tx.update_review(&review)?;
+                if expire_if_overdue(tx, chain, &mut task, now)?.is_some() {
+                    expired.push(task);
                 }
-                tx.update_task(&task)?;
-                seal_all(tx, chain, events)?;
-                expired.push(task);
             }
             Ok(Ok(Outcome::Expired(expired)))
         }
@@ -494,15 +516,48 @@ fn seal_all(tx: &mut dyn WriteTx, chain: &mut Chain, drafts: Vec<EventDraft>) ->
     Ok(last)
 }
 
+/// Expires a task whose deadline has passed (with its pending grant review),
+/// and says so; `None` if it is not overdue. Every step on a task goes
+/// through here first, so no late approval, end or revoke can outrun the
+/// scheduler and give a task time it no longer has.
+fn expire_if_overdue(
+    tx: &mut dyn WriteTx,
+    chain: &mut Chain,
+    task: &mut Task,
+    now: Timestamp,
+) -> Result<Option<OpError>> {
+    let Some(deadline) = task.deadline().filter(|d| *d <= now) else {
+        return Ok(None);
+    };
+    let Ok(events) = task.expire(now) else {
+        return Ok(None);
+    };
+    if let Some(mut review) = tx.pending_grant_review(&task.id)?
+        && review.expire().is_ok()
+    {
+        tx.update_review(&review)?;
+    }
+    tx.update_task(task)?;
+    seal_all(tx, chain, events)?;
+    Ok(Some(OpError::Domain(DomainError::Conflict(format!(
+        "task {} expired at {deadline}",
+        task.id
+    )))))
+}
+
 fn transition(
     tx: &mut dyn WriteTx,
     chain: &mut Chain,
+    now: Timestamp,
     task_id: &str,
     step: impl FnOnce(&mut Task) -> Result<Vec<EventDraft>, DomainError>,
 ) -> Result<Result<Outcome, OpError>> {
     let Some(mut task) = tx.task(task_id)? else {
         return Ok(Err(OpError::NotFound(format!("task {task_id}"))));
     };
+    if let Some(too_late) = expire_if_overdue(tx, chain, &mut task, now)? {
+        return Ok(Err(too_late));
+    }
     match step(&mut task) {
         Err(refused) => Ok(Err(refused.into())),
         Ok(events) => {

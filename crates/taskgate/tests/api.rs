@@ -259,6 +259,16 @@ fn bad_bodies_get_clear_json_errors() {
     assert_eq!((status, code(&body)), (400, "invalid_request"), "{body}");
     let (status, body) = http.get(&gw.tokens.agent, "/v1/nothing-here");
     assert_eq!((status, code(&body)), (404, "not_found"));
+    let (status, body) = http.get(&gw.tokens.agent, "/v1/reviews/rev_x/approve");
+    assert_eq!((status, code(&body)), (405, "method_not_allowed"), "{body}");
+
+    let long = "x".repeat(2_001);
+    let (status, body) = http.post(
+        &gw.tokens.agent,
+        "/v1/tasks",
+        &json!({"name": "ok", "connection": "orders-db", "access": "read", "window": "5m", "reason": long}),
+    );
+    assert_eq!((status, code(&body)), (400, "invalid_request"), "{body}");
 
     // After all that, the gateway still serves.
     assert_eq!(gw.request("read", "5m")["status"], "active");

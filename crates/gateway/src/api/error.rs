@@ -72,7 +72,7 @@ impl ApiError {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            "the audit log could not be written, so nothing was changed; try again",
+            "the audit log could not durably record this change, so it is refused; see the gateway's log",
         )
     }
 }

@@ -130,3 +130,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             .map_err(|e| ApiError::invalid(format!("query string: {}", e.body_text())))
     }
 }
+
+/// Longest accepted reason, reference or comment, in characters.
+pub const MAX_TEXT_CHARS: usize = 2_000;
+
+/// Free text from a caller: bounded in length; blank means none.
+pub fn checked_text(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(text) if text.chars().count() > MAX_TEXT_CHARS => Err(ApiError::invalid(format!(
+            "{field} is longer than {MAX_TEXT_CHARS} characters"
+        ))),
+        Some(text) if text.trim().is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}

@@ -7,7 +7,7 @@ use taskgate_store::ReviewQuery;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, Caller};
+use super::extract::{ApiJson, Caller, checked_text};
 use super::views::{CommentRequest, ReviewView};
 
 /// Pending reviews the caller may decide (never its own requests).
@@ -55,6 +55,7 @@ async fn decide(
     approve: bool,
     comment: Option<String>,
 ) -> Result<Json<ReviewView>, ApiError> {
+    let comment = checked_text("comment", comment)?;
     let (review, task) = state
         .writer
         .decide_review(&id, caller.actor(), approve, comment)

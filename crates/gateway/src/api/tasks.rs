@@ -14,24 +14,12 @@ use taskgate_store::{ReviewQuery, TaskQuery};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, Caller};
+use super::extract::{ApiJson, ApiQuery, Caller, checked_text};
 use super::views::{CommentRequest, CreateTaskRequest, CreatedTask, TaskListQuery, TaskView};
 use crate::token;
 
-/// Longest accepted reason or reference, in characters.
-const MAX_TEXT_CHARS: usize = 2_000;
 /// Tasks listed when the caller names no limit.
 const DEFAULT_LIST_LIMIT: usize = 100;
-
-fn checked_text(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
-    match value {
-        Some(text) if text.chars().count() > MAX_TEXT_CHARS => Err(ApiError::invalid(format!(
-            "{field} is longer than {MAX_TEXT_CHARS} characters"
-        ))),
-        Some(text) if text.trim().is_empty() => Ok(None),
-        other => Ok(other),
-    }
-}
 
 /// `postgres://TASK:TOKEN@HOST:PORT/CONNECTION` for the gateway's listener.
 fn connection_string(listen: SocketAddr, task: &str, token: &str, connection: &str) -> String {

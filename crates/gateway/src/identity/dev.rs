@@ -24,13 +24,15 @@ pub enum DevProviderError {
     Token { subject: String, error: SecretError },
     #[error("dev identity {subject:?} has no token_env or token_file")]
     NoToken { subject: String },
+    #[error("dev identities {first:?} and {second:?} have the same token: each needs its own")]
+    SharedToken { first: String, second: String },
 }
 
 impl DevProvider {
     pub fn from_config<'a>(
         identities: impl IntoIterator<Item = &'a DevIdentity>,
     ) -> Result<Self, DevProviderError> {
-        let mut entries = Vec::new();
+        let mut entries: Vec<([u8; 32], Identity)> = Vec::new();
         for dev in identities {
             let reference = dev.token_ref().ok_or_else(|| DevProviderError::NoToken {
                 subject: dev.subject.clone(),
@@ -47,7 +49,14 @@ impl DevProvider {
                 kind: dev.kind,
                 subject: dev.subject.clone(),
             };
-            entries.push((sha256(token.expose()), identity));
+            let digest = sha256(token.expose());
+            if let Some((_, other)) = entries.iter().find(|(d, _)| *d == digest) {
+                return Err(DevProviderError::SharedToken {
+                    first: other.subject.clone(),
+                    second: identity.subject,
+                });
+            }
+            entries.push((digest, identity));
         }
         Ok(Self { entries })
     }
@@ -72,5 +81,45 @@ impl IdentityProvider for DevProvider {
             }
         }
         Box::pin(async move { found.ok_or(AuthError::NotMine) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskgate_policy::IdentityKind;
+
+    fn dev(subject: &str, token_file: &std::path::Path) -> DevIdentity {
+        DevIdentity {
+            subject: subject.into(),
+            kind: IdentityKind::Human,
+            groups: vec![],
+            token_env: None,
+            token_file: Some(token_file.to_path_buf()),
+            token: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_map_to_their_identity_and_must_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "token-a\n").unwrap();
+        std::fs::write(&b, "token-b").unwrap();
+        let provider = DevProvider::from_config([&dev("alice", &a), &dev("bob", &b)]).unwrap();
+        let who = provider.authenticate("token-b").await.unwrap();
+        assert_eq!(who.subject, "bob");
+        assert!(matches!(
+            provider.authenticate("token-c").await,
+            Err(AuthError::NotMine)
+        ));
+
+        let shared = DevProvider::from_config([&dev("alice", &a), &dev("mallory", &a)]);
+        let error = shared.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            error.contains("\"alice\" and \"mallory\" have the same token"),
+            "{error}"
+        );
+        assert!(!error.contains("token-a"), "{error}");
     }
 }

@@ -54,12 +54,23 @@ impl Checkpointer {
     }
 
     /// Called by the writer between batches: restarts the WAL if asked to.
+    /// Never waits: if a reader still uses the WAL (a long verification,
+    /// say), it gives up at once and the next checkpoint cycle asks again.
     pub(super) fn restart_if_wanted(&self, writer: &rusqlite::Connection) {
         if !self.restart_wanted.load(Ordering::Acquire) {
             return;
         }
-        if let Err(error) = writer.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
-            tracing::warn!(%error, "WAL restart failed; will retry");
+        let restart = || -> rusqlite::Result<bool> {
+            writer.busy_timeout(Duration::ZERO)?;
+            let busy: rusqlite::Result<i64> =
+                writer.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get(0));
+            writer.busy_timeout(super::BUSY_TIMEOUT)?;
+            busy.map(|b| b == 0)
+        };
+        match restart() {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!("WAL restart deferred: a reader is still using it"),
+            Err(error) => tracing::warn!(%error, "WAL restart failed; will retry"),
         }
         self.restart_wanted.store(false, Ordering::Release);
     }

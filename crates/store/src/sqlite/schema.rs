@@ -7,7 +7,8 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::{Result, StoreError};
 
 /// Each entry upgrades the schema by one version; never edit a shipped one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -63,7 +64,16 @@ CREATE TABLE reviews (
 ) STRICT;
 CREATE INDEX reviews_by_task ON reviews (task_id);
 CREATE INDEX reviews_by_state ON reviews (state);
-"#];
+"#,
+    // INSERT OR REPLACE would overwrite an event without firing the delete
+    // trigger, and an insert could land in a gap or the middle: only the
+    // next sequence number may be appended.
+    r#"
+CREATE TRIGGER events_append_only BEFORE INSERT ON events
+WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM events)
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only: only the next sequence number may be inserted'); END;
+"#,
+];
 
 pub(super) fn current_version() -> u32 {
     u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX)

@@ -78,8 +78,11 @@ async fn store_with_events(n: usize) -> (tempfile::TempDir, std::path::PathBuf) 
 /// Opens the file as an attacker with write access would: no triggers.
 fn tamper(path: &Path, sql: &str) {
     let conn = Connection::open(path).expect("open raw");
-    conn.execute_batch("DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;")
-        .expect("drop triggers");
+    conn.execute_batch(
+        "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;
+         DROP TRIGGER events_append_only;",
+    )
+    .expect("drop triggers");
     conn.execute_batch(sql).expect("tamper");
 }
 
@@ -132,6 +135,19 @@ async fn the_store_refuses_update_and_delete_of_events() {
     assert!(format!("{update:?}").contains("append-only"), "{update:?}");
     let delete = conn.execute("DELETE FROM events WHERE seq = 2", []);
     assert!(format!("{delete:?}").contains("append-only"), "{delete:?}");
+    // REPLACE would overwrite without a delete trigger firing; inserting
+    // anywhere but the next position is refused too.
+    for sql in [
+        "INSERT OR REPLACE INTO events SELECT * FROM events WHERE seq = 1",
+        "INSERT INTO events (seq, time_us, type, body, hash) SELECT 10, time_us, type, body, hash FROM events WHERE seq = 1",
+        "INSERT INTO events (seq, time_us, type, body, hash) SELECT 0, time_us, type, body, hash FROM events WHERE seq = 1",
+    ] {
+        let refused = conn.execute(sql, []);
+        assert!(
+            format!("{refused:?}").contains("append-only"),
+            "{sql}: {refused:?}"
+        );
+    }
     assert!(verify(&path).ok());
 }
 
@@ -360,4 +376,64 @@ async fn the_wal_starts_over_under_steady_load() {
         bounded < never / 2,
         "WAL with restarts {bounded} bytes, without {never} bytes"
     );
+}
+
+/// A step that arrives after the deadline (before the scheduler noticed)
+/// expires the task instead: no late approval opens a window, no late end
+/// or revoke is recorded in place of the expiry.
+#[tokio::test]
+async fn late_steps_find_the_task_expired() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    let (w, reader) = open(&path, Durability::Full).expect("open");
+    let (writer, thread) = Writer::start(w).expect("start");
+    let pending = task("tsk_p", TaskState::Pending, Duration::from_millis(1500));
+    let review = Review::for_grant("rev_p".into(), &pending);
+    writer
+        .create_task(pending, secrets(), Some(review))
+        .await
+        .expect("create");
+    let active = task("tsk_a", TaskState::Active, Duration::from_millis(1500));
+    writer
+        .create_task(active, secrets(), None)
+        .await
+        .expect("create");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+
+    let alice = Actor {
+        identity: identity("alice", IdentityKind::Human, &["dba"]),
+        admin: false,
+    };
+    let copilot = Actor {
+        identity: identity("copilot", IdentityKind::Agent, &[]),
+        admin: false,
+    };
+    let approve = writer.decide_review("rev_p", alice, true, None).await;
+    assert!(format!("{approve:?}").contains("expired"), "{approve:?}");
+    let end = writer.end_task("tsk_a", copilot).await;
+    assert!(format!("{end:?}").contains("expired"), "{end:?}");
+    for id in ["tsk_p", "tsk_a"] {
+        assert_eq!(
+            reader.task(id).expect("read").map(|t| t.state),
+            Some(TaskState::Expired)
+        );
+        let types: Vec<String> = reader
+            .task_events(id)
+            .expect("events")
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
+        assert_eq!(
+            types.last().map(String::as_str),
+            Some("task.expired"),
+            "{id}: {types:?}"
+        );
+    }
+    assert_eq!(
+        reader.review("rev_p").expect("read").map(|r| r.state),
+        Some(taskgate_policy::ReviewState::Expired)
+    );
+    drop(writer);
+    thread.join();
+    assert!(verify(&path).ok());
 }
