@@ -176,64 +176,48 @@ async fn verify_names_a_byte_flipped_in_the_file() {
     );
 }
 
+/// Edits through SQL, with the triggers dropped as an attacker holding the
+/// file would: each is named as the first bad record.
 #[tokio::test]
-async fn verify_names_a_deleted_row() {
-    let (_dir, path) = store_with_events(10).await;
-    tamper(&path, "DELETE FROM events WHERE seq = 4");
-    let report = verify(&path);
-    assert_eq!(
-        problem(&report),
-        Some((ProblemKind::Removed, 4)),
-        "{report:?}"
-    );
-}
-
-#[tokio::test]
-async fn verify_names_swapped_rows() {
-    let (_dir, path) = store_with_events(10).await;
-    tamper(
-        &path,
-        "UPDATE events SET seq = -5 WHERE seq = 5;
-         UPDATE events SET seq = 5 WHERE seq = 6;
-         UPDATE events SET seq = 6 WHERE seq = -5;",
-    );
-    let report = verify(&path);
-    assert_eq!(
-        problem(&report),
-        Some((ProblemKind::Reordered, 5)),
-        "{report:?}"
-    );
-}
-
-#[tokio::test]
-async fn verify_names_an_inserted_row() {
-    let (_dir, path) = store_with_events(10).await;
-    // Shift records 6.. up by one and put a forged record at 6.
-    tamper(
-        &path,
-        "UPDATE events SET seq = seq + 100 WHERE seq >= 6;
-         UPDATE events SET seq = seq - 99 WHERE seq >= 106;
-         INSERT INTO events (seq, time_us, type, body, hash)
-           SELECT 6, time_us, type, body, hash FROM events WHERE seq = 5;",
-    );
-    let report = verify(&path);
-    assert_eq!(
-        problem(&report),
-        Some((ProblemKind::Inserted, 6)),
-        "{report:?}"
-    );
-}
-
-#[tokio::test]
-async fn verify_names_an_edited_index_column() {
-    let (_dir, path) = store_with_events(5).await;
-    tamper(&path, "UPDATE events SET task = 'tsk_other' WHERE seq = 2");
-    let report = verify(&path);
-    assert_eq!(
-        problem(&report),
-        Some((ProblemKind::Changed, 2)),
-        "{report:?}"
-    );
+async fn verify_names_each_kind_of_sql_tampering() {
+    let cases = [
+        (
+            "a deleted row",
+            "DELETE FROM events WHERE seq = 4",
+            ProblemKind::Removed,
+            4,
+        ),
+        (
+            "two swapped rows",
+            "UPDATE events SET seq = -5 WHERE seq = 5;
+             UPDATE events SET seq = 5 WHERE seq = 6;
+             UPDATE events SET seq = 6 WHERE seq = -5;",
+            ProblemKind::Reordered,
+            5,
+        ),
+        (
+            // Shift records 6.. up by one and put a forged record at 6.
+            "an inserted row",
+            "UPDATE events SET seq = seq + 100 WHERE seq >= 6;
+             UPDATE events SET seq = seq - 99 WHERE seq >= 106;
+             INSERT INTO events (seq, time_us, type, body, hash)
+               SELECT 6, time_us, type, body, hash FROM events WHERE seq = 5;",
+            ProblemKind::Inserted,
+            6,
+        ),
+        (
+            "an edited index column",
+            "UPDATE events SET task = 'tsk_other' WHERE seq = 2",
+            ProblemKind::Changed,
+            2,
+        ),
+    ];
+    for (what, sql, kind, seq) in cases {
+        let (_dir, path) = store_with_events(10).await;
+        tamper(&path, sql);
+        let report = verify(&path);
+        assert_eq!(problem(&report), Some((kind, seq)), "{what}: {report:?}");
+    }
 }
 
 #[tokio::test]
