@@ -141,10 +141,6 @@ impl Chain {
         }
     }
 
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     pub fn head(&self) -> ChainHead {
         self.head
     }

@@ -67,8 +67,6 @@ pub trait StoreRead: Send + Sync {
     fn reviews(&self, query: &ReviewQuery) -> Result<Vec<Review>>;
     /// The earliest moment a pending or active task must change by itself.
     fn next_deadline(&self) -> Result<Option<Timestamp>>;
-    /// Events with `seq > after`, in order, at most `limit`.
-    fn events(&self, after: u64, limit: usize) -> Result<Vec<EventRow>>;
     /// Every event in sequence order, for verification; stop early by
     /// returning false from `visit`.
     fn scan_events(&self, visit: &mut dyn FnMut(&EventRow) -> bool) -> Result<()>;

@@ -96,7 +96,6 @@ impl From<OpError> for ApiError {
         match error {
             OpError::Domain(e) => e.into(),
             OpError::NotFound(what) => Self::not_found(format!("{what} not found")),
-            OpError::Store(e @ StoreError::WriterGone) => Self::unavailable(e),
             OpError::Store(e) => Self::unavailable(e),
         }
     }

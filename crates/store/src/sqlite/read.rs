@@ -95,14 +95,6 @@ impl SqliteReader {
         })
     }
 
-    /// Total number of events, for status output.
-    pub fn event_count(&self) -> Result<u64> {
-        self.with(|conn| {
-            let n: i64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
-            Ok(u64::try_from(n).unwrap_or(0))
-        })
-    }
-
     /// Events of one task, in order.
     pub fn task_events(&self, task: &str) -> Result<Vec<EventRow>> {
         self.with(|conn| {
@@ -190,18 +182,6 @@ impl StoreRead for SqliteReader {
                 .prepare_cached("SELECT min(deadline_us) FROM tasks WHERE deadline_us IS NOT NULL")?
                 .query_row([], |r| r.get(0))?;
             Ok(micros.map(Timestamp::from_micros))
-        })
-    }
-
-    fn events(&self, after: u64, limit: usize) -> Result<Vec<EventRow>> {
-        self.with(|conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-            ))?;
-            let after = i64::try_from(after).unwrap_or(i64::MAX);
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = stmt.query_map(params![after, limit], event_row)?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
 

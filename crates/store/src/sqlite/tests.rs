@@ -42,6 +42,20 @@ fn task(id: &str, state: TaskState, window: Duration) -> Task {
     }
 }
 
+fn alice() -> Actor {
+    Actor {
+        identity: identity("alice", IdentityKind::Human, &["dba"]),
+        admin: false,
+    }
+}
+
+fn copilot() -> Actor {
+    Actor {
+        identity: identity("copilot", IdentityKind::Agent, &[]),
+        admin: false,
+    }
+}
+
 fn secrets() -> TaskSecrets {
     TaskSecrets {
         token_sha256: [7; 32],
@@ -232,14 +246,7 @@ async fn task_lifecycle_commits_state_and_events_together() {
         .create_task(pending, secrets(), Some(review))
         .await
         .expect("create");
-    let alice = Actor {
-        identity: identity("alice", IdentityKind::Human, &["dba"]),
-        admin: false,
-    };
-    let copilot = Actor {
-        identity: identity("copilot", IdentityKind::Agent, &[]),
-        admin: false,
-    };
+    let (alice, copilot) = (alice(), copilot());
     // The requester cannot approve itself, even through the store.
     let own = writer
         .decide_review("rev_a", copilot.clone(), true, None)
@@ -390,14 +397,7 @@ async fn late_steps_find_the_task_expired() {
         .expect("create");
     tokio::time::sleep(Duration::from_millis(1600)).await;
 
-    let alice = Actor {
-        identity: identity("alice", IdentityKind::Human, &["dba"]),
-        admin: false,
-    };
-    let copilot = Actor {
-        identity: identity("copilot", IdentityKind::Agent, &[]),
-        admin: false,
-    };
+    let (alice, copilot) = (alice(), copilot());
     let approve = writer.decide_review("rev_p", alice, true, None).await;
     assert!(format!("{approve:?}").contains("expired"), "{approve:?}");
     let end = writer.end_task("tsk_a", copilot).await;
