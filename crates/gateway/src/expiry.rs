@@ -9,6 +9,7 @@ use taskgate_store::{StoreRead, Writer};
 use tokio::sync::{Notify, watch};
 
 use crate::metrics::Metrics;
+use crate::pg::sessions::{CloseReason, Sessions};
 
 /// Longest sleep without re-reading deadlines: a backstop, not the schedule.
 const MAX_IDLE: Duration = Duration::from_secs(30);
@@ -21,9 +22,13 @@ const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 pub async fn expire_due(
     writer: &Writer,
     metrics: Option<&Metrics>,
+    sessions: Option<&Sessions>,
 ) -> Result<usize, taskgate_store::OpError> {
     let expired = writer.expire_due().await?;
     for task in &expired {
+        if let Some(sessions) = sessions {
+            sessions.close_task(&task.id, CloseReason::WindowEnded);
+        }
         tracing::info!(task = %task.id, name = %task.name, "task expired");
         if let Some(metrics) = metrics {
             metrics.task_entered(task.state.as_str());
@@ -36,11 +41,12 @@ pub async fn run(
     reader: Arc<dyn StoreRead>,
     writer: Writer,
     metrics: Arc<Metrics>,
+    sessions: Arc<Sessions>,
     deadlines: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let pause = match expire_due(&writer, Some(&metrics)).await {
+        let pause = match expire_due(&writer, Some(&metrics), Some(&sessions)).await {
             Err(error) => {
                 tracing::error!(%error, "could not expire due tasks; retrying");
                 RETRY_AFTER_ERROR

@@ -7,6 +7,7 @@ pub mod api;
 pub mod expiry;
 pub mod identity;
 pub mod metrics;
+pub mod pg;
 pub mod secrets;
 mod server;
 pub mod token;

@@ -15,6 +15,8 @@ use crate::expiry;
 use crate::identity::dev::DevProviderError;
 use crate::identity::{Authenticator, DevProvider, IdentityProvider};
 use crate::metrics::Metrics;
+use crate::pg::sessions::Sessions;
+use crate::pg::{self, PgContext};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -24,6 +26,8 @@ pub enum GatewayError {
     Store { path: String, error: StoreError },
     #[error("cannot expire overdue tasks at start: {0}")]
     Expiry(#[from] taskgate_store::OpError),
+    #[error("PostgreSQL listener TLS: {0}")]
+    Tls(#[from] pg::TlsError),
     #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
@@ -34,6 +38,8 @@ pub enum GatewayError {
 /// A running gateway; [`Gateway::stop`] shuts it down cleanly.
 pub struct Gateway {
     api_addr: SocketAddr,
+    postgres_addr: SocketAddr,
+    postgres: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     expiry: JoinHandle<()>,
@@ -75,7 +81,7 @@ impl Gateway {
                 error,
             })?;
         let metrics = Arc::new(Metrics::new(writer.stats()));
-        let caught_up = expiry::expire_due(&writer, Some(&metrics)).await?;
+        let caught_up = expiry::expire_due(&writer, Some(&metrics), None).await?;
         if caught_up > 0 {
             tracing::info!(
                 tasks = caught_up,
@@ -84,11 +90,13 @@ impl Gateway {
         }
         let reader: Arc<dyn StoreRead> = Arc::new(reader);
         let deadlines = Arc::new(Notify::new());
+        let sessions = Arc::new(Sessions::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let expiry = tokio::spawn(expiry::run(
             Arc::clone(&reader),
             writer.clone(),
             Arc::clone(&metrics),
+            Arc::clone(&sessions),
             Arc::clone(&deadlines),
             shutdown_rx.clone(),
         ));
@@ -103,10 +111,34 @@ impl Gateway {
             addr: api_listen,
             error,
         })?;
+        let config = Arc::new(config);
+        let pg_listen = config.server.postgres_listen;
+        let pg_listener =
+            TcpListener::bind(pg_listen)
+                .await
+                .map_err(|error| GatewayError::Bind {
+                    addr: pg_listen,
+                    error,
+                })?;
+        let postgres_addr = pg_listener
+            .local_addr()
+            .map_err(|error| GatewayError::Bind {
+                addr: pg_listen,
+                error,
+            })?;
+        let pg_context = Arc::new(PgContext::new(
+            Arc::clone(&config),
+            Arc::clone(&reader),
+            writer.clone(),
+            Arc::clone(&sessions),
+        )?);
+        let postgres = tokio::spawn(pg::serve(pg_context, pg_listener, shutdown_rx.clone()));
         let state = AppState::new(Inner {
-            config: Arc::new(config),
+            config,
             reader,
             writer,
+            sessions,
+            postgres_addr,
             auth,
             metrics,
             deadlines,
@@ -124,9 +156,11 @@ impl Gateway {
                 tracing::error!(%error, "API server failed");
             }
         });
-        tracing::info!(api = %api_addr, store = %store_path.display(), "taskgate is serving");
+        tracing::info!(api = %api_addr, postgres = %postgres_addr, store = %store_path.display(), "taskgate is serving");
         Ok(Gateway {
             api_addr,
+            postgres_addr,
+            postgres,
             shutdown,
             server,
             expiry,
@@ -138,11 +172,16 @@ impl Gateway {
         self.api_addr
     }
 
+    pub fn postgres_addr(&self) -> SocketAddr {
+        self.postgres_addr
+    }
+
     /// Stops accepting requests, lets the running ones finish, and closes
     /// the store after its last commit.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        let _ = self.postgres.await;
         let _ = self.expiry.await;
         // Every writer handle is gone with the server and the scheduler, so
         // the writer thread drains its queue and ends.

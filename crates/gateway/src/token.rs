@@ -68,6 +68,21 @@ pub fn scram_verifier(password: &str, salt: &[u8], iterations: u32) -> String {
     )
 }
 
+/// A fresh server nonce for a SCRAM exchange: random, printable, no commas.
+pub fn scram_nonce() -> Result<String, RandomnessError> {
+    Ok(STANDARD.encode(random::<18>()?))
+}
+
+/// A gateway-issued cancel key: process id and secret, both random, so a
+/// client learns nothing about the upstream backend.
+pub fn cancel_key() -> Result<(u32, [u8; 4]), RandomnessError> {
+    let bytes = random::<8>()?;
+    Ok((
+        u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+        [bytes[4], bytes[5], bytes[6], bytes[7]],
+    ))
+}
+
 /// What the store keeps of a freshly issued token.
 pub fn secrets_for(token: &Secret) -> Result<TaskSecrets, RandomnessError> {
     let salt = random::<SALT_BYTES>()?;

@@ -10,6 +10,7 @@ mod grant;
 mod matcher;
 mod review;
 mod secret;
+mod statement;
 mod task;
 
 pub use duration::{HumanDuration, parse_duration};
@@ -17,6 +18,7 @@ pub use grant::{GrantDecision, TaskRequest, evaluate_request};
 pub use matcher::{Matcher, MatcherError};
 pub use review::{Review, ReviewKind, ReviewState};
 pub use secret::{Secret, SecretRef};
+pub use statement::{RuleError, StatementDecision, StatementPolicy};
 pub use task::{
     Access, Actor, Decision, DomainError, Task, TaskAction, TaskState, validate_task_name,
 };

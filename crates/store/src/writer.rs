@@ -152,6 +152,45 @@ impl Writer {
         }
     }
 
+    fn prepare(&self, draft: EventDraft) -> Result<PreparedEvent, OpError> {
+        draft
+            .prepare(&self.chain_id)
+            .map_err(|e| OpError::Store(StoreError::Corrupt(e.to_string())))
+    }
+
+    async fn enqueue(&self, op: Op) -> Result<oneshot::Receiver<Result<Outcome, OpError>>, OpError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Request {
+                op: Some(op),
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(answer)
+    }
+
+    /// Appends several events, in order, and resolves once all are
+    /// committed. They are queued together, so they usually share a commit.
+    pub async fn append_all(&self, drafts: Vec<EventDraft>) -> Result<(), OpError> {
+        let mut answers = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            answers.push(self.enqueue(Op::Append(self.prepare(draft)?)).await?);
+        }
+        for answer in answers {
+            answer.await.map_err(|_| StoreError::WriterGone)??;
+        }
+        Ok(())
+    }
+
+    /// Queues an event without waiting for its commit: for records nothing
+    /// waits on (a command's outcome). Its place in the chain is fixed by
+    /// the queue's order; a failed commit marks the writer broken, which
+    /// refuses every later event, so no gap can go unnoticed.
+    pub async fn append_queued(&self, draft: EventDraft) -> Result<(), OpError> {
+        self.enqueue(Op::Append(self.prepare(draft)?)).await.map(drop)
+    }
+
     /// Stores a new task (with its grant review, if it needs one) and its
     /// `task.requested` (and `task.activated`) events.
     pub async fn create_task(

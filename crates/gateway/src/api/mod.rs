@@ -25,6 +25,7 @@ pub use error::ApiError;
 
 use crate::identity::Authenticator;
 use crate::metrics::{HttpLabels, Metrics};
+use crate::pg::sessions::Sessions;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -42,6 +43,10 @@ pub struct Inner {
     /// Woken when a task gets a new deadline, so the expiry scheduler
     /// re-plans its sleep.
     pub deadlines: Arc<Notify>,
+    /// Live data-plane sessions, closed when their task ends.
+    pub sessions: Arc<Sessions>,
+    /// Where the PostgreSQL listener actually listens, for connection strings.
+    pub postgres_addr: std::net::SocketAddr,
 }
 
 impl std::ops::Deref for AppState {

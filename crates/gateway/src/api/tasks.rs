@@ -1,5 +1,6 @@
 //! Requesting, listing, ending and revoking tasks.
 
+use crate::pg::sessions::CloseReason;
 use std::net::SocketAddr;
 
 use axum::Json;
@@ -137,7 +138,7 @@ pub async fn create_task(
     tracing::info!(task = %task.id, name = %task.name, subject = %task.requester.subject,
         status = %task.state, "task requested");
     let connection_string = connection_string(
-        state.config.server.postgres_listen,
+        state.postgres_addr,
         &task.id,
         secret.expose(),
         &task.connection,
@@ -249,6 +250,7 @@ pub async fn end_task(
 ) -> Result<Json<TaskView>, ApiError> {
     load_visible(&state, &caller, id.clone()).await?;
     let task = state.writer.end_task(&id, caller.actor()).await?;
+    state.sessions.close_task(&task.id, CloseReason::Ended);
     Ok(transitioned(&state, &caller, &task))
 }
 
@@ -275,6 +277,7 @@ pub async fn revoke_task(
         .writer
         .revoke_task(&id, caller.actor(), comment)
         .await?;
+    state.sessions.close_task(&task.id, CloseReason::Revoked);
     state.metrics.task_entered(task.state.as_str());
     tracing::info!(task = %task.id, by = %caller.identity.subject, "task revoked");
     Ok(Json(TaskView::new(&task, None)))

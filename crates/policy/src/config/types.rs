@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use taskgate_sqlclass::Class;
 
 use super::Located;
 use crate::{Access, HumanDuration, IdentityKind, Matcher, SecretRef};
@@ -36,6 +37,12 @@ impl Config {
             }
         };
         fix(&mut self.store.path);
+        for path in [&mut self.server.tls_cert, &mut self.server.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            fix(path);
+        }
         for dev in &mut self.identity.dev {
             if let Some(path) = dev.value.token_file.as_mut() {
                 fix(path);
@@ -43,6 +50,9 @@ impl Config {
         }
         for conn in &mut self.connections {
             let c = &mut conn.value;
+            if let Some(path) = c.tls.as_mut().and_then(|t| t.ca_file.as_mut()) {
+                fix(path);
+            }
             for cred in [&mut c.read, &mut c.write, &mut c.admin]
                 .into_iter()
                 .flatten()
@@ -69,6 +79,40 @@ pub struct ServerConfig {
     pub api_listen: SocketAddr,
     #[serde(default = "default_postgres_listen")]
     pub postgres_listen: SocketAddr,
+    /// Data-plane connections open at once, over all tasks.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Data-plane connections open at once for one task.
+    #[serde(default = "default_max_connections_per_task")]
+    pub max_connections_per_task: usize,
+    /// Largest client message carrying SQL, parameters or COPY data.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// PEM certificate chain and key for TLS on the PostgreSQL listener.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Refuse clients that do not switch to TLS.
+    #[serde(default)]
+    pub require_tls: bool,
+}
+
+pub const DEFAULT_MAX_CONNECTIONS: usize = 2_000;
+pub const DEFAULT_MAX_CONNECTIONS_PER_TASK: usize = 50;
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Defaults that keep an agent's mistake small; each connection may set its own.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+
+fn default_max_connections_per_task() -> usize {
+    DEFAULT_MAX_CONNECTIONS_PER_TASK
+}
+
+fn default_max_message_bytes() -> usize {
+    DEFAULT_MAX_MESSAGE_BYTES
 }
 
 fn default_api_listen() -> SocketAddr {
@@ -88,6 +132,12 @@ impl Default for ServerConfig {
         Self {
             api_listen: default_api_listen(),
             postgres_listen: default_postgres_listen(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_task: DEFAULT_MAX_CONNECTIONS_PER_TASK,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            tls_cert: None,
+            tls_key: None,
+            require_tls: false,
         }
     }
 }
@@ -197,9 +247,44 @@ pub struct Connection {
     pub read: Option<Credential>,
     pub write: Option<Credential>,
     pub admin: Option<Credential>,
+    /// Server-side `statement_timeout` for every session (`0s` turns it off).
+    pub statement_timeout: Option<HumanDuration>,
+    /// Server-side `lock_timeout` for every session (`0s` turns it off).
+    pub lock_timeout: Option<HumanDuration>,
+    /// TLS to the target; absent means plain TCP.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// TLS from the gateway to a target. The certificate is verified (chain
+/// and host name) unless `verify = false` says otherwise.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM CA certificates to trust; the system's roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// The name to verify; the host part of `address` when absent.
+    pub server_name: Option<String>,
+    #[serde(default = "default_true")]
+    pub verify: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Connection {
+    pub fn statement_timeout_ms(&self) -> u128 {
+        self.statement_timeout
+            .map_or(DEFAULT_STATEMENT_TIMEOUT, |d| d.0)
+            .as_millis()
+    }
+
+    pub fn lock_timeout_ms(&self) -> u128 {
+        self.lock_timeout
+            .map_or(DEFAULT_LOCK_TIMEOUT, |d| d.0)
+            .as_millis()
+    }
+
     pub fn credential(&self, access: Access) -> Option<&Credential> {
         match access {
             Access::Read => self.read.as_ref(),
@@ -273,18 +358,6 @@ pub struct Approval {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum StatementClass {
-    Read,
-    Write,
-    Ddl,
-    Dcl,
-    Tcl,
-    Utility,
-    Unknown,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum RuleAction {
     Allow,
     Deny,
@@ -305,7 +378,7 @@ pub struct StatementRule {
 #[serde(deny_unknown_fields)]
 pub struct StatementMatch {
     #[serde(default)]
-    pub class: Vec<StatementClass>,
+    pub class: Vec<Class>,
     #[serde(default)]
     pub tables: Vec<String>,
     pub regex: Option<String>,

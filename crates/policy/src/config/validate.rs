@@ -47,6 +47,7 @@ pub(super) fn validate(config: &Config, problems: &mut Vec<ConfigProblem>) {
     let mut report = Report(problems);
     identities(config, &mut report);
     connections(config, &mut report);
+    listener_tls(config, &mut report);
     policies(config, &mut report);
     if config.store.url.is_some() {
         report.global(
@@ -120,6 +121,29 @@ fn credential(report: &mut Report<'_>, element: &Located<impl Sized>, field: &st
             field,
             "set password_env or password_file, not both",
         );
+    }
+}
+
+fn listener_tls(config: &Config, report: &mut Report<'_>) {
+    let server = &config.server;
+    match (&server.tls_cert, &server.tls_key) {
+        (Some(_), None) => {
+            report.global("server.tls_key", "tls_cert is set, so tls_key must be too")
+        }
+        (None, Some(_)) => {
+            report.global("server.tls_cert", "tls_key is set, so tls_cert must be too")
+        }
+        (None, None) if server.require_tls => report.global(
+            "server.require_tls",
+            "requires TLS but no certificate is configured: set tls_cert and tls_key",
+        ),
+        _ => {}
+    }
+    if server.max_connections == 0 {
+        report.global("server.max_connections", "must be at least 1");
+    }
+    if server.max_connections_per_task == 0 {
+        report.global("server.max_connections_per_task", "must be at least 1");
     }
 }
 

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod cluster;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_taskgate");
 
 /// The dev identities every test gateway has, with fresh random tokens.
@@ -35,6 +37,8 @@ pub struct TestGateway {
     pub dir: tempfile::TempDir,
     pub tokens: Tokens,
     pub base: String,
+    /// The gateway's PostgreSQL listener.
+    pub postgres: std::net::SocketAddr,
     child: Option<Child>,
     log: Arc<Mutex<String>>,
     extra_config: String,
@@ -72,6 +76,7 @@ impl TestGateway {
             dir,
             tokens,
             base: String::new(),
+            postgres: ([127, 0, 0, 1], 0).into(),
             child: None,
             log: Arc::new(Mutex::new(String::new())),
             extra_config: extra.to_owned(),
@@ -94,7 +99,7 @@ impl TestGateway {
             r#"
 [server]
 api_listen = "127.0.0.1:0"
-postgres_listen = "127.0.0.1:15432"
+postgres_listen = "127.0.0.1:0"
 
 [store]
 path = "taskgate.db"
@@ -188,6 +193,14 @@ approve = {{ when = ["write"], by = ["group:dba"] }}
             .strip_prefix("taskgate api listening on ")
             .unwrap_or_else(|| panic!("gateway did not start: {first:?}\n{}", self.log()))
             .to_owned();
+        let mut second = String::new();
+        stdout.read_line(&mut second).unwrap();
+        self.postgres = second
+            .trim()
+            .strip_prefix("taskgate postgres listening on ")
+            .unwrap_or_else(|| panic!("no postgres listener: {second:?}\n{}", self.log()))
+            .parse()
+            .unwrap();
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || {
             let _ = stdout.read_to_end(&mut Vec::new());

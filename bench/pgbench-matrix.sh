@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# bench/pgbench-matrix.sh — the standard pgbench matrix, in one run, against
+# the same throwaway PostgreSQL cluster three ways: directly, through
+# pgbouncer (session pooling, records nothing), and through taskgate (full
+# recording: every statement's command.started committed to the audit log
+# before it is forwarded, plus its command.completed).
+#
+#   bash bench/pgbench-matrix.sh                 # all cases, 20 s each
+#   DURATION=10 CASES="S-simple-c16 tpcb-c8" bash bench/pgbench-matrix.sh
+#   DURABILITY=normal bash bench/pgbench-matrix.sh   # the store's faster mode
+#
+# Needs PostgreSQL's server binaries, pgbench, psql and pgbouncer (apt-get
+# install postgresql pgbouncer). Prints each endpoint's rows and a ratio table.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+export DURATION=${DURATION:-20}
+DURABILITY=${DURABILITY:-full}
+SCALE=${SCALE:-10}
+bindir=${TASKGATE_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
+command -v pgbouncer >/dev/null || { echo "pgbouncer is missing: apt-get install pgbouncer" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/tg-bench.XXXXXX)
+chmod 755 "$work"
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  as_pg "$bindir/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+[ "$(id -u)" = 0 ] && chown postgres "$work"
+
+echo "# building taskgate (release)" >&2
+cargo build --release -q -p taskgate --manifest-path "$root/Cargo.toml"
+
+pg_port=$(free_port); bouncer_port=$(free_port)
+as_pg "$bindir/initdb" -D "$work/data" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
+echo "host all all 127.0.0.1/32 scram-sha-256" > "$work/hba"
+{ echo "local all all trust"; cat "$work/hba"; } | as_pg tee "$work/data/pg_hba.conf" >/dev/null
+as_pg "$bindir/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
+  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB" start >/dev/null
+psql_super() { psql -X -q -h "$work" -p "$pg_port" -U postgres "$@"; }
+psql_super -d postgres -c "CREATE ROLE bench LOGIN PASSWORD 'benchpw'" -c "CREATE DATABASE bench OWNER bench"
+PGPASSWORD=benchpw pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$pg_port" -U bench bench >/dev/null 2>&1
+
+# pgbouncer in session mode, so every pgbench mode works through it.
+cat > "$work/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$pg_port dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bouncer_port
+auth_type = scram-sha-256
+auth_file = $work/userlist.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 40
+unix_socket_dir =
+logfile = $work/pgbouncer.log
+INI
+echo '"bench" "benchpw"' > "$work/userlist.txt"
+[ "$(id -u)" = 0 ] && chown postgres "$work/pgbouncer.ini" "$work/userlist.txt"
+as_pg pgbouncer "$work/pgbouncer.ini" >/dev/null 2>&1 &
+pids+=($!)
+bouncer_pid=$!
+
+# taskgate with one connection and an agent allowed to write without approval.
+echo "bench-agent-token-$(date +%s%N)" > "$work/agent.token"
+cat > "$work/taskgate.toml" <<TOML
+[server]
+api_listen = "127.0.0.1:0"
+postgres_listen = "127.0.0.1:0"
+max_connections_per_task = 100
+
+[store]
+path = "taskgate.db"
+durability = "$DURABILITY"
+
+[[identity.dev]]
+subject = "bench-agent"
+kind = "agent"
+token_file = "agent.token"
+
+[[connections]]
+name = "bench"
+kind = "postgres"
+address = "127.0.0.1:$pg_port"
+database = "bench"
+write = { user = "bench", password_env = "BENCH_DB_PASSWORD" }
+
+[[policies]]
+who = ["kind:agent"]
+connections = ["bench"]
+access = ["write"]
+max_window = "24h"
+TOML
+BENCH_DB_PASSWORD=benchpw TASKGATE_LOG=warn "$root/target/release/taskgate" serve --config "$work/taskgate.toml" > "$work/taskgate.out" 2> "$work/taskgate.log" &
+pids+=($!)
+gateway_pid=$!
+for _ in $(seq 100); do [ "$(wc -l < "$work/taskgate.out")" -ge 2 ] && break; sleep 0.1; done
+api=$(sed -n 's/^taskgate api listening on //p' "$work/taskgate.out")
+gw_port=$(sed -n 's/^taskgate postgres listening on .*://p' "$work/taskgate.out")
+task=$(curl -s -H "Authorization: Bearer $(cat "$work/agent.token")" -H 'content-type: application/json' \
+  -d '{"name":"pgbench","connection":"bench","access":"write","window":"12h","reason":"benchmark"}' "$api/v1/tasks")
+task_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$task")
+token=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' <<<"$task")
+
+echo "# $(date -u +%FT%TZ) scale=$SCALE duration=${DURATION}s durability=$DURABILITY $(nproc) cores" >&2
+rows="$work/rows.tsv"
+TSV=1 PGUSER=bench PGPASSWORD=benchpw PGDATABASE=bench bash "$here/pgbench-cases.sh" "$pg_port" direct | tee -a "$rows"
+TSV=1 PGUSER=bench PGPASSWORD=benchpw PGDATABASE=bench PROXY_PIDS="$bouncer_pid" bash "$here/pgbench-cases.sh" "$bouncer_port" pgbouncer | tee -a "$rows"
+TSV=1 PGUSER="$task_id" PGPASSWORD="$token" PGDATABASE=bench PROXY_PIDS="$gateway_pid" bash "$here/pgbench-cases.sh" "$gw_port" taskgate | tee -a "$rows"
+
+events=$(sqlite3 "$work/taskgate.db" 'select count(*) from events' 2>/dev/null || echo "?")
+echo
+echo "# ratios to direct TPS (audit events recorded by taskgate: $events)"
+python3 - "$rows" <<'PY'
+import sys, collections
+rows = collections.defaultdict(dict)
+for line in open(sys.argv[1]):
+    label, case, tps, lat, failed, pgb, prx, busy, conn = line.rstrip("\n").split("\t")
+    rows[case][label] = (tps, lat, prx, failed)
+print(f"{'case':15} {'direct tps':>11} {'pgbouncer':>10} {'taskgate':>10} {'pgb/direct':>10} {'tg/direct':>10} {'tg/pgb':>8} {'tg +lat ms':>10} {'tg cpu%':>8}")
+for case, by in rows.items():
+    def f(label, i=0):
+        try: return float(by[label][i])
+        except (KeyError, ValueError): return float("nan")
+    d, b, t = f("direct"), f("pgbouncer"), f("taskgate")
+    print(f"{case:15} {d:11.0f} {b:10.0f} {t:10.0f} {b/d:10.2f} {t/d:10.2f} {t/b:8.2f} {f('taskgate',1)-f('direct',1):10.3f} {by.get('taskgate',('','','-'))[2]:>8}")
+PY

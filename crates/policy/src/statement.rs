@@ -1,0 +1,219 @@
+//! What may run under a grant: each statement's classification and text in,
+//! a decision out.
+//!
+//! Two layers, and the strictest outcome wins (`deny` over `review` over
+//! `allow`):
+//! 1. The grant's access level sets a ceiling no rule can lift: a `read`
+//!    grant runs only reads, transaction control and session utilities;
+//!    `write` adds writes and DDL; only `admin` runs DCL. A statement that
+//!    would lift a read-only session is denied under `read`. A statement the
+//!    parser cannot classify (`unknown`) is never allowed silently under a
+//!    `read` or `write` grant: it needs review.
+//! 2. Statement rules of every policy that covers the task (its requester,
+//!    connection and access level). A rule matches when all of its given
+//!    criteria match: class, any table read or written, and the regex over
+//!    the statement's text.
+
+use regex::Regex;
+use taskgate_sqlclass::{Class, Classification};
+
+use crate::config::{Config, RuleAction, StatementRule};
+use crate::{Access, Matcher, Task};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatementDecision {
+    Allow,
+    /// Refused; the reason is shown to the client and recorded.
+    Deny {
+        reason: String,
+    },
+    /// Held until one of `by` approves.
+    Review {
+        reason: String,
+        by: Vec<Matcher>,
+    },
+}
+
+impl StatementDecision {
+    fn rank(&self) -> u8 {
+        match self {
+            StatementDecision::Allow => 0,
+            StatementDecision::Review { .. } => 1,
+            StatementDecision::Deny { .. } => 2,
+        }
+    }
+
+    /// The stricter of two decisions; on a tie, the first.
+    fn stricter(self, other: StatementDecision) -> StatementDecision {
+        if other.rank() > self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+struct Rule {
+    classes: Vec<Class>,
+    tables: Vec<String>,
+    regex: Option<Regex>,
+    action: RuleAction,
+    by: Vec<Matcher>,
+    origin: String,
+}
+
+/// The statement rules in force for one task, compiled once per session.
+pub struct StatementPolicy {
+    access: Access,
+    rules: Vec<Rule>,
+    /// Who approves a review when its rule names nobody.
+    default_approvers: Vec<Matcher>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: invalid regex: {error}")]
+pub struct RuleError {
+    origin: String,
+    error: regex::Error,
+}
+
+/// `orders` matches `orders` in any schema; `shop.orders` only that one;
+/// `shop.*` every table of `shop`; `*` every table. Unquoted SQL names are
+/// case-insensitive, so the comparison is too.
+fn table_matches(pattern: &str, table: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    let table = table.to_ascii_lowercase();
+    if pattern == "*" {
+        return true;
+    }
+    if let Some(schema) = pattern.strip_suffix(".*") {
+        return table.rsplit_once('.').is_some_and(|(s, _)| s == schema);
+    }
+    if pattern.contains('.') {
+        return table == pattern;
+    }
+    table == pattern || table.rsplit_once('.').is_some_and(|(_, t)| t == pattern)
+}
+
+impl Rule {
+    fn compile(rule: &StatementRule, origin: String) -> Result<Rule, RuleError> {
+        let regex = match &rule.matches.regex {
+            Some(pattern) => Some(Regex::new(pattern).map_err(|error| RuleError {
+                origin: origin.clone(),
+                error,
+            })?),
+            None => None,
+        };
+        Ok(Rule {
+            classes: rule.matches.class.clone(),
+            tables: rule.matches.tables.clone(),
+            regex,
+            action: rule.action,
+            by: rule.by.clone(),
+            origin,
+        })
+    }
+
+    fn matches(&self, sql: &str, c: &Classification) -> bool {
+        (self.classes.is_empty() || self.classes.contains(&c.class))
+            && (self.tables.is_empty()
+                || c.tables_read
+                    .iter()
+                    .chain(&c.tables_written)
+                    .any(|t| self.tables.iter().any(|p| table_matches(p, t))))
+            && self.regex.as_ref().is_none_or(|r| r.is_match(sql))
+    }
+}
+
+impl StatementPolicy {
+    /// The rules of every policy that covers this task.
+    pub fn for_task(config: &Config, task: &Task) -> Result<StatementPolicy, RuleError> {
+        let mut rules = Vec::new();
+        for (p, policy) in config.policies.iter().enumerate() {
+            let policy = &policy.value;
+            let covers = Matcher::any_matches(&policy.who, &task.requester)
+                && policy.covers_connection(&task.connection)
+                && policy.access.contains(&task.access);
+            if !covers {
+                continue;
+            }
+            let name = policy
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("policies[{p}]"));
+            for (i, rule) in policy.statements.iter().enumerate() {
+                rules.push(Rule::compile(rule, format!("{name}.statements[{i}]"))?);
+            }
+        }
+        let default_approvers = task
+            .approvers
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        Ok(StatementPolicy {
+            access: task.access,
+            rules,
+            default_approvers,
+        })
+    }
+
+    fn ceiling(&self, c: &Classification) -> StatementDecision {
+        let denied = |why: String| StatementDecision::Deny { reason: why };
+        if c.class == Class::Unknown && self.access != Access::Admin {
+            let why = match &c.error {
+                Some(error) => format!("the statement could not be classified ({error})"),
+                None => format!(
+                    "{} statements run code the gateway cannot inspect",
+                    c.command
+                ),
+            };
+            return StatementDecision::Review {
+                reason: format!("{why}, so a {} grant needs a review", self.access),
+                by: self.default_approvers.clone(),
+            };
+        }
+        match (self.access, c.class) {
+            (Access::Read, _) if c.lifts_read_only => denied(format!(
+                "{} would lift the read-only session of a read grant",
+                c.command
+            )),
+            (Access::Read, Class::Write | Class::Ddl | Class::Dcl) => denied(format!(
+                "a read grant does not allow {} statements ({})",
+                c.class.as_str(),
+                c.command
+            )),
+            (Access::Write, Class::Dcl) => denied(format!(
+                "a write grant does not allow dcl statements ({}); they need an admin grant",
+                c.command
+            )),
+            _ => StatementDecision::Allow,
+        }
+    }
+
+    /// Decides one statement. Rule reasons name the rule, so a refused
+    /// client and an auditor both see which line of the config applied.
+    pub fn decide(&self, sql: &str, c: &Classification) -> StatementDecision {
+        let mut decision = self.ceiling(c);
+        for rule in self.rules.iter().filter(|r| r.matches(sql, c)) {
+            let from_rule = match rule.action {
+                RuleAction::Allow => StatementDecision::Allow,
+                RuleAction::Deny => StatementDecision::Deny {
+                    reason: format!("denied by rule {}", rule.origin),
+                },
+                RuleAction::Review => StatementDecision::Review {
+                    reason: format!("rule {} requires a review", rule.origin),
+                    by: if rule.by.is_empty() {
+                        self.default_approvers.clone()
+                    } else {
+                        rule.by.clone()
+                    },
+                },
+            };
+            decision = decision.stricter(from_rule);
+        }
+        decision
+    }
+}
+
+#[cfg(test)]
+mod tests;

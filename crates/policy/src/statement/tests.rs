@@ -1,0 +1,289 @@
+use super::*;
+use crate::{Identity, IdentityKind, TaskState};
+use taskgate_audit::Timestamp;
+
+const CONFIG: &str = r#"
+[[identity.dev]]
+subject = "copilot"
+kind = "agent"
+token_env = "T"
+
+[[connections]]
+name = "orders-db"
+kind = "postgres"
+address = "127.0.0.1:5432"
+database = "orders"
+read = { user = "ro" }
+write = { user = "rw" }
+admin = { user = "admin" }
+
+[[policies]]
+name = "agents"
+who = ["kind:agent"]
+connections = ["orders-db"]
+access = ["read", "write", "admin"]
+max_window = "30m"
+approve = { when = ["write"], by = ["group:dba"] }
+
+[[policies.statements]]
+match = { class = ["ddl"] }
+action = "review"
+by = ["group:dba"]
+
+[[policies.statements]]
+match = { regex = "(?i)^\\s*(drop|truncate)\\b" }
+action = "deny"
+
+[[policies.statements]]
+match = { tables = ["billing.*", "secrets"] }
+action = "deny"
+
+[[policies]]
+name = "humans-only"
+who = ["kind:human"]
+connections = ["*"]
+access = ["write"]
+max_window = "30m"
+
+[[policies.statements]]
+match = { class = ["write"] }
+action = "deny"
+"#;
+
+fn task(access: Access) -> Task {
+    let t0 = Timestamp::from_micros(1_000_000);
+    Task {
+        id: "tsk_1".into(),
+        name: "migrate-orders".into(),
+        reason: None,
+        reference: None,
+        connection: "orders-db".into(),
+        access,
+        window_secs: 60,
+        requester: Identity {
+            claims: Default::default(),
+            groups: vec![],
+            issuer: "dev".into(),
+            kind: IdentityKind::Agent,
+            subject: "copilot".into(),
+        },
+        state: TaskState::Active,
+        requested_at: t0,
+        decide_by: None,
+        starts_at: Some(t0),
+        ends_at: None,
+        approvers: vec!["group:dba".into()],
+        approval: None,
+        closing: None,
+    }
+}
+
+fn class(class: Class, command: &str, read: &[&str], written: &[&str]) -> Classification {
+    Classification {
+        class,
+        command: command.into(),
+        tables_read: read.iter().map(|t| t.to_string()).collect(),
+        tables_written: written.iter().map(|t| t.to_string()).collect(),
+        lifts_read_only: false,
+        error: None,
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Want {
+    Allow,
+    Deny(&'static str),
+    Review(&'static str),
+}
+
+fn check(access: Access, sql: &str, c: Classification, want: Want) {
+    let config = crate::config::parse(CONFIG).unwrap();
+    let policy = StatementPolicy::for_task(&config, &task(access)).unwrap();
+    let got = policy.decide(sql, &c);
+    let ok = match (&got, &want) {
+        (StatementDecision::Allow, Want::Allow) => true,
+        (StatementDecision::Deny { reason }, Want::Deny(part)) => reason.contains(part),
+        (StatementDecision::Review { reason, by }, Want::Review(part)) => {
+            reason.contains(part) && !by.is_empty()
+        }
+        _ => false,
+    };
+    assert!(ok, "{access:?} {sql:?}: got {got:?}, want {want:?}");
+}
+
+#[test]
+fn decisions_table() {
+    use Access::{Admin, Read, Write};
+    use Class as C;
+    let cases: Vec<(Access, &str, Classification, Want)> = vec![
+        (
+            Read,
+            "select 1 from orders",
+            class(C::Read, "SELECT", &["orders"], &[]),
+            Want::Allow,
+        ),
+        (Read, "begin", class(C::Tcl, "BEGIN", &[], &[]), Want::Allow),
+        (
+            Read,
+            "set search_path = x",
+            class(C::Utility, "SET", &[], &[]),
+            Want::Allow,
+        ),
+        (
+            Read,
+            "insert into orders values (1)",
+            class(C::Write, "INSERT", &[], &["orders"]),
+            Want::Deny("read grant does not allow write"),
+        ),
+        (
+            Read,
+            "create table t ()",
+            class(C::Ddl, "CREATE TABLE", &[], &["t"]),
+            Want::Deny("read grant does not allow ddl"),
+        ),
+        (
+            Read,
+            "grant all on t to x",
+            class(C::Dcl, "GRANT", &[], &[]),
+            Want::Deny("read grant does not allow dcl"),
+        ),
+        (
+            Read,
+            "do $$ begin end $$",
+            class(C::Unknown, "DO", &[], &[]),
+            Want::Review("cannot inspect"),
+        ),
+        (
+            Write,
+            "insert into orders values (1)",
+            class(C::Write, "INSERT", &[], &["orders"]),
+            Want::Allow,
+        ),
+        (
+            Write,
+            "alter table orders add column note text",
+            class(C::Ddl, "ALTER TABLE", &[], &["orders"]),
+            Want::Review("agents.statements[0]"),
+        ),
+        (
+            Write,
+            "grant all on t to x",
+            class(C::Dcl, "GRANT", &[], &[]),
+            Want::Deny("need an admin grant"),
+        ),
+        (
+            Write,
+            "  DROP TABLE orders",
+            class(C::Ddl, "DROP TABLE", &[], &["orders"]),
+            Want::Deny("agents.statements[1]"),
+        ),
+        (
+            Write,
+            "truncate orders",
+            class(C::Write, "TRUNCATE", &[], &["orders"]),
+            Want::Deny("statements[1]"),
+        ),
+        (
+            Write,
+            "select * from billing.invoices",
+            class(C::Read, "SELECT", &["billing.invoices"], &[]),
+            Want::Deny("agents.statements[2]"),
+        ),
+        (
+            Write,
+            "select * from public.secrets",
+            class(C::Read, "SELECT", &["public.secrets"], &[]),
+            Want::Deny("agents.statements[2]"),
+        ),
+        (
+            Write,
+            "select * from secretsx",
+            class(C::Read, "SELECT", &["secretsx"], &[]),
+            Want::Allow,
+        ),
+        (
+            Write,
+            "select * from \"BILLING\".x",
+            class(C::Read, "SELECT", &["BILLING.x"], &[]),
+            Want::Deny("statements[2]"),
+        ),
+        (
+            Write,
+            "garbage",
+            Classification {
+                error: Some("syntax error".into()),
+                ..class(C::Unknown, "UNKNOWN", &[], &[])
+            },
+            Want::Review("could not be classified (syntax error)"),
+        ),
+        (
+            Admin,
+            "grant all on t to x",
+            class(C::Dcl, "GRANT", &[], &[]),
+            Want::Allow,
+        ),
+        (
+            Admin,
+            "do $$ begin end $$",
+            class(C::Unknown, "DO", &[], &[]),
+            Want::Allow,
+        ),
+        (
+            Admin,
+            "drop table orders",
+            class(C::Ddl, "DROP TABLE", &[], &["orders"]),
+            Want::Deny("statements[1]"),
+        ),
+    ];
+    for (access, sql, c, want) in cases {
+        check(access, sql, c, want);
+    }
+}
+
+#[test]
+fn read_grants_refuse_lifting_read_only() {
+    let c = Classification {
+        lifts_read_only: true,
+        ..class(Class::Utility, "SET", &[], &[])
+    };
+    check(
+        Access::Read,
+        "set default_transaction_read_only = off",
+        c.clone(),
+        Want::Deny("lift the read-only session"),
+    );
+    check(
+        Access::Write,
+        "set default_transaction_read_only = off",
+        c,
+        Want::Allow,
+    );
+}
+
+#[test]
+fn policies_that_do_not_cover_the_task_add_no_rules() {
+    // "humans-only" denies every write, but the task's requester is an agent.
+    check(
+        Access::Write,
+        "update orders set x = 1",
+        class(Class::Write, "UPDATE", &[], &["orders"]),
+        Want::Allow,
+    );
+}
+
+#[test]
+fn table_patterns() {
+    for (pattern, table, want) in [
+        ("orders", "orders", true),
+        ("orders", "shop.orders", true),
+        ("Orders", "ORDERS", true),
+        ("shop.orders", "orders", false),
+        ("shop.orders", "shop.orders", true),
+        ("shop.*", "shop.orders", true),
+        ("shop.*", "orders", false),
+        ("*", "anything", true),
+        ("orders", "orders_archive", false),
+    ] {
+        assert_eq!(table_matches(pattern, table), want, "{pattern} vs {table}");
+    }
+}

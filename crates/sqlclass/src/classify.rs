@@ -1,0 +1,185 @@
+//! `classify`: parse with PostgreSQL's grammar, classify each statement from
+//! its own type (`statement`) plus everything nested in it (`walk`), and
+//! combine several statements into the strictest.
+
+use pg_query::NodeEnum as N;
+
+use crate::names::{is_dcl_function, lifts_read_only_function};
+use crate::statement::classify_base;
+use crate::walk::walk;
+use crate::{Class, Classification};
+
+/// One statement's result before sorting and combining.
+struct Partial {
+    class: Class,
+    command: String,
+    read: Vec<String>,
+    written: Vec<String>,
+    lifts: bool,
+}
+
+/// Classifies SQL text (one statement, or several combined: strictest
+/// class, union of tables, any lift). Never panics, never does I/O.
+pub fn classify(sql: &str) -> Classification {
+    // pg_query's ParseResult construction indexes into the tree; the
+    // grammar never produces shapes that would panic there, but the gateway
+    // must not die on hostile input if it ever did.
+    let parsed = std::panic::catch_unwind(|| pg_query::parse(sql, 0));
+    let result = match parsed {
+        Ok(Ok(r)) => r,
+        Ok(Err(pg_query::Error::Parse(msg))) => return unparsable(msg),
+        Ok(Err(e)) => return unparsable(e.to_string()),
+        Err(_) => return unparsable("parser failed".to_owned()),
+    };
+    let mut parts = result.protobuf.stmts.iter().filter_map(|s| {
+        let node = s.stmt.as_ref().and_then(|n| n.node.as_ref())?;
+        Some(classify_node(node, statement_text(sql, s)))
+    });
+    let Some(first) = parts.next() else {
+        // Empty input, only comments, only semicolons: nothing to run, but
+        // nothing the gateway should call a read either.
+        return Classification {
+            command: "EMPTY".to_owned(),
+            ..unparsable(String::new())
+        }
+        .without_error();
+    };
+    let combined = parts.fold(first, |mut acc, p| {
+        acc.class = acc.class.stricter(p.class);
+        acc.command.push_str("; ");
+        acc.command.push_str(&p.command);
+        acc.read.extend(p.read);
+        acc.written.extend(p.written);
+        acc.lifts |= p.lifts;
+        acc
+    });
+    finish(combined)
+}
+
+/// The source text of one parsed statement (PostgreSQL's byte offsets; a
+/// length of 0 means "to the end"). Empty if the offsets do not fit, which
+/// makes the text-based checks take their strict answer.
+fn statement_text<'a>(sql: &'a str, s: &pg_query::protobuf::RawStmt) -> &'a str {
+    let start = usize::try_from(s.stmt_location).unwrap_or(0);
+    let text = match usize::try_from(s.stmt_len) {
+        Ok(0) | Err(_) => sql.get(start..),
+        Ok(len) => sql.get(start..start.saturating_add(len)),
+    };
+    text.unwrap_or_default()
+}
+
+fn unparsable(msg: String) -> Classification {
+    Classification {
+        class: Class::Unknown,
+        command: "UNKNOWN".to_owned(),
+        tables_read: Vec::new(),
+        tables_written: Vec::new(),
+        lifts_read_only: false,
+        error: Some(msg),
+    }
+}
+
+impl Classification {
+    fn without_error(mut self) -> Self {
+        self.error = None;
+        self
+    }
+}
+
+fn finish(p: Partial) -> Classification {
+    let sorted = |mut v: Vec<String>| {
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    Classification {
+        class: p.class,
+        command: p.command,
+        tables_read: sorted(p.read),
+        tables_written: sorted(p.written),
+        lifts_read_only: p.lifts,
+        error: None,
+    }
+}
+
+fn classify_node(node: &N, text: &str) -> Partial {
+    match node {
+        N::ExplainStmt(e) => {
+            let Some(inner) = e.query.as_deref().and_then(|q| q.node.as_ref()) else {
+                return unknown_partial("EXPLAIN");
+            };
+            // ANALYZE executes the statement. Its value is not looked at:
+            // `(ANALYZE 0)` and `(ANALYZE 1)` share a fingerprint, so any
+            // ANALYZE option counts as executing (strict on purpose).
+            let analyze = e
+                .options
+                .iter()
+                .any(|o| matches!(&o.node, Some(N::DefElem(d)) if d.defname == "analyze"));
+            let mut p = classify_node(inner, text);
+            if analyze {
+                p.command = "EXPLAIN ANALYZE".to_owned();
+            } else {
+                // Planned, not run: every table is only read, no function
+                // is called, nothing is lifted.
+                let mut w = std::mem::take(&mut p.written);
+                p.read.append(&mut w);
+                p.class = Class::Read;
+                p.lifts = false;
+                p.command = "EXPLAIN".to_owned();
+            }
+            p
+        }
+        N::PrepareStmt(s) => {
+            let Some(inner) = s.query.as_deref().and_then(|q| q.node.as_ref()) else {
+                return unknown_partial("PREPARE");
+            };
+            let mut p = classify_node(inner, text);
+            p.class = Class::Utility.stricter(p.class);
+            p.command = "PREPARE".to_owned();
+            p
+        }
+        _ => classify_plain(node, text),
+    }
+}
+
+fn unknown_partial(command: &str) -> Partial {
+    Partial {
+        class: Class::Unknown,
+        command: command.to_owned(),
+        read: Vec::new(),
+        written: Vec::new(),
+        lifts: false,
+    }
+}
+
+fn classify_plain(node: &N, text: &str) -> Partial {
+    let b = classify_base(node, text);
+    let facts = walk(node);
+    let mut class = b.class;
+    // A DML node or row lock anywhere (writable CTE, COPY (DELETE ...
+    // RETURNING) TO, DECLARE ... FOR UPDATE) makes it at least a write.
+    if facts.dml_nodes > 0 || facts.locking {
+        class = class.stricter(Class::Write);
+    }
+    if facts.functions.iter().any(|f| is_dcl_function(f)) {
+        class = class.stricter(Class::Dcl);
+    }
+    let lifts = b.lifts || facts.functions.iter().any(|f| lifts_read_only_function(f));
+    let (mut read, mut written) = (Vec::new(), b.named);
+    if !b.no_tables {
+        for r in facts.rels {
+            if r.written && b.demote != Some(r.parent) {
+                written.push(r.name);
+            } else {
+                read.push(r.name);
+            }
+        }
+    }
+    Partial {
+        class,
+        command: b.command.into_owned(),
+        read,
+        written,
+        lifts,
+    }
+}

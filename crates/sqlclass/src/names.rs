@@ -1,0 +1,119 @@
+//! Words for command names: PostgreSQL object types as a DBA writes them
+//! after CREATE / ALTER / DROP, and the DCL function list.
+
+use pg_query::protobuf::ObjectType as O;
+
+/// `ALTER <this>` / `DROP <this>` for an object type (pg_query's i32).
+pub(crate) fn object(raw: i32) -> &'static str {
+    match O::try_from(raw).unwrap_or(O::Undefined) {
+        O::ObjectAccessMethod => "ACCESS METHOD",
+        O::ObjectAggregate => "AGGREGATE",
+        O::ObjectAmop | O::ObjectAmproc | O::ObjectOpfamily => "OPERATOR FAMILY",
+        O::ObjectAttribute | O::ObjectType => "TYPE",
+        O::ObjectCast => "CAST",
+        O::ObjectColumn | O::ObjectDefault | O::ObjectTabconstraint | O::ObjectTable => "TABLE",
+        O::ObjectCollation => "COLLATION",
+        O::ObjectConversion => "CONVERSION",
+        O::ObjectDatabase => "DATABASE",
+        O::ObjectDefacl => "DEFAULT PRIVILEGES",
+        O::ObjectDomain | O::ObjectDomconstraint => "DOMAIN",
+        O::ObjectEventTrigger => "EVENT TRIGGER",
+        O::ObjectExtension => "EXTENSION",
+        O::ObjectFdw => "FOREIGN DATA WRAPPER",
+        O::ObjectForeignServer => "SERVER",
+        O::ObjectForeignTable => "FOREIGN TABLE",
+        O::ObjectFunction => "FUNCTION",
+        O::ObjectIndex => "INDEX",
+        O::ObjectLanguage => "LANGUAGE",
+        O::ObjectLargeobject => "LARGE OBJECT",
+        O::ObjectMatview => "MATERIALIZED VIEW",
+        O::ObjectOpclass => "OPERATOR CLASS",
+        O::ObjectOperator => "OPERATOR",
+        O::ObjectParameterAcl => "PARAMETER",
+        O::ObjectPolicy => "POLICY",
+        O::ObjectProcedure => "PROCEDURE",
+        O::ObjectPublication | O::ObjectPublicationNamespace | O::ObjectPublicationRel => "PUBLICATION",
+        O::ObjectRole => "ROLE",
+        O::ObjectRoutine => "ROUTINE",
+        O::ObjectRule => "RULE",
+        O::ObjectSchema => "SCHEMA",
+        O::ObjectSequence => "SEQUENCE",
+        O::ObjectSubscription => "SUBSCRIPTION",
+        O::ObjectStatisticExt => "STATISTICS",
+        O::ObjectTablespace => "TABLESPACE",
+        O::ObjectTransform => "TRANSFORM",
+        O::ObjectTrigger => "TRIGGER",
+        O::ObjectTsconfiguration => "TEXT SEARCH CONFIGURATION",
+        O::ObjectTsdictionary => "TEXT SEARCH DICTIONARY",
+        O::ObjectTsparser => "TEXT SEARCH PARSER",
+        O::ObjectTstemplate => "TEXT SEARCH TEMPLATE",
+        O::ObjectUserMapping => "USER MAPPING",
+        O::ObjectView => "VIEW",
+        O::Undefined => "OBJECT",
+    }
+}
+
+/// Object types whose DROP / COMMENT names a relation by a name list.
+pub(crate) fn is_relation(raw: i32) -> bool {
+    matches!(
+        O::try_from(raw).unwrap_or(O::Undefined),
+        O::ObjectTable | O::ObjectView | O::ObjectMatview | O::ObjectForeignTable | O::ObjectSequence
+    )
+}
+
+/// Object types named `<relation>.<name>` (the last part is not the table).
+pub(crate) fn is_on_relation(raw: i32) -> bool {
+    matches!(
+        O::try_from(raw).unwrap_or(O::Undefined),
+        O::ObjectTrigger | O::ObjectRule | O::ObjectPolicy | O::ObjectColumn | O::ObjectTabconstraint
+    )
+}
+
+pub(crate) fn is_type(raw: i32, t: O) -> bool {
+    O::try_from(raw).is_ok_and(|o| o == t)
+}
+
+/// Functions whose call makes a statement DCL: they change the session's
+/// privileges or settings, act on other sessions or the server, or touch
+/// server files / other databases (the privileges COPY TO/FROM a file
+/// needs). Matched on the last name part, whatever the schema, so a
+/// same-named wrapper is treated the same (strict on purpose).
+pub(crate) fn is_dcl_function(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    last.starts_with("dblink")
+        || matches!(
+            last,
+            "set_config"
+                | "pg_terminate_backend"
+                | "pg_cancel_backend"
+                | "pg_reload_conf"
+                | "lo_import"
+                | "lo_export"
+                | "pg_read_file"
+                | "pg_read_binary_file"
+                | "pg_ls_dir"
+                | "pg_stat_file"
+                | "pg_file_write"
+                | "pg_promote"
+                | "pg_rotate_logfile"
+                | "pg_switch_wal"
+                | "pg_create_restore_point"
+        )
+}
+
+/// `set_config()` lifts a read-only session whatever its arguments: the
+/// arguments are literals, and literals never decide a classification.
+pub(crate) fn lifts_read_only_function(name: &str) -> bool {
+    name.rsplit('.').next() == Some("set_config")
+}
+
+/// Settings whose SET / RESET lifts a read-only session (GUC names are
+/// case-insensitive, even when written as quoted identifiers).
+pub(crate) fn is_read_only_param(name: &str) -> bool {
+    name.eq_ignore_ascii_case("transaction_read_only") || name.eq_ignore_ascii_case("default_transaction_read_only")
+}
+
+/// Settings whose SET / RESET changes who the session is.
+pub(crate) fn is_role_param(name: &str) -> bool {
+    name.eq_ignore_ascii_case("role") || name.eq_ignore_ascii_case("session_authorization")
+}

@@ -1,0 +1,16 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use taskgate_wire_pg::scram;
+
+// A fixed, valid verifier; the fuzzer drives both client messages.
+const VERIFIER: &str = "SCRAM-SHA-256$4096:MDEyMzQ1Njc4OWFiY2RlZg==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+fuzz_target!(|data: &[u8]| {
+    let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    let (first, last) = data.split_at(split);
+    let Ok(verifier) = scram::Verifier::parse(VERIFIER) else { return };
+    if let Ok((exchange, _)) = scram::start(verifier, first, "nonce") {
+        let _ = exchange.finish(last.get(1..).unwrap_or_default());
+    }
+    let _ = scram::Verifier::parse(&String::from_utf8_lossy(data));
+});
