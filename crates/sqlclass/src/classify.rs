@@ -4,7 +4,7 @@
 
 use pg_query::NodeEnum as N;
 
-use crate::names::{is_dcl_function, lifts_read_only_function};
+use crate::names::{is_dcl_function, is_lexing_param, is_read_only_param, is_role_param, is_set_config};
 use crate::statement::classify_base;
 use crate::walk::walk;
 use crate::{Class, Classification};
@@ -142,6 +142,99 @@ fn classify_node(node: &N, text: &str) -> Partial {
     }
 }
 
+/// What the `set_config` calls in a statement do, by their first
+/// argument: a literal naming an ordinary setting (pg_dump's `search_path`)
+/// changes nothing; a read-only setting lifts the read-only session; a role,
+/// session authorization or lexing setting is dcl. A name that is not a
+/// literal (a parameter, an expression) could be any of these: dcl and
+/// lifting. If fewer calls are found than the walk counted, the same.
+/// The fingerprint keeps literals verbatim in text that mentions
+/// `set_config`, so the cache never mixes two different names.
+fn set_config_effect(node: &N, expected: usize) -> (Class, bool) {
+    let mut found = 0;
+    let mut class = Class::Utility;
+    let mut lifts = false;
+    for (n, _, _, _) in node.nodes() {
+        let pg_query::NodeRef::FuncCall(call) = n else {
+            continue;
+        };
+        let name: Vec<&str> = call
+            .funcname
+            .iter()
+            .filter_map(|p| match &p.node {
+                Some(N::String(s)) => Some(s.sval.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !name.last().is_some_and(|last| is_set_config(last)) {
+            continue;
+        }
+        found += 1;
+        let setting = match call.args.first().and_then(|a| a.node.as_ref()) {
+            Some(N::AConst(c)) => string_const(c),
+            Some(N::ColumnRef(c)) if column_is(c, "name") => settings_row_name(node),
+            _ => None,
+        };
+        match setting {
+            Some(s) if is_read_only_param(s) => lifts = true,
+            Some(s) if is_role_param(s) => {
+                class = class.stricter(Class::Dcl);
+                lifts = true;
+            }
+            Some(s) if is_lexing_param(s) => class = class.stricter(Class::Dcl),
+            Some(_) => {}
+            None => {
+                class = class.stricter(Class::Dcl);
+                lifts = true;
+            }
+        }
+    }
+    if found < expected {
+        return (Class::Dcl, true);
+    }
+    (class, lifts)
+}
+
+fn string_const(c: &pg_query::protobuf::AConst) -> Option<&str> {
+    match &c.val {
+        Some(pg_query::protobuf::a_const::Val::Sval(s)) => Some(s.sval.as_str()),
+        _ => None,
+    }
+}
+
+fn column_is(c: &pg_query::protobuf::ColumnRef, name: &str) -> bool {
+    matches!(c.fields.as_slice(), [f] if matches!(&f.node, Some(N::String(s)) if s.sval == name))
+}
+
+/// pg_dump's idiom `SELECT set_config(name, '...', false) FROM pg_settings
+/// WHERE name = 'x'`: the setting is `x`. Exactly that shape only (one
+/// relation, pg_settings, and a single equality on `name`); anything else
+/// is treated as an unknown setting.
+fn settings_row_name(node: &N) -> Option<&str> {
+    let N::SelectStmt(s) = node else {
+        return None;
+    };
+    let [from] = s.from_clause.as_slice() else {
+        return None;
+    };
+    let Some(N::RangeVar(r)) = &from.node else {
+        return None;
+    };
+    if r.relname != "pg_settings" || !(r.schemaname.is_empty() || r.schemaname == "pg_catalog") {
+        return None;
+    }
+    let Some(N::AExpr(e)) = s.where_clause.as_deref().and_then(|w| w.node.as_ref()) else {
+        return None;
+    };
+    let is_equals = matches!(e.name.as_slice(), [op] if matches!(&op.node, Some(N::String(o)) if o.sval == "="));
+    let column =
+        matches!(e.lexpr.as_deref().and_then(|l| l.node.as_ref()), Some(N::ColumnRef(c)) if column_is(c, "name"));
+    match e.rexpr.as_deref().and_then(|r| r.node.as_ref()) {
+        Some(N::AConst(c)) if is_equals && column => string_const(c),
+        _ => None,
+    }
+}
+
 fn unknown_partial(command: &str) -> Partial {
     Partial {
         class: Class::Unknown,
@@ -154,7 +247,9 @@ fn unknown_partial(command: &str) -> Partial {
 
 fn classify_plain(node: &N, text: &str) -> Partial {
     let b = classify_base(node, text);
-    let facts = walk(node);
+    let Some(facts) = walk(node) else {
+        return unknown_partial(&b.command);
+    };
     let mut class = b.class;
     // A DML node or row lock anywhere (writable CTE, COPY (DELETE ...
     // RETURNING) TO, DECLARE ... FOR UPDATE) makes it at least a write.
@@ -164,7 +259,17 @@ fn classify_plain(node: &N, text: &str) -> Partial {
     if facts.functions.iter().any(|f| is_dcl_function(f)) {
         class = class.stricter(Class::Dcl);
     }
-    let lifts = b.lifts || facts.functions.iter().any(|f| lifts_read_only_function(f));
+    // EXECUTE runs a prepared statement the gateway cannot see from here.
+    if facts.execute_nodes > 0 {
+        class = Class::Unknown;
+    }
+    let calls = facts.functions.iter().filter(|f| is_set_config(f)).count();
+    let mut lifts = b.lifts;
+    if calls > 0 {
+        let (effect, lifted) = set_config_effect(node, calls);
+        class = class.stricter(effect);
+        lifts |= lifted;
+    }
     let (mut read, mut written) = (Vec::new(), b.named);
     if !b.no_tables {
         for r in facts.rels {

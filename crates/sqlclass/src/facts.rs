@@ -97,6 +97,8 @@ pub(crate) struct Raw {
     pub functions: Vec<String>,
     /// INSERT/UPDATE/DELETE/MERGE nodes anywhere, the top-level one included.
     pub dml_nodes: u32,
+    /// EXECUTE nodes anywhere (`CREATE TABLE x AS EXECUTE p`).
+    pub execute_nodes: u32,
 }
 
 /// One table reference after resolution.
@@ -113,6 +115,7 @@ pub(crate) struct Facts {
     pub rels: Vec<Rel>,
     pub functions: Vec<String>,
     pub dml_nodes: u32,
+    pub execute_nodes: u32,
     pub locking: bool,
 }
 
@@ -169,6 +172,7 @@ impl Raw {
             rels,
             functions: self.functions,
             dml_nodes: self.dml_nodes,
+            execute_nodes: self.execute_nodes,
             locking: !self.locking.is_empty(),
         }
     }

@@ -17,6 +17,10 @@ use crate::lexer::{Kind, Lexer, Step};
 /// kept exactly. The literal after `UESCAPE` is kept too: it changes what the
 /// preceding `U&"..."` identifier names.
 pub fn fingerprint(sql: &str) -> String {
+    // What `set_config` does depends on its first argument's value, so text
+    // that may call it keeps every literal (a plain substring test: a hit in
+    // a comment only makes the key more specific).
+    let keep_literals = mentions_set_config(sql);
     let mut out = String::with_capacity(sql.len().min(4096));
     let mut lx = Lexer::new(sql);
     let mut prev: Option<(Kind, &str)> = None;
@@ -34,6 +38,10 @@ pub fn fingerprint(sql: &str) -> String {
         };
         let text = sql.get(t.start..t.end).unwrap_or_default();
         match t.kind {
+            Kind::Str | Kind::Number | Kind::Param if keep_literals => {
+                sep(&mut out);
+                out.push_str(text);
+            }
             Kind::Str if matches!(prev, Some((Kind::Word, w)) if w.eq_ignore_ascii_case("uescape")) => {
                 sep(&mut out);
                 out.push_str(text);
@@ -71,6 +79,11 @@ pub fn fingerprint(sql: &str) -> String {
         prev = Some((t.kind, text));
     }
     out
+}
+
+fn mentions_set_config(sql: &str) -> bool {
+    const NAME: &[u8] = b"set_config";
+    sql.as_bytes().windows(NAME.len()).any(|w| w.eq_ignore_ascii_case(NAME))
 }
 
 fn sep(out: &mut String) {

@@ -15,9 +15,9 @@
 //! | class | statements |
 //! |---|---|
 //! | `read` | SELECT (no INTO, no data-modifying CTE, no FOR UPDATE/SHARE), VALUES, TABLE t, COPY ... TO STDOUT, FETCH / MOVE / CLOSE, DECLARE CURSOR of a read query, EXPLAIN without ANALYZE (of anything: its tables count as read, nothing in it runs) |
-//! | `write` | INSERT, UPDATE, DELETE, MERGE, TRUNCATE, COPY ... FROM STDIN, SELECT ... FOR UPDATE/NO KEY UPDATE/SHARE/KEY SHARE, writable CTEs, COPY (DELETE ... RETURNING) TO STDOUT, DECLARE ... FOR UPDATE, LOCK TABLE, REFRESH MATERIALIZED VIEW |
+//! | `write` | INSERT, UPDATE, DELETE, MERGE, TRUNCATE, COPY ... FROM STDIN, SELECT ... FOR UPDATE/NO KEY UPDATE/SHARE/KEY SHARE, writable CTEs, COPY (DELETE ... RETURNING) TO STDOUT, DECLARE ... FOR UPDATE, LOCK TABLE (but IN ACCESS SHARE MODE, the lock any SELECT takes, is read), REFRESH MATERIALIZED VIEW |
 //! | `ddl` | CREATE / ALTER / DROP of tables, indexes, views, sequences, schemas, functions, types, extensions, triggers, policies, rules, domains, databases, tablespaces, servers, publications...; COMMENT ON, SECURITY LABEL; SELECT INTO and CREATE TABLE AS / MATERIALIZED VIEW (new table written, sources read); VACUUM, CLUSTER, REINDEX |
-//! | `dcl` | GRANT, REVOKE, CREATE / ALTER / DROP ROLE / USER / GROUP (and renaming one), ALTER DEFAULT PRIVILEGES, REASSIGN OWNED, DROP OWNED, SET / RESET ROLE, SET / RESET SESSION AUTHORIZATION, ALTER SYSTEM, LOAD, CHECKPOINT, COPY to/from a server file or PROGRAM; any statement calling `set_config`, `pg_terminate_backend`, `pg_cancel_backend`, `pg_reload_conf`, `lo_import`, `lo_export`, `dblink*`, or the server-file / server-control functions `pg_read_file`, `pg_read_binary_file`, `pg_ls_dir`, `pg_stat_file`, `pg_file_write`, `pg_promote`, `pg_rotate_logfile`, `pg_switch_wal`, `pg_create_restore_point` (matched on the last name part, any schema) |
+//! | `dcl` | GRANT, REVOKE, CREATE / ALTER / DROP ROLE / USER / GROUP (and renaming one), ALTER DEFAULT PRIVILEGES, REASSIGN OWNED, DROP OWNED, SET / RESET ROLE, SET / RESET SESSION AUTHORIZATION, ALTER SYSTEM, LOAD, CHECKPOINT, COPY to/from a server file or PROGRAM, SET / RESET of `standard_conforming_strings` (it changes how the gateway must read strings); `set_config` of `role`, `session_authorization`, `standard_conforming_strings` or of a name that is not a literal; any statement calling `pg_terminate_backend`, `pg_cancel_backend`, `pg_reload_conf`, `lo_import`, `lo_export`, `dblink*`, or the server-file / server-control functions `pg_read_file`, `pg_read_binary_file`, `pg_ls_dir`, `pg_stat_file`, `pg_file_write`, `pg_promote`, `pg_rotate_logfile`, `pg_switch_wal`, `pg_create_restore_point` (matched on the last name part, any schema) |
 //! | `tcl` | BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE, ROLLBACK TO, SET TRANSACTION, PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED, SET CONSTRAINTS |
 //! | `utility` | SET / RESET of other settings (incl. SET SESSION CHARACTERISTICS), SHOW, DISCARD, LISTEN, UNLISTEN, NOTIFY, ANALYZE, DEALLOCATE, PREPARE name AS stmt (the inner statement's class instead when stricter, with its tables) |
 //! | `unknown` | DO, CALL (code the gateway cannot see into), EXECUTE of a prepared statement, text the parser refuses, empty input, any statement type not listed here (never defaults to read) |
@@ -30,10 +30,12 @@
 //!
 //! True when the statement could take a read-only session out of read-only:
 //! SET / RESET of `transaction_read_only` or `default_transaction_read_only`
-//! (any value, any case), RESET ALL and DISCARD ALL (they reset those too),
-//! BEGIN / START TRANSACTION / SET TRANSACTION / SET SESSION CHARACTERISTICS
+//! (any value, any case), BEGIN / START TRANSACTION / SET TRANSACTION / SET SESSION CHARACTERISTICS
 //! ... READ WRITE, SET / RESET ROLE and SESSION AUTHORIZATION, ALTER ROLE /
-//! DATABASE / SYSTEM SET of those settings, and any call to `set_config()`.
+//! DATABASE / SYSTEM SET of those settings, and `set_config()` of them (or
+//! of a name that is not a literal). RESET ALL and DISCARD ALL do not lift:
+//! they return settings to the session's starting values, and the gateway
+//! starts read-only sessions with the setting in the startup packet.
 //!
 //! # Tables
 //!
@@ -52,7 +54,9 @@
 //!
 //! [`Classifier`] caches by [`fingerprint`], which replaces literals with
 //! `?`. That is only sound because no classification depends on a literal's
-//! value: any `set_config` call is dcl and lifts, whatever its arguments; any
+//! value, with one exception: what `set_config` does depends on its first
+//! argument, so text mentioning `set_config` keeps its literals in the
+//! fingerprint (and is cached per distinct text); any
 //! SET of the read-only settings lifts, whatever the value; any EXPLAIN
 //! ANALYZE option executes; COPY STDIN/STDOUT vs a file name differ in a
 //! keyword; the literal after `UESCAPE` (which changes what a `U&"..."`
@@ -63,6 +67,7 @@
 
 mod cache;
 mod classify;
+mod ddl;
 mod facts;
 mod fingerprint;
 mod lexer;

@@ -83,8 +83,7 @@ pub(crate) fn is_dcl_function(name: &str) -> bool {
     last.starts_with("dblink")
         || matches!(
             last,
-            "set_config"
-                | "pg_terminate_backend"
+            "pg_terminate_backend"
                 | "pg_cancel_backend"
                 | "pg_reload_conf"
                 | "lo_import"
@@ -101,10 +100,16 @@ pub(crate) fn is_dcl_function(name: &str) -> bool {
         )
 }
 
-/// `set_config()` lifts a read-only session whatever its arguments: the
-/// arguments are literals, and literals never decide a classification.
-pub(crate) fn lifts_read_only_function(name: &str) -> bool {
+/// `set_config()`, whose first argument decides what it does (see
+/// `classify::set_config_effect`).
+pub(crate) fn is_set_config(name: &str) -> bool {
     name.rsplit('.').next() == Some("set_config")
+}
+
+/// Settings that change how the gateway's lexer must read statement text:
+/// only the gateway may set them.
+pub(crate) fn is_lexing_param(name: &str) -> bool {
+    name.eq_ignore_ascii_case("standard_conforming_strings")
 }
 
 /// Settings whose SET / RESET lifts a read-only session (GUC names are

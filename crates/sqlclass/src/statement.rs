@@ -1,7 +1,8 @@
 //! The class and command of one top-level statement node, from its type and
 //! its own fields only (not what is nested in it: `classify` adds that).
 //! This is the table in the crate docs, in code. Anything not listed here is
-//! `Unknown`: a new statement type never silently becomes a read.
+//! `Unknown`: a new statement type never silently becomes a read. The DDL
+//! statement types live in `ddl`.
 
 use std::borrow::Cow;
 
@@ -26,7 +27,7 @@ pub(crate) struct Base {
     pub no_tables: bool,
 }
 
-fn base(class: Class, command: impl Into<Cow<'static, str>>) -> Base {
+pub(crate) fn base(class: Class, command: impl Into<Cow<'static, str>>) -> Base {
     Base {
         class,
         command: command.into(),
@@ -37,7 +38,7 @@ fn base(class: Class, command: impl Into<Cow<'static, str>>) -> Base {
     }
 }
 
-fn alter(raw: i32) -> String {
+pub(crate) fn alter(raw: i32) -> String {
     format!("ALTER {}", object(raw))
 }
 
@@ -54,10 +55,13 @@ fn read_write(options: &[pb::Node]) -> bool {
 }
 
 /// Would this SET/RESET lift read-only (the params, RESET ALL, READ WRITE)?
-fn set_lifts(s: &pb::VariableSetStmt) -> bool {
+pub(crate) fn set_lifts(s: &pb::VariableSetStmt) -> bool {
     let kind = pb::VariableSetKind::try_from(s.kind).unwrap_or(pb::VariableSetKind::Undefined);
-    kind == pb::VariableSetKind::VarResetAll
-        || is_read_only_param(&s.name)
+    // RESET ALL (and DISCARD ALL) returns every setting to the value the
+    // session started with, and the gateway starts read-only sessions
+    // with default_transaction_read_only in the startup packet: they stay
+    // read-only. Resetting the setting by name is refused all the same.
+    is_read_only_param(&s.name)
         || is_role_param(&s.name)
         || (kind == pb::VariableSetKind::VarSetMulti && read_write(&s.args))
 }
@@ -65,7 +69,7 @@ fn set_lifts(s: &pb::VariableSetStmt) -> bool {
 fn variable_set(s: &pb::VariableSetStmt) -> Base {
     let kind = pb::VariableSetKind::try_from(s.kind).unwrap_or(pb::VariableSetKind::Undefined);
     let reset = matches!(kind, pb::VariableSetKind::VarReset | pb::VariableSetKind::VarResetAll);
-    let mut b = if is_role_param(&s.name) {
+    let mut b = if is_role_param(&s.name) || names::is_lexing_param(&s.name) {
         base(Dcl, if reset { "RESET" } else { "SET" })
     } else if kind == pb::VariableSetKind::VarSetMulti && s.name.starts_with("TRANSACTION") {
         base(Tcl, "SET TRANSACTION")
@@ -77,7 +81,7 @@ fn variable_set(s: &pb::VariableSetStmt) -> Base {
 }
 
 /// The relation named by a DROP / COMMENT name list, if it names one.
-fn named_relation(objtype: i32, obj: Option<&pb::Node>) -> Option<String> {
+pub(crate) fn named_relation(objtype: i32, obj: Option<&pb::Node>) -> Option<String> {
     let Some(N::List(list)) = obj.and_then(|n| n.node.as_ref()) else {
         return None;
     };
@@ -183,6 +187,9 @@ fn copies_std_stream(text: &str) -> bool {
 /// their inner statement's class, are handled by the caller.
 ///
 /// `text` is the statement's own source text (COPY needs it).
+/// PostgreSQL's lock mode number for ACCESS SHARE (lockdefs.h).
+const ACCESS_SHARE_LOCK: i32 = 1;
+
 pub(crate) fn classify_base(node: &N, text: &str) -> Base {
     match node {
         N::SelectStmt(s) => select(s),
@@ -191,6 +198,13 @@ pub(crate) fn classify_base(node: &N, text: &str) -> Base {
         N::DeleteStmt(_) => base(Write, "DELETE"),
         N::MergeStmt(_) => base(Write, "MERGE"),
         N::TruncateStmt(_) => base(Write, "TRUNCATE TABLE"),
+        // ACCESS SHARE is the lock every SELECT takes (pg_dump asks for it
+        // up front); any stronger mode is a writer's lock.
+        N::LockStmt(l) if l.mode == ACCESS_SHARE_LOCK => {
+            let mut b = base(Read, "LOCK TABLE");
+            b.demote = Some("LockStmt");
+            b
+        }
         N::LockStmt(_) => base(Write, "LOCK TABLE"),
         N::RefreshMatViewStmt(_) => base(Write, "REFRESH MATERIALIZED VIEW"),
         N::CopyStmt(c) => {
@@ -227,7 +241,7 @@ pub(crate) fn classify_base(node: &N, text: &str) -> Base {
             use pb::DiscardMode as D;
             let (command, lifts) = match D::try_from(d.target).unwrap_or(D::Undefined) {
                 // DISCARD ALL includes RESET ALL.
-                D::DiscardAll => ("DISCARD ALL", true),
+                D::DiscardAll => ("DISCARD ALL", false),
                 D::DiscardPlans => ("DISCARD PLANS", false),
                 D::DiscardSequences => ("DISCARD SEQUENCES", false),
                 D::DiscardTemp => ("DISCARD TEMP", false),
@@ -281,122 +295,6 @@ pub(crate) fn classify_base(node: &N, text: &str) -> Base {
         N::LoadStmt(_) => base(Dcl, "LOAD"),
         N::CheckPointStmt(_) => base(Dcl, "CHECKPOINT"),
         N::RenameStmt(r) if names::is_type(r.rename_type, O::ObjectRole) => base(Dcl, "ALTER ROLE"),
-        _ => ddl(node),
+        _ => crate::ddl::classify_ddl(node),
     }
-}
-
-/// DDL statements (and Unknown for anything unlisted).
-fn ddl(node: &N) -> Base {
-    let command: Cow<'static, str> = match node {
-        N::CreateStmt(_) => "CREATE TABLE".into(),
-        N::CreateTableAsStmt(c) if c.is_select_into => "SELECT INTO".into(),
-        N::CreateTableAsStmt(c) if names::is_type(c.objtype, O::ObjectMatview) => "CREATE MATERIALIZED VIEW".into(),
-        N::CreateTableAsStmt(_) => "CREATE TABLE AS".into(),
-        N::ViewStmt(_) => "CREATE VIEW".into(),
-        N::IndexStmt(_) => "CREATE INDEX".into(),
-        N::CreateSeqStmt(_) => "CREATE SEQUENCE".into(),
-        N::AlterSeqStmt(_) => "ALTER SEQUENCE".into(),
-        N::CreateSchemaStmt(_) => "CREATE SCHEMA".into(),
-        N::CreateFunctionStmt(f) => if f.is_procedure {
-            "CREATE PROCEDURE"
-        } else {
-            "CREATE FUNCTION"
-        }
-        .into(),
-        N::AlterFunctionStmt(f) => alter(f.objtype).into(),
-        N::CreateTrigStmt(t) => if t.isconstraint {
-            "CREATE CONSTRAINT TRIGGER"
-        } else {
-            "CREATE TRIGGER"
-        }
-        .into(),
-        N::CreateEventTrigStmt(_) => "CREATE EVENT TRIGGER".into(),
-        N::AlterEventTrigStmt(_) => "ALTER EVENT TRIGGER".into(),
-        N::RuleStmt(_) => "CREATE RULE".into(),
-        N::CreatePolicyStmt(_) => "CREATE POLICY".into(),
-        N::AlterPolicyStmt(_) => "ALTER POLICY".into(),
-        N::CreateExtensionStmt(_) => "CREATE EXTENSION".into(),
-        N::AlterExtensionStmt(_) | N::AlterExtensionContentsStmt(_) => "ALTER EXTENSION".into(),
-        N::CreateDomainStmt(_) => "CREATE DOMAIN".into(),
-        N::AlterDomainStmt(_) => "ALTER DOMAIN".into(),
-        N::DefineStmt(d) => format!("CREATE {}", object(d.kind)).into(),
-        N::CompositeTypeStmt(_) | N::CreateEnumStmt(_) | N::CreateRangeStmt(_) => "CREATE TYPE".into(),
-        N::AlterEnumStmt(_) | N::AlterTypeStmt(_) => "ALTER TYPE".into(),
-        N::CreatedbStmt(_) => "CREATE DATABASE".into(),
-        N::AlterDatabaseStmt(_) | N::AlterDatabaseRefreshCollStmt(_) => "ALTER DATABASE".into(),
-        N::AlterDatabaseSetStmt(s) => {
-            let mut b = base(Ddl, "ALTER DATABASE");
-            b.lifts = s.setstmt.as_ref().is_some_and(set_lifts);
-            return b;
-        }
-        N::DropdbStmt(_) => "DROP DATABASE".into(),
-        N::CreateTableSpaceStmt(_) => "CREATE TABLESPACE".into(),
-        N::DropTableSpaceStmt(_) => "DROP TABLESPACE".into(),
-        N::AlterTableSpaceOptionsStmt(_) => "ALTER TABLESPACE".into(),
-        N::AlterTableMoveAllStmt(m) => alter(m.objtype).into(),
-        N::CreateFdwStmt(_) => "CREATE FOREIGN DATA WRAPPER".into(),
-        N::AlterFdwStmt(_) => "ALTER FOREIGN DATA WRAPPER".into(),
-        N::CreateForeignServerStmt(_) => "CREATE SERVER".into(),
-        N::AlterForeignServerStmt(_) => "ALTER SERVER".into(),
-        N::CreateForeignTableStmt(_) => "CREATE FOREIGN TABLE".into(),
-        N::CreateUserMappingStmt(_) => "CREATE USER MAPPING".into(),
-        N::AlterUserMappingStmt(_) => "ALTER USER MAPPING".into(),
-        N::DropUserMappingStmt(_) => "DROP USER MAPPING".into(),
-        N::ImportForeignSchemaStmt(_) => "IMPORT FOREIGN SCHEMA".into(),
-        N::CreatePlangStmt(_) => "CREATE LANGUAGE".into(),
-        N::CreateConversionStmt(_) => "CREATE CONVERSION".into(),
-        N::CreateCastStmt(_) => "CREATE CAST".into(),
-        N::CreateOpClassStmt(_) => "CREATE OPERATOR CLASS".into(),
-        N::CreateOpFamilyStmt(_) => "CREATE OPERATOR FAMILY".into(),
-        N::AlterOpFamilyStmt(_) => "ALTER OPERATOR FAMILY".into(),
-        N::AlterOperatorStmt(_) => "ALTER OPERATOR".into(),
-        N::AlterTsdictionaryStmt(_) => "ALTER TEXT SEARCH DICTIONARY".into(),
-        N::AlterTsconfigurationStmt(_) => "ALTER TEXT SEARCH CONFIGURATION".into(),
-        N::CreateTransformStmt(_) => "CREATE TRANSFORM".into(),
-        N::CreateAmStmt(_) => "CREATE ACCESS METHOD".into(),
-        N::CreatePublicationStmt(_) => "CREATE PUBLICATION".into(),
-        N::AlterPublicationStmt(_) => "ALTER PUBLICATION".into(),
-        N::CreateSubscriptionStmt(_) => "CREATE SUBSCRIPTION".into(),
-        N::AlterSubscriptionStmt(_) => "ALTER SUBSCRIPTION".into(),
-        N::DropSubscriptionStmt(_) => "DROP SUBSCRIPTION".into(),
-        N::CreateStatsStmt(_) => "CREATE STATISTICS".into(),
-        N::AlterStatsStmt(_) => "ALTER STATISTICS".into(),
-        N::AlterCollationStmt(_) => "ALTER COLLATION".into(),
-        N::SecLabelStmt(s) => {
-            let mut b = base(Ddl, "SECURITY LABEL");
-            b.named.extend(named_relation(s.objtype, s.object.as_deref()));
-            return b;
-        }
-        N::CommentStmt(c) => {
-            let mut b = base(Ddl, "COMMENT");
-            b.named.extend(named_relation(c.objtype, c.object.as_deref()));
-            return b;
-        }
-        N::DropStmt(d) => {
-            let mut b = base(Ddl, format!("DROP {}", object(d.remove_type)));
-            b.named = d
-                .objects
-                .iter()
-                .filter_map(|o| named_relation(d.remove_type, Some(o)))
-                .collect();
-            return b;
-        }
-        N::AlterTableStmt(a) => {
-            let mut b = base(Ddl, alter(a.objtype));
-            b.no_tables = names::is_type(a.objtype, O::ObjectType);
-            return b;
-        }
-        N::RenameStmt(r) => {
-            // Renaming a column or constraint alters its table.
-            let on_rel = names::is_on_relation(r.rename_type) || names::is_type(r.rename_type, O::ObjectAttribute);
-            let mut b = base(Ddl, alter(if on_rel { r.relation_type } else { r.rename_type }));
-            b.no_tables = names::is_type(r.rename_type, O::ObjectAttribute);
-            return b;
-        }
-        N::AlterObjectSchemaStmt(a) => alter(a.object_type).into(),
-        N::AlterOwnerStmt(a) => alter(a.object_type).into(),
-        N::AlterObjectDependsStmt(a) => alter(a.object_type).into(),
-        _ => return base(Unknown, "UNKNOWN"),
-    };
-    base(Ddl, command)
 }

@@ -14,13 +14,13 @@ use serde::ser::{self, Impossible};
 
 use crate::facts::{Anc, Facts, Raw, RelRec, is_owner, is_target, push_part};
 
-/// Walks one statement node.
-pub(crate) fn walk(node: &pg_query::NodeEnum) -> Facts {
+/// Walks one statement node. None if the tree holds a shape the walker does
+/// not know (no pg_query 18.1 type does): the caller must then assume the
+/// worst rather than trust a walk that stopped half-way.
+pub(crate) fn walk(node: &pg_query::NodeEnum) -> Option<Facts> {
     let mut w = Walker::default();
-    // The walker never fails on its own; a failure would only cut the walk
-    // short, and the caller still gets what was seen.
-    let _ = node.serialize(&mut w);
-    w.raw.resolve()
+    node.serialize(&mut w).ok()?;
+    Some(w.raw.resolve())
 }
 
 #[derive(Debug)]

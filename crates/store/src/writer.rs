@@ -158,7 +158,10 @@ impl Writer {
             .map_err(|e| OpError::Store(StoreError::Corrupt(e.to_string())))
     }
 
-    async fn enqueue(&self, op: Op) -> Result<oneshot::Receiver<Result<Outcome, OpError>>, OpError> {
+    async fn enqueue(
+        &self,
+        op: Op,
+    ) -> Result<oneshot::Receiver<Result<Outcome, OpError>>, OpError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Request {
@@ -188,7 +191,9 @@ impl Writer {
     /// the queue's order; a failed commit marks the writer broken, which
     /// refuses every later event, so no gap can go unnoticed.
     pub async fn append_queued(&self, draft: EventDraft) -> Result<(), OpError> {
-        self.enqueue(Op::Append(self.prepare(draft)?)).await.map(drop)
+        self.enqueue(Op::Append(self.prepare(draft)?))
+            .await
+            .map(drop)
     }
 
     /// Stores a new task (with its grant review, if it needs one) and its

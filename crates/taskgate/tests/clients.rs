@@ -26,9 +26,22 @@ fn task(gw: &TestGateway, access: &str) -> (String, String) {
 }
 
 /// Runs a PostgreSQL client program against the gateway as the task.
-fn client(gw: &TestGateway, program: &str, task: &(String, String), args: &[&str], cwd: &Path) -> Output {
+fn client(
+    gw: &TestGateway,
+    program: &str,
+    task: &(String, String),
+    args: &[&str],
+    cwd: &Path,
+) -> Output {
     let out = Command::new(pg_bindir().join(program))
-        .args(["-h", "127.0.0.1", "-p", &gw.postgres.port().to_string(), "-U", &task.0])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &gw.postgres.port().to_string(),
+            "-U",
+            &task.0,
+        ])
         .args(args)
         .env("PGPASSWORD", &task.1)
         .env("PGSSLMODE", "disable")
@@ -70,12 +83,29 @@ fn psql_scripts_and_copy_both_ways_are_recorded() {
          \\copy (SELECT item, qty FROM orders ORDER BY id) TO 'out.csv' WITH (FORMAT csv)\n",
     )
     .unwrap();
-    client(&gw, "psql", &t, &["-X", "-v", "ON_ERROR_STOP=1", "-d", "shop", "-f", "script.sql"], work.path());
+    client(
+        &gw,
+        "psql",
+        &t,
+        &[
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            "shop",
+            "-f",
+            "script.sql",
+        ],
+        work.path(),
+    );
     let out = std::fs::read_to_string(work.path().join("out.csv")).unwrap();
     assert_eq!(out, "apple,3\npear,5\nmango,1\nkiwi,4\nlime,6\nplum,8\n");
 
     let started = events_of(&gw, "command.started");
-    let sql: Vec<&str> = started.iter().map(|e| e["payload"]["sql"].as_str().unwrap()).collect();
+    let sql: Vec<&str> = started
+        .iter()
+        .map(|e| e["payload"]["sql"].as_str().unwrap())
+        .collect();
     assert_eq!(
         sql,
         vec![
@@ -113,7 +143,11 @@ fn pgbench_in_every_mode_is_recorded_statement_by_statement() {
         .args(["-p", &cluster.port.to_string(), "-U", "postgres", "shop"])
         .output()
         .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     cluster.psql(
         "shop",
         "GRANT ALL ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO shop_rw",
@@ -121,19 +155,39 @@ fn pgbench_in_every_mode_is_recorded_statement_by_statement() {
     let work = tempfile::tempdir().unwrap();
     for mode in ["simple", "extended", "prepared"] {
         let t = task(&gw, "write");
-        client(&gw, "pgbench", &t, &["-n", "-M", mode, "-c", "2", "-j", "1", "-t", "25", "shop"], work.path());
+        client(
+            &gw,
+            "pgbench",
+            &t,
+            &["-n", "-M", mode, "-c", "2", "-j", "1", "-t", "25", "shop"],
+            work.path(),
+        );
         let recorded = events_of(&gw, "command.started")
             .into_iter()
             .filter(|e| e["task"] == t.0.as_str())
-            .filter(|e| e["payload"]["sql"].as_str().unwrap().starts_with("UPDATE pgbench_accounts"))
+            .filter(|e| {
+                e["payload"]["sql"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("UPDATE pgbench_accounts")
+            })
             .count();
         let log = cluster.log();
         let ran = log
             .lines()
-            .filter(|l| l.contains(&format!("app=taskgate/{}", t.0)) && l.contains("UPDATE pgbench_accounts"))
+            .filter(|l| {
+                l.contains(&format!("app=taskgate/{}", t.0))
+                    && l.contains("UPDATE pgbench_accounts")
+            })
             .count();
-        assert_eq!(ran, 50, "{mode}: the database ran 2 clients × 25 transactions");
-        assert_eq!(recorded, ran, "{mode}: every statement the database ran is in the audit log");
+        assert_eq!(
+            ran, 50,
+            "{mode}: the database ran 2 clients × 25 transactions"
+        );
+        assert_eq!(
+            recorded, ran,
+            "{mode}: every statement the database ran is in the audit log"
+        );
         let completed = events_of(&gw, "command.completed")
             .into_iter()
             .filter(|e| e["task"] == t.0.as_str() && e["payload"]["outcome"] == "ok")
@@ -148,15 +202,22 @@ fn pg_dump_works_through_a_read_grant() {
     let gw = TestGateway::start_with(&cluster.gateway_config());
     let t = task(&gw, "read");
     let work = tempfile::tempdir().unwrap();
-    let out = client(&gw, "pg_dump", &t, &["--no-owner", "-t", "orders", "shop"], work.path());
+    let out = client(
+        &gw,
+        "pg_dump",
+        &t,
+        &["--no-owner", "-t", "orders", "shop"],
+        work.path(),
+    );
     let dump = String::from_utf8_lossy(&out.stdout);
     assert!(dump.contains("CREATE TABLE public.orders"), "{dump}");
     assert!(dump.contains("apple\t3"), "{dump}");
     let started = events_of(&gw, "command.started");
     assert!(
-        started
-            .iter()
-            .any(|e| e["payload"]["sql"].as_str().unwrap().starts_with("COPY public.orders")),
+        started.iter().any(|e| e["payload"]["sql"]
+            .as_str()
+            .unwrap()
+            .starts_with("COPY public.orders")),
         "the data copy is recorded"
     );
     assert!(events_of(&gw, "command.denied").is_empty());

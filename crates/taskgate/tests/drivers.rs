@@ -35,7 +35,9 @@ fn run_driver(program: &str, script: &str, connection_app: &str) {
         .env("TG_PASSWORD", body["token"].as_str().unwrap())
         .env("TG_DB", "shop")
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (run .ci/run to install the drivers)"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program}: {e} (run .ci/run to install the drivers)")
+        });
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -61,18 +63,31 @@ fn run_driver(program: &str, script: &str, connection_app: &str) {
         .iter()
         .filter(|s| s.contains("FROM orders WHERE qty > $1"))
         .count();
-    assert!(by_qty >= 2, "each execution of the prepared statement is recorded: {started:?}");
-    assert!(started.iter().any(|s| s.contains("INSERT INTO orders (item, qty) VALUES ($1, $2)")));
+    assert!(
+        by_qty >= 2,
+        "each execution of the prepared statement is recorded: {started:?}"
+    );
+    assert!(
+        started
+            .iter()
+            .any(|s| s.contains("INSERT INTO orders (item, qty) VALUES ($1, $2)"))
+    );
     let insert = events
         .iter()
-        .find(|e| e["type"] == "command.started" && e["payload"]["sql"].as_str().unwrap().starts_with("INSERT"))
+        .find(|e| {
+            e["type"] == "command.started"
+                && e["payload"]["sql"].as_str().unwrap().starts_with("INSERT")
+        })
         .unwrap();
     assert!(
         insert["payload"]["params"].to_string().contains("-row"),
         "parameters are recorded: {insert}"
     );
     assert_eq!(sql_of("command.denied"), vec!["DROP TABLE orders"]);
-    let opened = events.iter().find(|e| e["type"] == "session.opened").unwrap();
+    let opened = events
+        .iter()
+        .find(|e| e["type"] == "session.opened")
+        .unwrap();
     assert_eq!(opened["payload"]["application_name"], connection_app);
 }
 

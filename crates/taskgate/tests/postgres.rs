@@ -49,7 +49,12 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn connect(gw: &TestGateway, user: &str, password: &str, db: &str) -> Result<Client, tokio_postgres::Error> {
+async fn connect(
+    gw: &TestGateway,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> Result<Client, tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::Config::new()
         .host("127.0.0.1")
         .port(gw.postgres.port())
@@ -90,7 +95,9 @@ fn sqlstate(e: &tokio_postgres::Error) -> String {
 }
 
 fn message(e: &tokio_postgres::Error) -> String {
-    e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string())
+    e.as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_else(|| e.to_string())
 }
 
 #[test]
@@ -100,7 +107,9 @@ fn simple_and_extended_statements_are_recorded_with_outcomes() {
     rt().block_on(async {
         let c = connect(&s.gateway, &id, &token, "shop").await.unwrap();
         let rows = c
-            .simple_query("SELECT count(*) FROM orders; INSERT INTO orders (item, qty) VALUES ('fig', 2)")
+            .simple_query(
+                "SELECT count(*) FROM orders; INSERT INTO orders (item, qty) VALUES ('fig', 2)",
+            )
             .await
             .unwrap();
         let counts: Vec<_> = rows
@@ -112,17 +121,26 @@ fn simple_and_extended_statements_are_recorded_with_outcomes() {
             .collect();
         assert_eq!(counts, vec![1, 1]);
         let rows = c
-            .query("SELECT item FROM orders WHERE qty > $1 ORDER BY id", &[&2i32])
+            .query(
+                "SELECT item FROM orders WHERE qty > $1 ORDER BY id",
+                &[&2i32],
+            )
             .await
             .unwrap();
         let items: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
         assert_eq!(items, vec!["apple", "pear"]);
-        let err = c.simple_query("SELECT * FROM no_such_table").await.unwrap_err();
+        let err = c
+            .simple_query("SELECT * FROM no_such_table")
+            .await
+            .unwrap_err();
         assert_eq!(sqlstate(&err), "42P01");
     });
     let events = events(&s.gateway);
     let started = of_type(&events, "command.started");
-    let sql: Vec<&str> = started.iter().map(|e| e["payload"]["sql"].as_str().unwrap()).collect();
+    let sql: Vec<&str> = started
+        .iter()
+        .map(|e| e["payload"]["sql"].as_str().unwrap())
+        .collect();
     assert_eq!(
         sql,
         vec![
@@ -133,12 +151,22 @@ fn simple_and_extended_statements_are_recorded_with_outcomes() {
         ]
     );
     let select = started[2];
-    assert_eq!(select["payload"]["params"], serde_json::json!(["\\x00000002"]), "binary int4 parameter");
+    assert_eq!(
+        select["payload"]["params"],
+        serde_json::json!(["\\x00000002"]),
+        "binary int4 parameter"
+    );
     assert_eq!(select["payload"]["protocol"], "extended");
     assert_eq!(select["payload"]["class"], "read");
-    assert_eq!(select["payload"]["tables_read"], serde_json::json!(["orders"]));
+    assert_eq!(
+        select["payload"]["tables_read"],
+        serde_json::json!(["orders"])
+    );
     assert_eq!(started[1]["payload"]["class"], "write");
-    assert_eq!(started[1]["payload"]["tables_written"], serde_json::json!(["orders"]));
+    assert_eq!(
+        started[1]["payload"]["tables_written"],
+        serde_json::json!(["orders"])
+    );
     for e in &started {
         assert_eq!(e["task"], id.as_str());
         assert_eq!(e["identity"]["subject"], "copilot-agent");
@@ -181,7 +209,10 @@ fn simple_and_extended_statements_are_recorded_with_outcomes() {
     assert_eq!(opened[0]["payload"]["application_name"], "e2e-test");
     // The database's own log names the task, and saw every statement.
     let log = s.cluster.log();
-    assert!(log.contains(&format!("app=taskgate/{id} e2e-test")), "{log}");
+    assert!(
+        log.contains(&format!("app=taskgate/{id} e2e-test")),
+        "{log}"
+    );
     assert!(log.contains("INSERT INTO orders (item, qty) VALUES ('fig', 2)"));
 }
 
@@ -200,15 +231,43 @@ fn logins_are_refused_with_the_reason() {
     let pending_token = pending["token"].as_str().unwrap().to_owned();
     rt().block_on(async {
         let cases = [
-            (id.as_str(), "wrong-token", "shop", "28P01", "password authentication failed for task"),
-            ("tsk_0000000000000000", token.as_str(), "shop", "28000", "unknown task"),
-            (id.as_str(), token.as_str(), "shop-md5", "28000", "is for connection \"shop\""),
-            (pending_id.as_str(), pending_token.as_str(), "orders-db", "28000", "waiting for approval"),
+            (
+                id.as_str(),
+                "wrong-token",
+                "shop",
+                "28P01",
+                "password authentication failed for task",
+            ),
+            (
+                "tsk_0000000000000000",
+                token.as_str(),
+                "shop",
+                "28000",
+                "unknown task",
+            ),
+            (
+                id.as_str(),
+                token.as_str(),
+                "shop-md5",
+                "28000",
+                "is for connection \"shop\"",
+            ),
+            (
+                pending_id.as_str(),
+                pending_token.as_str(),
+                "orders-db",
+                "28000",
+                "waiting for approval",
+            ),
         ];
         for (user, password, db, code, text) in cases {
             let err = connect(gw, user, password, db).await.err().unwrap();
             assert_eq!(sqlstate(&err), code, "{user}/{db}: {err}");
-            assert!(message(&err).contains(text), "{user}/{db}: {}", message(&err));
+            assert!(
+                message(&err).contains(text),
+                "{user}/{db}: {}",
+                message(&err)
+            );
         }
         // The right token still works after the failures.
         let c = connect(gw, &id, &token, "shop").await.unwrap();
@@ -218,11 +277,21 @@ fn logins_are_refused_with_the_reason() {
     let failed = of_type(&events, "auth.failed");
     assert_eq!(failed.len(), 4);
     assert_eq!(failed[0]["task"], id.as_str());
-    assert!(failed[1]["task"].is_null(), "an unknown task is only claimed");
+    assert!(
+        failed[1]["task"].is_null(),
+        "an unknown task is only claimed"
+    );
     assert_eq!(failed[1]["payload"]["claimed_task"], "tsk_0000000000000000");
-    let everything = format!("{}\n{}", common::event_bodies(&gw.store_path()).join("\n"), gw.log());
+    let everything = format!(
+        "{}\n{}",
+        common::event_bodies(&gw.store_path()).join("\n"),
+        gw.log()
+    );
     assert!(!everything.contains(&token), "the token leaked");
-    assert!(!everything.contains(UPSTREAM_PASSWORD), "the upstream password leaked");
+    assert!(
+        !everything.contains(UPSTREAM_PASSWORD),
+        "the upstream password leaked"
+    );
 }
 
 #[test]
@@ -232,7 +301,10 @@ fn every_upstream_login_method_works() {
         let (id, token) = task(&s.gateway, connection, "read", "10m");
         let user: String = rt().block_on(async {
             let c = connect(&s.gateway, &id, &token, connection).await.unwrap();
-            c.query_one("SELECT current_user::text", &[]).await.unwrap().get(0)
+            c.query_one("SELECT current_user::text", &[])
+                .await
+                .unwrap()
+                .get(0)
         });
         let want = match connection {
             "shop" => common::cluster::RO_USER,
@@ -265,19 +337,44 @@ fn a_read_grant_refuses_writes_and_the_session_goes_on() {
             .await
             .unwrap_err();
         assert_eq!(sqlstate(&err), "42501");
-        let n: i64 = c.query_one("SELECT count(*) FROM orders", &[]).await.unwrap().get(0);
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM orders", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(n, 2);
-        let ro: String = c.query_one("SHOW default_transaction_read_only", &[]).await.unwrap().get(0);
+        // RESET ALL is allowed: it returns to the session's start, read-only.
+        c.simple_query("RESET ALL").await.unwrap();
+        let ro: String = c
+            .query_one("SHOW default_transaction_read_only", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(ro, "on", "the upstream session is read-only too");
+        let err = c
+            .simple_query("SET standard_conforming_strings = off")
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&err), "42501");
     });
     let events = events(&s.gateway);
     let denied = of_type(&events, "command.denied");
-    assert_eq!(denied.len(), 5);
-    assert!(denied[0]["payload"]["reason"].as_str().unwrap().contains("read grant does not allow write"));
+    assert_eq!(denied.len(), 6);
+    assert!(
+        denied[0]["payload"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("read grant does not allow write")
+    );
     assert_eq!(denied[1]["payload"]["class"], "ddl");
     assert_eq!(denied[4]["payload"]["protocol"], "extended");
     let log = s.cluster.log();
-    for marker in ["read-grant-insert", "read_grant_table", "UPDATE orders", "READ WRITE"] {
+    for marker in [
+        "read-grant-insert",
+        "read_grant_table",
+        "UPDATE orders",
+        "READ WRITE",
+    ] {
         assert!(!log.contains(marker), "{marker} reached the database");
     }
 }
@@ -290,18 +387,38 @@ fn statement_rules_deny_and_the_session_goes_on() {
         let c = connect(&s.gateway, &id, &token, "shop").await.unwrap();
         let err = c.simple_query("DROP TABLE orders").await.unwrap_err();
         assert_eq!(sqlstate(&err), "42501");
-        assert!(message(&err).contains("agents-on-shop.statements[0]"), "{}", message(&err));
+        assert!(
+            message(&err).contains("agents-on-shop.statements[0]"),
+            "{}",
+            message(&err)
+        );
         let err = c
-            .execute("UPDATE customers SET name = $1 WHERE id = $2", &[&"x", &1i32])
+            .execute(
+                "UPDATE customers SET name = $1 WHERE id = $2",
+                &[&"x", &1i32],
+            )
             .await
             .unwrap_err();
-        assert!(message(&err).contains("agents-on-shop.statements[1]"), "{}", message(&err));
+        assert!(
+            message(&err).contains("agents-on-shop.statements[1]"),
+            "{}",
+            message(&err)
+        );
         // Allowed writes and reads of the same tables go through.
-        c.execute("UPDATE orders SET qty = qty + 1 WHERE id = $1", &[&1i32]).await.unwrap();
-        let n: i64 = c.query_one("SELECT count(*) FROM customers", &[]).await.unwrap().get(0);
+        c.execute("UPDATE orders SET qty = qty + 1 WHERE id = $1", &[&1i32])
+            .await
+            .unwrap();
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM customers", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(n, 2);
         // A grant of DCL needs admin access.
-        let err = c.simple_query("GRANT SELECT ON orders TO PUBLIC").await.unwrap_err();
+        let err = c
+            .simple_query("GRANT SELECT ON orders TO PUBLIC")
+            .await
+            .unwrap_err();
         assert!(message(&err).contains("admin grant"), "{}", message(&err));
     });
     let log = s.cluster.log();
@@ -320,7 +437,10 @@ async fn wait_for_cut(c: &Client) -> (tokio_postgres::Error, Duration) {
         if let Err(e) = c.simple_query("SELECT 1").await {
             return (e, start.elapsed());
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "the session was never cut");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the session was never cut"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -336,7 +456,10 @@ fn revoking_a_task_cuts_its_live_sessions() {
         a.simple_query("SELECT 1").await.unwrap();
         let revoked_at = Instant::now();
         // The blocking HTTP client must not live on the async runtime.
-        let (admin, url) = (gw.tokens.admin.clone(), format!("{}/v1/tasks/{id}/revoke", gw.base));
+        let (admin, url) = (
+            gw.tokens.admin.clone(),
+            format!("{}/v1/tasks/{id}/revoke", gw.base),
+        );
         let (status, body) = std::thread::spawn(move || {
             let response = reqwest::blocking::Client::new()
                 .post(url)
@@ -354,7 +477,11 @@ fn revoking_a_task_cuts_its_live_sessions() {
             assert!(err.is_closed() || sqlstate(&err) == "57P01", "{err}");
         }
         // SPEC §10 invariant 3: no session of the task outlives it by a second.
-        assert!(revoked_at.elapsed() < Duration::from_secs(1), "cut took {:?}", revoked_at.elapsed());
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "cut took {:?}",
+            revoked_at.elapsed()
+        );
         let err = connect(gw, &id, &token, "shop").await.err().unwrap();
         assert!(message(&err).contains("revoked"), "{}", message(&err));
     });
@@ -378,7 +505,10 @@ fn the_window_end_cuts_sessions_and_later_logins() {
         assert!(err.is_closed() || sqlstate(&err) == "57P01", "{err}");
         let err = connect(gw, &id, &token, "shop").await.err().unwrap();
         let text = message(&err);
-        assert!(text.contains("expired") || text.contains("window ended"), "{text}");
+        assert!(
+            text.contains("expired") || text.contains("window ended"),
+            "{text}"
+        );
     });
     let events = events(gw);
     let closed = of_type(&events, "session.closed");

@@ -6,8 +6,14 @@ use crate::read::Reader;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackendMessage<'a> {
     Authentication(Authentication<'a>),
-    ParameterStatus { name: &'a str, value: &'a str },
-    BackendKeyData { process_id: u32, secret_key: &'a [u8] },
+    ParameterStatus {
+        name: &'a str,
+        value: &'a str,
+    },
+    BackendKeyData {
+        process_id: u32,
+        secret_key: &'a [u8],
+    },
     /// Transaction status: `I` idle, `T` in a block, `E` failed block.
     ReadyForQuery(u8),
     CommandComplete(&'a str),
@@ -36,8 +42,12 @@ pub enum BackendMessage<'a> {
 pub enum Authentication<'a> {
     Ok,
     CleartextPassword,
-    Md5Password { salt: [u8; 4] },
-    Sasl { mechanisms: Vec<&'a str> },
+    Md5Password {
+        salt: [u8; 4],
+    },
+    Sasl {
+        mechanisms: Vec<&'a str>,
+    },
     SaslContinue(&'a [u8]),
     SaslFinal(&'a [u8]),
     /// Kerberos, GSS, SSPI: not offered by the gateway's upstreams.

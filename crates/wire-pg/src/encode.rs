@@ -66,9 +66,20 @@ pub mod backend {
         message(b'Z', &[status])
     }
 
-    fn fields(tag: u8, severity: &str, code: &str, message_text: &str, hint: Option<&str>) -> Vec<u8> {
+    fn fields(
+        tag: u8,
+        severity: &str,
+        code: &str,
+        message_text: &str,
+        hint: Option<&str>,
+    ) -> Vec<u8> {
         let mut body = Vec::new();
-        for (kind, value) in [(b'S', severity), (b'V', severity), (b'C', code), (b'M', message_text)] {
+        for (kind, value) in [
+            (b'S', severity),
+            (b'V', severity),
+            (b'C', code),
+            (b'M', message_text),
+        ] {
             body.push(kind);
             cstr(&mut body, value);
         }

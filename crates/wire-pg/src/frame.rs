@@ -108,8 +108,9 @@ pub fn max_bytes(direction: Direction, tag: u8, limits: &Limits) -> Option<usize
         },
         Direction::Backend => match tag {
             b'R' | b'S' | b'K' | b'Z' | b'C' | b'E' | b'N' | b'A' | b'T' | b'D' | b'I' | b'1'
-            | b'2' | b'3' | b'n' | b's' | b't' | b'G' | b'H' | b'W' | b'd' | b'c' | b'V'
-            | b'v' => MAX_BACKEND_MESSAGE_BYTES,
+            | b'2' | b'3' | b'n' | b's' | b't' | b'G' | b'H' | b'W' | b'd' | b'c' | b'V' | b'v' => {
+                MAX_BACKEND_MESSAGE_BYTES
+            }
             _ => return None,
         },
     };
@@ -168,10 +169,14 @@ mod tests {
         let limits = Limits::default();
         assert_eq!(decode(&mut buf, Direction::Frontend, &limits), Ok(None));
         buf.extend_from_slice(&wire[3..]);
-        let q = decode(&mut buf, Direction::Frontend, &limits).unwrap().unwrap();
+        let q = decode(&mut buf, Direction::Frontend, &limits)
+            .unwrap()
+            .unwrap();
         assert_eq!(q.tag, b'Q');
         assert_eq!(q.body(), b"select 1\0");
-        let s = decode(&mut buf, Direction::Frontend, &limits).unwrap().unwrap();
+        let s = decode(&mut buf, Direction::Frontend, &limits)
+            .unwrap()
+            .unwrap();
         assert_eq!(s.raw.as_ref(), msg(b'S', b"").as_slice());
         assert!(buf.is_empty());
     }
@@ -183,7 +188,10 @@ mod tests {
         };
         let cases: Vec<(Vec<u8>, FrameError)> = vec![
             (vec![b'!', 0, 0, 0, 4], FrameError::UnknownType(b'!')),
-            (vec![b'Q', 0, 0, 0, 3], FrameError::TooShort { tag: b'Q', len: 3 }),
+            (
+                vec![b'Q', 0, 0, 0, 3],
+                FrameError::TooShort { tag: b'Q', len: 3 },
+            ),
             (
                 vec![b'Q', 0xff, 0xff, 0xff, 0xff],
                 FrameError::TooShort { tag: b'Q', len: -1 },

@@ -58,7 +58,9 @@ fn target(byte: u8) -> Result<Target, DecodeError> {
     match byte {
         b'S' => Ok(Target::Statement),
         b'P' => Ok(Target::Portal),
-        _ => Err(DecodeError::Invalid("Close/Describe target must be 'S' or 'P'")),
+        _ => Err(DecodeError::Invalid(
+            "Close/Describe target must be 'S' or 'P'",
+        )),
     }
 }
 

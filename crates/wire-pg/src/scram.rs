@@ -15,8 +15,6 @@ use subtle::ConstantTimeEq;
 
 pub const MECHANISM: &str = "SCRAM-SHA-256";
 
-
-
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScramError {
     #[error("stored SCRAM verifier is malformed")]
@@ -114,7 +112,9 @@ pub fn start(
         .split_once(',')
         .ok_or(ScramError::Malformed("missing GS2 header"))?;
     if !authzid.is_empty() {
-        return Err(ScramError::Malformed("authorization identity is not supported"));
+        return Err(ScramError::Malformed(
+            "authorization identity is not supported",
+        ));
     }
     let client_nonce = bare
         .split(',')
@@ -125,7 +125,9 @@ pub fn start(
         return Err(ScramError::Malformed("missing user name attribute"));
     }
     if bare.starts_with("m=") {
-        return Err(ScramError::Malformed("mandatory extensions are not supported"));
+        return Err(ScramError::Malformed(
+            "mandatory extensions are not supported",
+        ));
     }
     let nonce = format!("{client_nonce}{server_nonce}");
     let server_first = format!(
@@ -221,8 +223,11 @@ mod tests {
         use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
         let mut client =
             ScramSha256::new(client_password.as_bytes(), ChannelBinding::unsupported());
-        let (server, server_first) =
-            start(verifier(stored_password), client.message(), "SERVERNONCE123")?;
+        let (server, server_first) = start(
+            verifier(stored_password),
+            client.message(),
+            "SERVERNONCE123",
+        )?;
         client
             .update(server_first.as_bytes())
             .map_err(|_| ScramError::Malformed("client refused server-first"))?;
@@ -246,10 +251,19 @@ mod tests {
     fn malformed_and_unsupported_messages_are_refused() {
         let v = || verifier("pencil");
         let cases: [(&[u8], ScramError); 5] = [
-            (b"p=tls-server-end-point,,n=,r=abc", ScramError::ChannelBinding),
-            (b"x,,n=,r=abc", ScramError::Malformed("bad channel-binding flag")),
+            (
+                b"p=tls-server-end-point,,n=,r=abc",
+                ScramError::ChannelBinding,
+            ),
+            (
+                b"x,,n=,r=abc",
+                ScramError::Malformed("bad channel-binding flag"),
+            ),
             (b"n,,n=", ScramError::Malformed("missing client nonce")),
-            (b"n,a=bob,n=,r=abc", ScramError::Malformed("authorization identity is not supported")),
+            (
+                b"n,a=bob,n=,r=abc",
+                ScramError::Malformed("authorization identity is not supported"),
+            ),
             (b"\xff", ScramError::Malformed("not UTF-8")),
         ];
         for (message, want) in cases {

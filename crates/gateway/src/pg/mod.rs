@@ -361,6 +361,9 @@ fn upstream_params<'a>(
         ("user", credential.user.as_str()),
         ("database", connection.database.as_str()),
         ("application_name", application_name),
+        // The classifier reads string literals this way; a role or database
+        // default must not make the server read them another.
+        ("standard_conforming_strings", "on"),
     ];
     if access == Access::Read {
         params.push(("default_transaction_read_only", "on"));

@@ -93,6 +93,7 @@ impl ser::Serializer for &mut Walker {
         match name {
             "RangeVar" => self.rel = Some(RelBuild::default()),
             "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => self.raw.dml_nodes += 1,
+            "ExecuteStmt" => self.raw.execute_nodes += 1,
             "LockingClause" => {
                 if let Some(owner) = self.top_parent().filter(|p| is_owner(p.name)).map(|p| p.id) {
                     self.raw.locking.push((owner, Vec::new()));

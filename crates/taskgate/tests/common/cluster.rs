@@ -27,7 +27,11 @@ pub fn pg_bindir() -> PathBuf {
         return dir.into();
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     found.retain(|p| p.join("initdb").exists());
     found.sort();
@@ -175,13 +179,35 @@ impl TestCluster {
     pub fn stop(&self) {
         let _ = self
             .command("pg_ctl")
-            .args(["-D", &self.data().display().to_string(), "-m", "immediate", "-w", "stop"])
+            .args([
+                "-D",
+                &self.data().display().to_string(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
             .output();
     }
 
     pub fn restart(&self) {
         self.stop();
         self.pg_ctl_start();
+    }
+
+    /// Turns on TLS with this PEM certificate and key (and a reload).
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) {
+        let (cert, key) = (
+            self.data().join("server.crt"),
+            self.data().join("server.key"),
+        );
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        Command::new("chmod").arg("600").arg(&key).status().unwrap();
+        self.chown_data();
+        self.psql("postgres", "ALTER SYSTEM SET ssl = on");
+        self.psql("postgres", "SELECT pg_reload_conf()");
+        std::thread::sleep(std::time::Duration::from_millis(300));
     }
 
     /// Runs SQL as the superuser over the local socket.
@@ -233,7 +259,8 @@ impl TestCluster {
                  CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL);
                  INSERT INTO orders (item, qty) VALUES ('apple', 3), ('pear', 5);
                  INSERT INTO customers (name) VALUES ('ada'), ('grace');
-                 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {RO_USER}, {MD5_USER}, {TRUST_USER};"
+                 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {RO_USER}, {MD5_USER}, {TRUST_USER};
+                 GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {RO_USER};"
             ),
         );
     }

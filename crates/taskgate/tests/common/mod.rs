@@ -42,6 +42,7 @@ pub struct TestGateway {
     child: Option<Child>,
     log: Arc<Mutex<String>>,
     extra_config: String,
+    server_config: String,
 }
 
 impl TestGateway {
@@ -51,6 +52,11 @@ impl TestGateway {
 
     /// Starts a gateway whose config has `extra` appended (more policies).
     pub fn start_with(extra: &str) -> Self {
+        Self::start_full("", extra)
+    }
+
+    /// Like [`start_with`], with `server` added to the `[server]` table.
+    pub fn start_full(server: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tokens = Tokens {
             agent: random_token("agent"),
@@ -80,6 +86,7 @@ impl TestGateway {
             child: None,
             log: Arc::new(Mutex::new(String::new())),
             extra_config: extra.to_owned(),
+            server_config: server.to_owned(),
         };
         gateway.write_config();
         gateway.spawn();
@@ -100,6 +107,7 @@ impl TestGateway {
 [server]
 api_listen = "127.0.0.1:0"
 postgres_listen = "127.0.0.1:0"
+{}
 
 [store]
 path = "taskgate.db"
@@ -160,7 +168,7 @@ max_window = "30m"
 approve = {{ when = ["write"], by = ["group:dba"] }}
 {}
 "#,
-            self.extra_config
+            self.server_config, self.extra_config
         );
         std::fs::write(self.config_path(), config).unwrap();
     }
