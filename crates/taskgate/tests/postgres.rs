@@ -532,3 +532,111 @@ fn a_running_statement_is_cancelled_through_the_gateway() {
     let completed = of_type(&events, "command.completed");
     assert_eq!(completed[0]["payload"]["sqlstate"], "57014");
 }
+
+/// SPEC §10 invariant 1 under a real fault: the audit store's disk fills up
+/// (a file-size limit on the gateway process). The statement whose event
+/// cannot be committed is refused, and the database never sees it; every
+/// statement the database did see has its committed `command.started`.
+#[test]
+fn a_full_audit_disk_refuses_statements_before_they_reach_the_database() {
+    let cluster = TestCluster::start();
+    // 4 MiB of file: enough to start and run a while, not forever.
+    let gw = TestGateway::start_with_file_limit(8192, &cluster.gateway_config());
+    let (id, token) = task(&gw, "shop", "read", "10m");
+    let refused = rt().block_on(async {
+        let c = connect(&gw, &id, &token, "shop").await.unwrap();
+        for i in 0..100_000 {
+            let marker = format!("SELECT 'full-disk-marker-{i}' AS m");
+            if let Err(e) = c.simple_query(&marker).await {
+                return (i, e);
+            }
+        }
+        panic!("the store never filled up");
+    });
+    let (n, err) = refused;
+    assert!(n > 10, "the store filled up at once ({n} statements ran)");
+    assert!(
+        sqlstate(&err) == "58000" || err.is_closed(),
+        "statement {n} was refused with {err}"
+    );
+    let log = cluster.log();
+    assert!(
+        !log.contains(&format!("full-disk-marker-{n}'")),
+        "the refused statement reached the database"
+    );
+    let recorded: std::collections::HashSet<String> = common::event_bodies(&gw.store_path())
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).unwrap())
+        .filter(|e| e["type"] == "command.started")
+        .map(|e| e["payload"]["sql"].as_str().unwrap().to_owned())
+        .collect();
+    let ran: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split("statement: ").nth(1))
+        .filter(|s| s.contains("full-disk-marker-"))
+        .collect();
+    assert_eq!(
+        ran.len(),
+        n,
+        "the database ran every statement before the refused one"
+    );
+    for statement in ran {
+        assert!(
+            recorded.contains(statement),
+            "{statement} ran without its event"
+        );
+    }
+    assert!(
+        gw.log().contains("cannot commit command events"),
+        "{}",
+        gw.log()
+    );
+}
+
+#[test]
+fn bad_wire_input_closes_only_that_connection() {
+    use std::io::{Read, Write};
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_full(
+        "max_message_bytes = 4096\nmax_connections_per_task = 2",
+        &cluster.gateway_config(),
+    );
+    let (id, token) = task(&gw, "shop", "read", "10m");
+    // Garbage instead of a startup packet: a FATAL 08P01, then closed.
+    let mut raw = std::net::TcpStream::connect(gw.postgres).unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    raw.read_to_end(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(answer.first(), Some(&b'E'), "{text}");
+    assert!(
+        text.contains("08P01") && text.contains("startup packet length"),
+        "{text}"
+    );
+    rt().block_on(async {
+        let a = connect(&gw, &id, &token, "shop").await.unwrap();
+        // A message over max_message_bytes ends that session with 08P01...
+        let huge = format!("SELECT '{}'", "x".repeat(5000));
+        let err = a.simple_query(&huge).await.unwrap_err();
+        assert!(err.is_closed() || sqlstate(&err) == "08P01", "{err}");
+        assert!(
+            gw.eventually(Duration::from_secs(5), || gw
+                .log()
+                .contains("client protocol error")),
+            "{}",
+            gw.log()
+        );
+        // ...and the gateway goes on: new sessions work, up to the per-task limit.
+        let b = connect(&gw, &id, &token, "shop").await.unwrap();
+        let c = connect(&gw, &id, &token, "shop").await.unwrap();
+        b.simple_query("SELECT 1").await.unwrap();
+        c.simple_query("SELECT 1").await.unwrap();
+        let err = connect(&gw, &id, &token, "shop").await.err().unwrap();
+        assert_eq!(sqlstate(&err), "53300", "{err}");
+        assert!(message(&err).contains("limit"), "{}", message(&err));
+    });
+    assert!(
+        !cluster.log().contains(&"x".repeat(5000)),
+        "the oversized message was not forwarded"
+    );
+}

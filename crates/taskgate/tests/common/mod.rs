@@ -43,6 +43,7 @@ pub struct TestGateway {
     log: Arc<Mutex<String>>,
     extra_config: String,
     server_config: String,
+    file_limit: Option<u64>,
 }
 
 impl TestGateway {
@@ -57,6 +58,12 @@ impl TestGateway {
 
     /// Like [`start_with`], with `server` added to the `[server]` table.
     pub fn start_full(server: &str, extra: &str) -> Self {
+        let mut gateway = Self::prepare(server, extra);
+        gateway.spawn();
+        gateway
+    }
+
+    fn prepare(server: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tokens = Tokens {
             agent: random_token("agent"),
@@ -78,7 +85,7 @@ impl TestGateway {
             )
             .unwrap();
         }
-        let mut gateway = TestGateway {
+        let gateway = TestGateway {
             dir,
             tokens,
             base: String::new(),
@@ -87,9 +94,9 @@ impl TestGateway {
             log: Arc::new(Mutex::new(String::new())),
             extra_config: extra.to_owned(),
             server_config: server.to_owned(),
+            file_limit: None,
         };
         gateway.write_config();
-        gateway.spawn();
         gateway
     }
 
@@ -173,8 +180,30 @@ approve = {{ when = ["write"], by = ["group:dba"] }}
         std::fs::write(self.config_path(), config).unwrap();
     }
 
+    /// Starts a gateway that may write files of at most `blocks` × 512
+    /// bytes (`ulimit -f`, with SIGXFSZ ignored so a write past it fails
+    /// with EFBIG): a real full disk for the audit store, no mock.
+    pub fn start_with_file_limit(blocks: u64, extra: &str) -> Self {
+        let mut gateway = Self::prepare("", extra);
+        gateway.file_limit = Some(blocks);
+        gateway.spawn();
+        gateway
+    }
+
     fn spawn(&mut self) {
-        let mut child = Command::new(BIN)
+        let mut command = match self.file_limit {
+            None => Command::new(BIN),
+            Some(blocks) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!(
+                        "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\""
+                    ))
+                    .arg(BIN);
+                c
+            }
+        };
+        let mut child = command
             .args(["serve", "--config"])
             .arg(self.config_path())
             .env("TG_TEST_UPSTREAM_PW", UPSTREAM_PASSWORD)
