@@ -222,3 +222,68 @@ fn pg_dump_works_through_a_read_grant() {
     );
     assert!(events_of(&gw, "command.denied").is_empty());
 }
+
+/// psql's `\lo_import` writes through the fast-path FunctionCall protocol:
+/// recorded as function calls with their arguments, and allowed only under
+/// an admin grant (a function called by oid is opaque to the classifier).
+#[test]
+fn function_calls_are_recorded_and_need_an_admin_grant() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("blob.txt"), "large object body").unwrap();
+    let write = task(&gw, "write");
+    let refused = Command::new(pg_bindir().join("psql"))
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &gw.postgres.port().to_string(),
+            "-U",
+            &write.0,
+            "-d",
+            "shop",
+        ])
+        .args(["-c", "\\lo_import blob.txt"])
+        .env("PGPASSWORD", &write.1)
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("needs a review"),
+        "{refused:?}"
+    );
+    let admin = task(&gw, "admin");
+    let out = client(
+        &gw,
+        "psql",
+        &admin,
+        &["-X", "-d", "shop", "-c", "\\lo_import blob.txt"],
+        work.path(),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("lo_import"),
+        "{out:?}"
+    );
+    let calls: Vec<Value> = events_of(&gw, "command.started")
+        .into_iter()
+        .filter(|e| e["task"] == admin.0.as_str() && e["payload"]["protocol"] == "function_call")
+        .collect();
+    assert!(
+        calls.len() >= 3,
+        "lo_open/lowrite/lo_close are each recorded: {calls:?}"
+    );
+    // libpq sends fast-path arguments in binary: recorded as \\x hex.
+    let body_hex = hex::encode("large object body");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c["payload"]["params"].to_string().contains(&body_hex)),
+        "the written bytes are recorded as the call's argument: {calls:?}"
+    );
+    let denied = events_of(&gw, "command.denied");
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0]["payload"]["protocol"], "function_call");
+}
