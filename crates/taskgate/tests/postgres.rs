@@ -613,6 +613,16 @@ fn bad_wire_input_closes_only_that_connection() {
         text.contains("08P01") && text.contains("startup packet length"),
         "{text}"
     );
+    // GSSENCRequest and (without a certificate) SSLRequest are answered N.
+    for code in [80_877_104u32, 80_877_103] {
+        let mut raw = std::net::TcpStream::connect(gw.postgres).unwrap();
+        let mut request = 8i32.to_be_bytes().to_vec();
+        request.extend_from_slice(&code.to_be_bytes());
+        raw.write_all(&request).unwrap();
+        let mut answer = [0u8; 1];
+        raw.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"N");
+    }
     rt().block_on(async {
         let a = connect(&gw, &id, &token, "shop").await.unwrap();
         // A message over max_message_bytes ends that session with 08P01...
@@ -639,4 +649,27 @@ fn bad_wire_input_closes_only_that_connection() {
         !cluster.log().contains(&"x".repeat(5000)),
         "the oversized message was not forwarded"
     );
+}
+
+#[test]
+fn failed_logins_are_rate_limited_per_address() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let (id, token) = task(&gw, "shop", "read", "10m");
+    rt().block_on(async {
+        for _ in 0..10 {
+            let err = connect(&gw, &id, "wrong", "shop").await.err().unwrap();
+            assert_eq!(sqlstate(&err), "28P01");
+        }
+        // Even the right token is refused from this address for a while.
+        let err = connect(&gw, &id, &token, "shop").await.err().unwrap();
+        assert_eq!(sqlstate(&err), "28000");
+        assert!(
+            message(&err).contains("too many failed logins"),
+            "{}",
+            message(&err)
+        );
+    });
+    let failed = of_type(&events(&gw), "auth.failed").len();
+    assert_eq!(failed, 11, "each refusal is recorded");
 }
