@@ -106,10 +106,11 @@ pub(crate) fn is_set_config(name: &str) -> bool {
     name.rsplit('.').next() == Some("set_config")
 }
 
-/// Settings that change how the gateway's lexer must read statement text:
-/// only the gateway may set them.
+/// Settings that change how the gateway's lexer must read statement text
+/// (string syntax, and the bytes of multibyte characters): only the gateway
+/// may set them.
 pub(crate) fn is_lexing_param(name: &str) -> bool {
-    name.eq_ignore_ascii_case("standard_conforming_strings")
+    name.eq_ignore_ascii_case("standard_conforming_strings") || name.eq_ignore_ascii_case("client_encoding")
 }
 
 /// Settings whose SET / RESET lifts a read-only session (GUC names are

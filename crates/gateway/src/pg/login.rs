@@ -51,7 +51,12 @@ pub struct Login {
 }
 
 async fn read_password(client: &mut ClientStream, buf: &mut BytesMut) -> Result<Frame, Refusal> {
-    let limits = Limits::default();
+    // Only password messages are expected: every other type is capped at
+    // zero body bytes, so nobody can make the gateway buffer a large
+    // message before proving anything.
+    let limits = Limits {
+        max_message_bytes: 0,
+    };
     loop {
         match frame::decode(buf, Direction::Frontend, &limits) {
             Ok(Some(f)) if f.tag == b'p' => return Ok(f),

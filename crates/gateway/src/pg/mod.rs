@@ -49,7 +49,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// (notably `options`, which can set any server parameter, and
 /// `replication`) is dropped: the gateway decides the session's settings.
 const PASSED_PARAMETERS: &[&str] = &[
-    "client_encoding",
     "datestyle",
     "timezone",
     "intervalstyle",
@@ -307,6 +306,10 @@ async fn negotiate(
         .await;
         return None;
     }
+    if let Some(message) = client_encoding_refusal(&startup) {
+        fatal(client, "22023", &message).await;
+        return None;
+    }
     if task_id.is_empty() {
         fatal(
             client,
@@ -337,6 +340,22 @@ async fn negotiate(
     Session::open(ctx, client, login, &startup, peer, tls).await
 }
 
+/// The gateway splits and classifies statements as UTF-8; a client that
+/// encodes them otherwise could hide one statement inside another's string
+/// (a multibyte character whose second byte is a quote or backslash), so
+/// only UTF-8 is accepted.
+fn client_encoding_refusal(startup: &Startup) -> Option<String> {
+    let asked = startup.param("client_encoding")?;
+    let normalized: String = asked
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    (!matches!(normalized.as_str(), "utf8" | "unicode")).then(|| {
+        format!("client_encoding {asked:?} is not supported: taskgate reads statements as UTF-8, so connect with client_encoding=UTF8")
+    })
+}
+
 /// A logged-in session, connected upstream, not yet relaying.
 struct Session {
     ctx: Arc<PgContext>,
@@ -364,6 +383,9 @@ fn upstream_params<'a>(
         // The classifier reads string literals this way; a role or database
         // default must not make the server read them another.
         ("standard_conforming_strings", "on"),
+        // The same for the bytes: the gateway reads statements as UTF-8, so
+        // the server must too (see `client_encoding_refusal`).
+        ("client_encoding", "UTF8"),
     ];
     if access == Access::Read {
         params.push(("default_transaction_read_only", "on"));
@@ -401,6 +423,25 @@ impl Session {
                 return None;
             }
         };
+        // The task was read before the SCRAM exchange, which the client can
+        // drag out; a revoke in between found no session to close. Now that
+        // the session is registered, read it again.
+        let id = task.id.clone();
+        let reader = Arc::clone(&ctx.reader);
+        let fresh = tokio::task::spawn_blocking(move || reader.task(&id)).await;
+        let task = match fresh {
+            Ok(Ok(Some(task))) => task,
+            _ => {
+                fatal(client, "58000", "the gateway cannot read its task store").await;
+                return None;
+            }
+        };
+        let database = startup.param("database").unwrap_or(&task.id);
+        if let Err(refusal) = login::check_usable(&task, database, taskgate_audit::Timestamp::now())
+        {
+            fatal(client, refusal.sqlstate, &refusal.message).await;
+            return None;
+        }
         let Some(connection) = ctx.config.connection(&task.connection) else {
             fatal(
                 client,
@@ -577,6 +618,7 @@ impl Session {
             tracker: Default::default(),
             made: Default::default(),
             limits: ctx.limits(),
+            committed_through: Default::default(),
         });
         let (client_read, client_write) = tokio::io::split(client);
         let (upstream_read, upstream_write) = tokio::io::split(upstream.stream);
@@ -623,7 +665,11 @@ impl Session {
             // The cut-off must stop work already running, not just close.
             tokio::spawn(relay::cancel_running(address, upstream.key.clone()));
         }
-        for completion in &open {
+        let committed = shared
+            .committed_through
+            .load(std::sync::atomic::Ordering::Acquire);
+        // Only commands whose start is in the log get an outcome there.
+        for completion in open.iter().filter(|c| c.id <= committed) {
             let _ = ctx
                 .writer
                 .append_queued(shared.record.completed(completion))

@@ -9,11 +9,34 @@
 //!
 //! Pure: no I/O and no clock beyond the `Instant`s it is handed.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+use taskgate_sqlclass::Classification;
 use taskgate_wire_pg::backend::{BackendMessage, tag_rows};
 use taskgate_wire_pg::encode::backend as enc;
+use taskgate_wire_pg::frontend::Target;
+
+/// Most answers a session may have outstanding; past it the client is
+/// pipelining without reading, and the session ends (memory stays bounded).
+pub const MAX_OUTSTANDING: usize = 65_536;
+
+/// A prepared statement as the gateway knows it.
+#[derive(Debug)]
+pub struct Prepared {
+    pub sql: Arc<str>,
+    pub class: Arc<Classification>,
+}
+
+/// A portal: the statement it was bound to and the parameters.
+#[derive(Debug)]
+pub struct Portal {
+    pub statement: String,
+    pub prepared: Arc<Prepared>,
+    pub params: Vec<Value>,
+}
 
 /// A command recorded as started and not yet completed.
 #[derive(Debug)]
@@ -35,11 +58,28 @@ impl Running {
     }
 }
 
+/// A change to the name tables, applied when the client's message is
+/// forwarded and undone if the server refuses or skips that message.
+#[derive(Debug)]
+pub enum Change {
+    Statement {
+        name: String,
+        prev: Option<Arc<Prepared>>,
+    },
+    Portal {
+        name: String,
+        prev: Option<Arc<Portal>>,
+    },
+}
+
 #[derive(Debug)]
 pub enum Expect {
-    Parse,
-    Bind,
-    Close,
+    /// Parse, Bind or Close: answered by ParseComplete, BindComplete or
+    /// CloseComplete; `epoch` is the name tables' epoch when applied.
+    Named {
+        change: Change,
+        epoch: u64,
+    },
     /// A statement's Describe answers ParameterDescription, then
     /// RowDescription or NoData; a portal's only the latter.
     Describe,
@@ -48,6 +88,8 @@ pub enum Expect {
     /// with ReadyForQuery.
     Query(VecDeque<Running>),
     Sync,
+    /// The client ended a COPY IN (CopyDone or CopyFail).
+    CopyEnd,
     /// Bytes the gateway itself answers with, sent when every earlier
     /// answer has been; `ready` adds a ReadyForQuery with the current
     /// transaction status.
@@ -82,6 +124,66 @@ pub struct Completion {
     pub copy_out_bytes: u64,
 }
 
+/// Prepared statements and portals by name, as the server will have them
+/// once everything forwarded so far is processed. Changes are applied when
+/// a message is forwarded (so an Execute later in the same batch sees its
+/// Bind), and undone, newest first, when the server refuses or skips the
+/// message: the tables can lose a name the server has (then the gateway
+/// refuses to run it) but never hold a different statement under a name.
+#[derive(Debug, Default)]
+pub struct Names {
+    statements: HashMap<String, Arc<Prepared>>,
+    portals: HashMap<String, Arc<Portal>>,
+    /// Bumped when the tables are cleared, so undoing an older change
+    /// cannot bring back a name from before the clearing.
+    epoch: u64,
+}
+
+impl Names {
+    pub fn statement(&self, name: &str) -> Option<&Arc<Prepared>> {
+        self.statements.get(name)
+    }
+
+    pub fn portal(&self, name: &str) -> Option<&Arc<Portal>> {
+        self.portals.get(name)
+    }
+
+    /// Forgets every name: after SQL-level PREPARE, DEALLOCATE or DISCARD,
+    /// which change the server's tables in ways the gateway does not follow.
+    pub fn clear(&mut self) {
+        self.statements.clear();
+        self.portals.clear();
+        self.epoch += 1;
+    }
+
+    fn undo(&mut self, change: Change, epoch: u64) {
+        if epoch != self.epoch {
+            return;
+        }
+        // A failed Parse or Bind of the unnamed statement or portal leaves
+        // none (the server drops the old one first); a named one keeps the
+        // old. Close never fails, so its undo is only for skipped Closes.
+        match change {
+            Change::Statement { name, prev } => match prev {
+                Some(p) if !name.is_empty() => {
+                    self.statements.insert(name, p);
+                }
+                _ => {
+                    self.statements.remove(&name);
+                }
+            },
+            Change::Portal { name, prev } => match prev {
+                Some(p) if !name.is_empty() => {
+                    self.portals.insert(name, p);
+                }
+                _ => {
+                    self.portals.remove(&name);
+                }
+            },
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Tracker {
     queue: VecDeque<Expect>,
@@ -89,6 +191,12 @@ pub struct Tracker {
     status: u8,
     /// COPY bytes the client sent for the running command.
     copy_in_bytes: u64,
+    /// The server is in COPY IN: it ignores Sync and Flush until the
+    /// client's CopyDone or CopyFail.
+    in_copy_in: bool,
+    /// The gateway's own answers that must precede the message just taken.
+    due: Vec<u8>,
+    pub names: Names,
 }
 
 impl Default for Tracker {
@@ -97,13 +205,75 @@ impl Default for Tracker {
             queue: VecDeque::new(),
             status: b'I',
             copy_in_bytes: 0,
+            in_copy_in: false,
+            due: Vec::new(),
+            names: Names::default(),
         }
     }
 }
 
 impl Tracker {
-    pub fn expect(&mut self, e: Expect) {
+    /// Queues what the server will answer to a forwarded message. Fails
+    /// when too much is outstanding.
+    pub fn expect(&mut self, e: Expect) -> Result<(), usize> {
+        match e {
+            Expect::Sync if self.in_copy_in => return Ok(()),
+            Expect::CopyEnd if self.in_copy_in => {
+                self.in_copy_in = false;
+                return Ok(());
+            }
+            _ => {}
+        }
+        if self.queue.len() >= MAX_OUTSTANDING {
+            return Err(MAX_OUTSTANDING);
+        }
         self.queue.push_back(e);
+        Ok(())
+    }
+
+    /// Parse: the name now holds this statement.
+    pub fn parse(&mut self, name: &str, prepared: Arc<Prepared>) -> Result<(), usize> {
+        let prev = self.names.statements.insert(name.to_owned(), prepared);
+        let epoch = self.names.epoch;
+        self.expect(Expect::Named {
+            change: Change::Statement {
+                name: name.to_owned(),
+                prev,
+            },
+            epoch,
+        })
+    }
+
+    /// Bind: the portal now holds this statement and these parameters.
+    pub fn bind(&mut self, name: &str, portal: Option<Portal>) -> Result<(), usize> {
+        let prev = match portal {
+            Some(p) => self.names.portals.insert(name.to_owned(), Arc::new(p)),
+            None => self.names.portals.remove(name),
+        };
+        let epoch = self.names.epoch;
+        self.expect(Expect::Named {
+            change: Change::Portal {
+                name: name.to_owned(),
+                prev,
+            },
+            epoch,
+        })
+    }
+
+    /// Close of a statement or portal.
+    pub fn close(&mut self, target: Target, name: &str) -> Result<(), usize> {
+        let change = match target {
+            Target::Statement => Change::Statement {
+                name: name.to_owned(),
+                prev: self.names.statements.remove(name),
+            },
+            Target::Portal => Change::Portal {
+                name: name.to_owned(),
+                prev: self.names.portals.remove(name),
+            },
+        };
+        let epoch = self.names.epoch;
+        self.expect(Expect::Named { change, epoch })
     }
 
     pub fn copy_in(&mut self, bytes: usize) {
@@ -138,23 +308,43 @@ impl Tracker {
         }
     }
 
+    /// Pops the head; a name change it carried is undone when `undo`.
+    fn pop(
+        &mut self,
+        undo: bool,
+        now: Instant,
+        done: &mut Vec<Completion>,
+        undos: &mut Vec<(Change, u64)>,
+    ) {
+        match self.queue.pop_front() {
+            Some(Expect::Named { change, epoch }) if undo => undos.push((change, epoch)),
+            Some(Expect::Execute(r)) => {
+                let c = self.complete(r, Outcome::Skipped, now);
+                done.push(c);
+            }
+            _ => {}
+        }
+    }
+
     /// After an error in the extended protocol the server ignores every
-    /// message up to the next Sync: what was expected of them never comes.
-    fn skip_to_sync(&mut self, now: Instant, done: &mut Vec<Completion>) {
+    /// message up to the next Sync: what was expected of them never comes,
+    /// and the name changes they carried did not happen.
+    fn skip_to_sync(
+        &mut self,
+        now: Instant,
+        done: &mut Vec<Completion>,
+        undos: &mut Vec<(Change, u64)>,
+    ) {
         while let Some(front) = self.queue.front() {
             if matches!(front, Expect::Sync | Expect::Query(_)) {
                 break;
             }
-            if let Some(Expect::Execute(r)) = self.queue.pop_front() {
-                let c = self.complete(r, Outcome::Skipped, now);
-                done.push(c);
-            }
+            self.pop(true, now, done, undos);
         }
     }
 
     /// Takes one server message into account. Completed commands go to
-    /// `done`; answers the gateway made that are now due go to `out`
-    /// (after the server's message itself, which the caller forwards).
+    /// `done`.
     pub fn on_backend(
         &mut self,
         message: &BackendMessage<'_>,
@@ -162,6 +352,7 @@ impl Tracker {
         now: Instant,
         done: &mut Vec<Completion>,
     ) {
+        let mut undos = Vec::new();
         match message {
             BackendMessage::DataRow => {
                 if let Some(r) = self.running() {
@@ -173,11 +364,13 @@ impl Tracker {
                     r.copy_out_bytes += body_len as u64;
                 }
             }
+            BackendMessage::CopyInResponse => self.enter_copy_in(),
             BackendMessage::CommandComplete(tag) => self.command_done(tag, now, done),
             BackendMessage::EmptyQueryResponse => self.command_done("", now, done),
             BackendMessage::FunctionCallResponse => self.command_done("FUNCTION CALL", now, done),
             BackendMessage::PortalSuspended => self.command_done("SUSPENDED", now, done),
             BackendMessage::ErrorResponse(fields) => {
+                self.in_copy_in = false;
                 let outcome = Outcome::Error {
                     sqlstate: fields.code.to_owned(),
                     message: fields.message.to_owned(),
@@ -196,52 +389,97 @@ impl Tracker {
                         if let Some(Expect::Execute(r)) = self.queue.pop_front() {
                             done.push(self.complete(r, outcome, now));
                         }
-                        self.skip_to_sync(now, done);
+                        self.skip_to_sync(now, done, &mut undos);
                     }
-                    Some(Expect::Parse | Expect::Bind | Expect::Close | Expect::Describe) => {
-                        self.queue.pop_front();
-                        self.skip_to_sync(now, done);
+                    Some(Expect::Named { .. } | Expect::Describe) => {
+                        self.pop(true, now, done, &mut undos);
+                        self.skip_to_sync(now, done, &mut undos);
                     }
                     // An error at Sync (a failed implicit commit) or one the
                     // server sends on its own (shutdown): nothing to pop.
                     _ => {}
                 }
             }
-            BackendMessage::ParseComplete => self.pop_if(|e| matches!(e, Expect::Parse)),
-            BackendMessage::BindComplete => self.pop_if(|e| matches!(e, Expect::Bind)),
-            BackendMessage::CloseComplete => self.pop_if(|e| matches!(e, Expect::Close)),
+            BackendMessage::ParseComplete
+            | BackendMessage::BindComplete
+            | BackendMessage::CloseComplete => {
+                if matches!(self.queue.front(), Some(Expect::Named { .. })) {
+                    self.queue.pop_front();
+                }
+            }
             BackendMessage::RowDescription | BackendMessage::NoData => {
-                self.pop_if(|e| matches!(e, Expect::Describe))
+                if matches!(self.queue.front(), Some(Expect::Describe)) {
+                    self.queue.pop_front();
+                }
             }
             BackendMessage::ReadyForQuery(status) => {
                 self.status = *status;
                 // Whatever is still open before the Sync or Query that this
                 // answers will not be answered any more.
-                while let Some(front) = self.queue.pop_front() {
+                while let Some(front) = self.queue.front() {
                     match front {
-                        Expect::Sync => break,
-                        Expect::Query(q) => {
-                            for r in q {
-                                done.push(self.complete(r, Outcome::Skipped, now));
+                        Expect::Sync => {
+                            self.queue.pop_front();
+                            break;
+                        }
+                        Expect::Query(_) => {
+                            if let Some(Expect::Query(q)) = self.queue.pop_front() {
+                                for r in q {
+                                    done.push(self.complete(r, Outcome::Skipped, now));
+                                }
                             }
                             break;
                         }
-                        Expect::Execute(r) => done.push(self.complete(r, Outcome::Skipped, now)),
-                        _ => {}
+                        // Normally sent by `take_made` already; if popping
+                        // what was never answered brought one to the head,
+                        // it goes out before this ReadyForQuery.
+                        Expect::Made { .. } => {
+                            if let Some(Expect::Made { bytes, ready }) = self.queue.pop_front() {
+                                self.due.extend_from_slice(&bytes);
+                                if ready {
+                                    self.due
+                                        .extend_from_slice(&enc::ready_for_query(self.status));
+                                }
+                            }
+                        }
+                        _ => self.pop(true, now, done, &mut undos),
                     }
                 }
             }
             _ => {}
         }
-    }
-
-    fn pop_if(&mut self, is: impl Fn(&Expect) -> bool) {
-        if self.queue.front().is_some_and(is) {
+        // Undo newest first, so each name ends as it was before the batch.
+        for (change, epoch) in undos.into_iter().rev() {
+            self.names.undo(change, epoch);
+        }
+        while matches!(self.queue.front(), Some(Expect::CopyEnd)) {
+            // The end of a COPY that never started (or already ended).
             self.queue.pop_front();
         }
     }
 
+    /// The server entered COPY IN: Syncs the client sent after the command
+    /// and before ending the copy are ignored by the server, so they get no
+    /// ReadyForQuery either.
+    fn enter_copy_in(&mut self) {
+        let mut i = 1;
+        while i < self.queue.len() {
+            match self.queue.get(i) {
+                Some(Expect::Sync) => {
+                    self.queue.remove(i);
+                }
+                Some(Expect::CopyEnd) => {
+                    self.queue.remove(i);
+                    return;
+                }
+                _ => i += 1,
+            }
+        }
+        self.in_copy_in = true;
+    }
+
     fn command_done(&mut self, tag: &str, now: Instant, done: &mut Vec<Completion>) {
+        self.in_copy_in = false;
         let outcome = Outcome::Ok {
             tag: tag.to_owned(),
         };
@@ -260,8 +498,15 @@ impl Tracker {
         }
     }
 
+    /// Answers of the gateway's own that go before the message just given
+    /// to [`Tracker::on_backend`].
+    pub fn take_due(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.due);
+    }
+
     /// Appends the gateway's own answers that are now at the head of the
-    /// line.
+    /// line. Called after every server message, so an answer due between
+    /// two of the server's is sent between them.
     pub fn take_made(&mut self, out: &mut Vec<u8>) {
         while let Some(Expect::Made { .. }) = self.queue.front() {
             if let Some(Expect::Made { bytes, ready }) = self.queue.pop_front() {

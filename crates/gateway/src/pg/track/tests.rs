@@ -1,3 +1,6 @@
+// Expectations whose Result is not checked are under the limit by construction.
+#![allow(unused_must_use)]
+
 use super::*;
 use taskgate_wire_pg::backend::Fields;
 
@@ -87,28 +90,40 @@ fn an_error_in_a_simple_query_skips_the_rest() {
     );
 }
 
+fn prepared(sql: &str) -> Arc<Prepared> {
+    Arc::new(Prepared {
+        sql: sql.into(),
+        class: Arc::new(taskgate_sqlclass::classify(sql)),
+    })
+}
+
+fn portal(statement: &str, sql: &str) -> Option<Portal> {
+    Some(Portal {
+        statement: statement.into(),
+        prepared: prepared(sql),
+        params: Vec::new(),
+    })
+}
+
 #[test]
 fn extended_errors_skip_to_the_next_sync() {
     let mut t = Tracker::default();
-    for e in [
-        Expect::Parse,
-        Expect::Bind,
-        Expect::Execute(Running::new(1, t0())),
-        Expect::Parse,
-        Expect::Bind,
-        Expect::Execute(Running::new(2, t0())),
-        Expect::Made {
-            bytes: b"X".to_vec(),
-            ready: false,
-        },
-        Expect::Sync,
-        Expect::Parse,
-        Expect::Bind,
-        Expect::Execute(Running::new(3, t0())),
-        Expect::Sync,
-    ] {
-        t.expect(e);
-    }
+    t.parse("", prepared("select 1")).unwrap();
+    t.bind("", portal("", "select 1")).unwrap();
+    t.expect(Expect::Execute(Running::new(1, t0()))).unwrap();
+    t.parse("", prepared("selec 2")).unwrap();
+    t.bind("", portal("", "selec 2")).unwrap();
+    t.expect(Expect::Execute(Running::new(2, t0()))).unwrap();
+    t.expect(Expect::Made {
+        bytes: b"X".to_vec(),
+        ready: false,
+    })
+    .unwrap();
+    t.expect(Expect::Sync).unwrap();
+    t.parse("", prepared("update t set x = 1")).unwrap();
+    t.bind("", portal("", "update t set x = 1")).unwrap();
+    t.expect(Expect::Execute(Running::new(3, t0()))).unwrap();
+    t.expect(Expect::Sync).unwrap();
     let done = feed(
         &mut t,
         &[
@@ -133,6 +148,175 @@ fn extended_errors_skip_to_the_next_sync() {
         ]
     );
     assert!(t.is_idle(), "the made answer was skipped with the batch");
+}
+
+/// The server keeps the old statement when a Parse reuses a name (42P05):
+/// the gateway must not believe the new text.
+#[test]
+fn a_refused_parse_leaves_the_old_statement() {
+    let mut t = Tracker::default();
+    t.parse("s1", prepared("delete from t")).unwrap();
+    t.expect(Expect::Sync).unwrap();
+    feed(
+        &mut t,
+        &[
+            BackendMessage::ParseComplete,
+            BackendMessage::ReadyForQuery(b'I'),
+        ],
+    );
+    t.parse("s1", prepared("select 1")).unwrap();
+    t.expect(Expect::Sync).unwrap();
+    feed(
+        &mut t,
+        &[error("42P05"), BackendMessage::ReadyForQuery(b'I')],
+    );
+    assert_eq!(&*t.names.statement("s1").unwrap().sql, "delete from t");
+    // A failed Parse of the unnamed statement leaves none (the server drops
+    // the old one first).
+    t.parse("", prepared("select 1")).unwrap();
+    t.expect(Expect::Sync).unwrap();
+    feed(
+        &mut t,
+        &[
+            BackendMessage::ParseComplete,
+            BackendMessage::ReadyForQuery(b'I'),
+        ],
+    );
+    t.parse("", prepared("selec")).unwrap();
+    t.expect(Expect::Sync).unwrap();
+    feed(
+        &mut t,
+        &[error("42601"), BackendMessage::ReadyForQuery(b'I')],
+    );
+    assert!(t.names.statement("").is_none());
+}
+
+/// Messages the server skipped after an error undo their changes, newest
+/// first: a skipped Close keeps the name, a skipped Parse adds none.
+#[test]
+fn skipped_messages_undo_their_changes() {
+    let mut t = Tracker::default();
+    t.parse("s1", prepared("delete from t")).unwrap();
+    t.expect(Expect::Sync).unwrap();
+    feed(
+        &mut t,
+        &[
+            BackendMessage::ParseComplete,
+            BackendMessage::ReadyForQuery(b'I'),
+        ],
+    );
+    t.parse("", prepared("selec")).unwrap();
+    t.close(Target::Statement, "s1").unwrap();
+    t.parse("s1", prepared("select 1")).unwrap();
+    t.parse("s2", prepared("select 2")).unwrap();
+    t.expect(Expect::Sync).unwrap();
+    assert_eq!(&*t.names.statement("s1").unwrap().sql, "select 1");
+    feed(
+        &mut t,
+        &[error("42601"), BackendMessage::ReadyForQuery(b'I')],
+    );
+    assert_eq!(&*t.names.statement("s1").unwrap().sql, "delete from t");
+    assert!(t.names.statement("s2").is_none());
+    assert!(t.is_idle());
+}
+
+#[test]
+fn clearing_the_names_outlasts_older_undos() {
+    let mut t = Tracker::default();
+    t.parse("s1", prepared("delete from t")).unwrap();
+    t.expect(Expect::Sync).unwrap();
+    feed(
+        &mut t,
+        &[
+            BackendMessage::ParseComplete,
+            BackendMessage::ReadyForQuery(b'I'),
+        ],
+    );
+    t.close(Target::Statement, "s1").unwrap();
+    t.expect(Expect::Sync).unwrap();
+    t.names.clear();
+    feed(
+        &mut t,
+        &[error("XX000"), BackendMessage::ReadyForQuery(b'I')],
+    );
+    assert!(
+        t.names.statement("s1").is_none(),
+        "the undo predates the clearing"
+    );
+}
+
+/// In COPY IN the server ignores Sync: a Sync sent after the COPY's
+/// Execute gets no ReadyForQuery of its own.
+#[test]
+fn syncs_during_copy_in_expect_nothing() {
+    let mut t = Tracker::default();
+    t.parse("", prepared("copy t from stdin")).unwrap();
+    t.bind("", portal("", "copy t from stdin")).unwrap();
+    t.expect(Expect::Execute(Running::new(1, t0()))).unwrap();
+    t.expect(Expect::Sync).unwrap();
+    let mut done = Vec::new();
+    for m in [
+        BackendMessage::ParseComplete,
+        BackendMessage::BindComplete,
+        BackendMessage::CopyInResponse,
+    ] {
+        t.on_backend(&m, 0, t0(), &mut done);
+    }
+    t.copy_in(10);
+    t.expect(Expect::CopyEnd).unwrap();
+    t.expect(Expect::Sync).unwrap();
+    t.expect(Expect::Query([Running::new(2, t0())].into()))
+        .unwrap();
+    let done = feed(
+        &mut t,
+        &[
+            BackendMessage::CommandComplete("COPY 2"),
+            BackendMessage::ReadyForQuery(b'I'),
+            BackendMessage::CommandComplete("SELECT 1"),
+            BackendMessage::ReadyForQuery(b'I'),
+        ],
+    );
+    assert_eq!(
+        done,
+        vec![(1, ok("COPY 2"), Some(2)), (2, ok("SELECT 1"), Some(1))]
+    );
+    assert!(t.is_idle());
+}
+
+#[test]
+fn made_answers_go_out_between_the_servers() {
+    let mut t = Tracker::default();
+    t.parse("", prepared("select 1")).unwrap();
+    t.expect(Expect::Execute(Running::new(1, t0()))).unwrap();
+    t.expect(Expect::Made {
+        bytes: b"ERR".to_vec(),
+        ready: false,
+    })
+    .unwrap();
+    t.expect(Expect::Sync).unwrap();
+    let mut out = Vec::new();
+    let mut done = Vec::new();
+    for m in [
+        BackendMessage::ParseComplete,
+        BackendMessage::CommandComplete("SELECT 1"),
+    ] {
+        t.on_backend(&m, 0, t0(), &mut done);
+        t.take_due(&mut out);
+        out.extend_from_slice(b"|");
+        t.take_made(&mut out);
+    }
+    assert_eq!(out, b"||ERR");
+    t.on_backend(&BackendMessage::ReadyForQuery(b'I'), 0, t0(), &mut done);
+    assert!(t.is_idle());
+}
+
+#[test]
+fn outstanding_answers_are_bounded() {
+    let mut t = Tracker::default();
+    for _ in 0..MAX_OUTSTANDING {
+        t.expect(Expect::Sync).unwrap();
+    }
+    assert_eq!(t.expect(Expect::Sync), Err(MAX_OUTSTANDING));
 }
 
 #[test]

@@ -1,0 +1,460 @@
+//! The client half of a session: reads client messages, decides each
+//! statement, records it, and forwards the batch once its events are
+//! committed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use taskgate_audit::{EventDraft, Timestamp};
+use taskgate_policy::{StatementDecision, StatementPolicy};
+use taskgate_sqlclass::{Classification, Classifier};
+use taskgate_wire_pg::encode::backend as enc;
+use taskgate_wire_pg::frame::{self, Direction, Frame};
+use taskgate_wire_pg::frontend::{self, FrontendMessage, param_format};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::watch;
+
+use super::super::ClientStream;
+use super::super::record::{Protocol, Statement, param_value};
+use super::super::sessions::CloseReason;
+use super::super::track::{Expect, Portal, Prepared, Running};
+use super::{Ending, INSUFFICIENT_PRIVILEGE, Shared};
+
+/// SQLSTATE for an Execute of a portal the gateway does not know.
+const INVALID_CURSOR_NAME: &str = "34000";
+/// Statements longer than this are classified off the async threads.
+const CLASSIFY_INLINE_MAX_BYTES: usize = 64 * 1024;
+
+pub struct ClientHalf {
+    shared: Arc<Shared>,
+    policy: StatementPolicy,
+    classifier: Arc<Classifier>,
+    ends_at: Option<Timestamp>,
+    closing: watch::Receiver<Option<CloseReason>>,
+    pub commands: u64,
+    /// After the gateway refused a message of the extended protocol, the
+    /// rest up to Sync is ignored, as the server would after an error.
+    skipping: bool,
+    unknown: Arc<Classification>,
+}
+
+/// What one read of the client's bytes turns into.
+#[derive(Default)]
+struct Batch {
+    out: Vec<u8>,
+    events: Vec<EventDraft>,
+    made: bool,
+    terminate: bool,
+    /// Set when the client has more answers outstanding than allowed.
+    overflow: Option<usize>,
+}
+
+impl ClientHalf {
+    pub fn new(
+        shared: Arc<Shared>,
+        policy: StatementPolicy,
+        classifier: Arc<Classifier>,
+        ends_at: Option<Timestamp>,
+        closing: watch::Receiver<Option<CloseReason>>,
+    ) -> Self {
+        let unknown = classifier.classify("");
+        Self {
+            shared,
+            policy,
+            classifier,
+            ends_at,
+            closing,
+            commands: 0,
+            skipping: false,
+            unknown,
+        }
+    }
+
+    /// Runs until the client leaves or the session must end.
+    pub async fn run(
+        &mut self,
+        mut client: ReadHalf<ClientStream>,
+        mut buf: BytesMut,
+        mut upstream: WriteHalf<ClientStream>,
+    ) -> Ending {
+        loop {
+            let mut batch = Batch::default();
+            loop {
+                let frame = match frame::decode(&mut buf, Direction::Frontend, &self.shared.limits)
+                {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => return Ending::ClientProtocol(e.to_string()),
+                };
+                if let Err(ending) = self.on_frame(frame, &mut batch) {
+                    return ending;
+                }
+                if let Some(limit) = batch.overflow {
+                    return Ending::ClientProtocol(format!(
+                        "more than {limit} answers outstanding: the client sends without reading"
+                    ));
+                }
+                if batch.terminate {
+                    break;
+                }
+            }
+            if !batch.events.is_empty() {
+                if let Err(e) = self.shared.writer.append_all(batch.events).await {
+                    tracing::error!(error = %e, "cannot commit command events; refusing the statement");
+                    return Ending::AuditUnavailable(e.to_string());
+                }
+                self.shared
+                    .committed_through
+                    .store(self.commands, Ordering::Release);
+                // The commit may have taken the window past its end.
+                if let Err(ending) = self.check_live() {
+                    return ending;
+                }
+            }
+            if !batch.out.is_empty()
+                && let Err(e) = upstream.write_all(&batch.out).await
+            {
+                return Ending::Io(e.to_string());
+            }
+            if batch.made {
+                self.shared.made.notify_one();
+            }
+            if batch.terminate {
+                return Ending::ClientLeft;
+            }
+            match client.read_buf(&mut buf).await {
+                Ok(0) => return Ending::ClientLeft,
+                Ok(_) => {}
+                Err(e) => return Ending::Io(e.to_string()),
+            }
+        }
+    }
+
+    fn check_live(&self) -> Result<(), Ending> {
+        if let Some(reason) = *self.closing.borrow() {
+            return Err(Ending::Closed(reason));
+        }
+        if self.ends_at.is_some_and(|end| Timestamp::now() >= end) {
+            return Err(Ending::Closed(CloseReason::WindowEnded));
+        }
+        Ok(())
+    }
+
+    fn next_command(&mut self) -> u64 {
+        self.commands += 1;
+        self.commands
+    }
+
+    fn classify(&self, sql: &str) -> Arc<Classification> {
+        if sql.len() > CLASSIFY_INLINE_MAX_BYTES {
+            // A huge statement can take the parser a while: let the other
+            // sessions' tasks move to another thread meanwhile.
+            tokio::task::block_in_place(|| self.classifier.classify(sql))
+        } else {
+            self.classifier.classify(sql)
+        }
+    }
+
+    fn expect(&self, batch: &mut Batch, e: Expect) {
+        if let Err(limit) = self.shared.tracker().expect(e) {
+            batch.overflow = Some(limit);
+        }
+    }
+
+    /// Queues an answer of the gateway's own. In the extended protocol the
+    /// rest of the batch is then skipped up to Sync, as after a server error.
+    fn made(&mut self, batch: &mut Batch, bytes: Vec<u8>, ready: bool) {
+        // Refusals do not go upstream, so nothing else bounds them: the
+        // tracker's limit does.
+        self.expect(batch, Expect::Made { bytes, ready });
+        batch.made = true;
+        if !ready {
+            self.skipping = true;
+        }
+    }
+
+    /// Records a refusal and queues the client's `ERROR`. `ready` ends a
+    /// simple query.
+    fn refuse(
+        &mut self,
+        batch: &mut Batch,
+        statement: &Statement<'_>,
+        decision: &StatementDecision,
+        ready: bool,
+    ) {
+        let (kind, reason) = match decision {
+            StatementDecision::Deny { reason } => ("deny", reason.clone()),
+            StatementDecision::Review { reason, by } => {
+                let by: Vec<String> = by.iter().map(|m| m.to_string()).collect();
+                (
+                    "review",
+                    format!(
+                        "{reason} (approvers: {}); holding statements for approval is not available in this build, so it is refused",
+                        by.join(", ")
+                    ),
+                )
+            }
+            StatementDecision::Allow => return,
+        };
+        batch
+            .events
+            .push(self.shared.record.denied(statement, kind, &reason));
+        let hint = format!("recorded as denied for task {}", self.shared.record.task);
+        let error = enc::error(
+            "ERROR",
+            INSUFFICIENT_PRIVILEGE,
+            &format!("taskgate: {reason}"),
+            Some(&hint),
+        );
+        self.made(batch, error, ready);
+    }
+
+    fn on_frame(&mut self, frame: Frame, batch: &mut Batch) -> Result<(), Ending> {
+        let message = frontend::decode(&frame).map_err(|e| {
+            Ending::ClientProtocol(format!(
+                "malformed message of type {:?}: {e}",
+                frame.tag as char
+            ))
+        })?;
+        let forward = match message {
+            FrontendMessage::Query(sql) => self.query(sql, batch)?,
+            FrontendMessage::Parse { name, sql, .. } => self.parse(name, sql, batch),
+            FrontendMessage::Bind {
+                portal,
+                statement,
+                param_formats,
+                params,
+            } => {
+                if !self.skipping {
+                    let params = params
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| param_value(*v, param_format(&param_formats, i) == 1))
+                        .collect();
+                    let mut tracker = self.shared.tracker();
+                    // A statement the gateway does not know (prepared by
+                    // SQL, or refused) leaves the portal unknown, and its
+                    // Execute refused.
+                    let bound = tracker.names.statement(statement).map(|prepared| Portal {
+                        statement: statement.to_owned(),
+                        prepared: Arc::clone(prepared),
+                        params,
+                    });
+                    if let Err(limit) = tracker.bind(portal, bound) {
+                        batch.overflow = Some(limit);
+                    }
+                }
+                !self.skipping
+            }
+            FrontendMessage::Execute { portal, .. } => self.execute(portal, batch)?,
+            FrontendMessage::Describe { .. } => {
+                if !self.skipping {
+                    self.expect(batch, Expect::Describe);
+                }
+                !self.skipping
+            }
+            FrontendMessage::Close { target, name } => {
+                if !self.skipping
+                    && let Err(limit) = self.shared.tracker().close(target, name)
+                {
+                    batch.overflow = Some(limit);
+                }
+                !self.skipping
+            }
+            FrontendMessage::Sync => {
+                self.skipping = false;
+                self.expect(batch, Expect::Sync);
+                true
+            }
+            FrontendMessage::Flush => true,
+            FrontendMessage::CopyData(data) => {
+                self.shared.tracker().copy_in(data.len());
+                true
+            }
+            FrontendMessage::CopyDone | FrontendMessage::CopyFail(_) => {
+                self.expect(batch, Expect::CopyEnd);
+                true
+            }
+            FrontendMessage::Terminate => {
+                batch.terminate = true;
+                true
+            }
+            FrontendMessage::FunctionCall {
+                function_oid,
+                arg_formats,
+                args,
+            } => {
+                self.check_live()?;
+                let sql = format!("<function call, oid {function_oid}>");
+                let class = Arc::clone(&self.unknown);
+                let params = args
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| param_value(*v, param_format(&arg_formats, i) == 1))
+                    .collect();
+                let statement = Statement {
+                    protocol: Protocol::FunctionCall,
+                    sql: &sql,
+                    classification: &class,
+                    params,
+                    names: None,
+                };
+                let decision = self.policy.decide(&sql, &class);
+                if decision == StatementDecision::Allow {
+                    let id = self.next_command();
+                    batch
+                        .events
+                        .push(self.shared.record.started(id, &statement));
+                    self.expect(
+                        batch,
+                        Expect::Query([Running::new(id, Instant::now())].into()),
+                    );
+                    true
+                } else {
+                    self.refuse(batch, &statement, &decision, true);
+                    false
+                }
+            }
+            FrontendMessage::Password(_) => {
+                return Err(Ending::ClientProtocol(
+                    "a password message after login".into(),
+                ));
+            }
+        };
+        if forward {
+            batch.out.extend_from_slice(&frame.raw);
+        }
+        Ok(())
+    }
+
+    /// A simple Query: every statement in it is decided; if any is refused
+    /// none runs. Returns whether to forward it.
+    fn query(&mut self, sql: &str, batch: &mut Batch) -> Result<bool, Ending> {
+        self.check_live()?;
+        let parts = taskgate_sqlclass::split(sql);
+        let classes: Vec<_> = parts.iter().map(|s| self.classify(s)).collect();
+        for (text, class) in parts.iter().zip(&classes) {
+            let decision = self.policy.decide(text, class);
+            if decision != StatementDecision::Allow {
+                self.refuse(batch, &simple(text, class), &decision, true);
+                return Ok(false);
+            }
+        }
+        let now = Instant::now();
+        let mut running = VecDeque::with_capacity(parts.len());
+        for (text, class) in parts.iter().zip(&classes) {
+            let id = self.next_command();
+            batch
+                .events
+                .push(self.shared.record.started(id, &simple(text, class)));
+            running.push_back(Running::new(id, now));
+        }
+        if classes.iter().any(|c| changes_prepared_names(c)) {
+            self.shared.tracker().names.clear();
+        }
+        self.expect(batch, Expect::Query(running));
+        Ok(true)
+    }
+
+    /// Parse: decided here, so a refused statement never gets a name on
+    /// the server. Returns whether to forward it.
+    fn parse(&mut self, name: &str, sql: &str, batch: &mut Batch) -> bool {
+        if self.skipping {
+            return false;
+        }
+        let class = self.classify(sql);
+        let decision = self.policy.decide(sql, &class);
+        if decision != StatementDecision::Allow {
+            let statement = Statement {
+                protocol: Protocol::Extended,
+                sql,
+                classification: &class,
+                params: Vec::new(),
+                names: Some((name, "")),
+            };
+            self.refuse(batch, &statement, &decision, false);
+            return false;
+        }
+        let mut tracker = self.shared.tracker();
+        if changes_prepared_names(&class) {
+            tracker.names.clear();
+        }
+        let prepared = Arc::new(Prepared {
+            sql: sql.into(),
+            class,
+        });
+        if let Err(limit) = tracker.parse(name, prepared) {
+            batch.overflow = Some(limit);
+        }
+        true
+    }
+
+    /// Execute: recorded with the SQL and parameters of the portal as the
+    /// gateway knows it; a portal it does not know is never run.
+    fn execute(&mut self, portal: &str, batch: &mut Batch) -> Result<bool, Ending> {
+        if self.skipping {
+            return Ok(false);
+        }
+        self.check_live()?;
+        let found = self.shared.tracker().names.portal(portal).cloned();
+        let Some(found) = found else {
+            let statement = Statement {
+                protocol: Protocol::Extended,
+                sql: "",
+                classification: &self.unknown,
+                params: Vec::new(),
+                names: Some(("", portal)),
+            };
+            let reason = format!(
+                "portal {portal:?} was not bound through the gateway (or its Bind failed), so it cannot be run"
+            );
+            batch
+                .events
+                .push(self.shared.record.denied(&statement, "deny", &reason));
+            let error = enc::error(
+                "ERROR",
+                INVALID_CURSOR_NAME,
+                &format!("taskgate: {reason}"),
+                None,
+            );
+            self.made(batch, error, false);
+            return Ok(false);
+        };
+        let id = self.next_command();
+        let statement = Statement {
+            protocol: Protocol::Extended,
+            sql: &found.prepared.sql,
+            classification: &found.prepared.class,
+            params: found.params.clone(),
+            names: Some((found.statement.as_str(), portal)),
+        };
+        batch
+            .events
+            .push(self.shared.record.started(id, &statement));
+        self.expect(batch, Expect::Execute(Running::new(id, Instant::now())));
+        Ok(true)
+    }
+}
+
+/// SQL-level PREPARE, DEALLOCATE and DISCARD change the server's prepared
+/// statements in ways the gateway does not follow: after one, it forgets
+/// every name rather than risk naming the wrong statement.
+fn changes_prepared_names(c: &Classification) -> bool {
+    c.command.split("; ").any(|command| {
+        matches!(command, "PREPARE" | "DEALLOCATE" | "DEALLOCATE ALL")
+            || command.starts_with("DISCARD")
+    })
+}
+
+fn simple<'a>(sql: &'a str, class: &'a Classification) -> Statement<'a> {
+    Statement {
+        protocol: Protocol::Simple,
+        sql,
+        classification: class,
+        params: Vec::new(),
+        names: None,
+    }
+}

@@ -1,0 +1,181 @@
+//! The server half of a session: forwards the server's answers (with the
+//! gateway's own where they are due), records each command's outcome, and
+//! ends the session when told to: window end, revocation, or the client
+//! half's fault. Every wait, writes to the client included, races the
+//! cut-off, so a client that stops reading cannot keep its session alive.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use taskgate_audit::Timestamp;
+use taskgate_wire_pg::backend::{self, BackendMessage};
+use taskgate_wire_pg::frame::{self, Direction, Limits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, watch};
+
+use super::super::ClientStream;
+use super::super::sessions::CloseReason;
+use super::{Ending, Shared};
+
+/// Longest wait to deliver the final FATAL to a client that is not reading.
+const FATAL_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Why the session must end now, if it must.
+struct Cut<'a> {
+    closing: &'a mut watch::Receiver<Option<CloseReason>>,
+    stop: &'a mut mpsc::Receiver<Ending>,
+}
+
+impl Cut<'_> {
+    /// Resolves when the session is cut (revoked, ended, told to stop).
+    async fn wait(&mut self) -> Ending {
+        loop {
+            tokio::select! {
+                changed = self.closing.changed() => {
+                    if changed.is_err() {
+                        // The registry entry is gone: nothing can close us
+                        // through it any more, so only `stop` remains.
+                        return self.stop.recv().await.unwrap_or(Ending::ClientLeft);
+                    }
+                    if let Some(reason) = *self.closing.borrow() {
+                        return Ending::Closed(reason);
+                    }
+                }
+                Some(ending) = self.stop.recv() => return ending,
+            }
+        }
+    }
+}
+
+pub async fn server_half(
+    shared: Arc<Shared>,
+    mut upstream: ReadHalf<ClientStream>,
+    mut buf: BytesMut,
+    mut client: WriteHalf<ClientStream>,
+    mut closing: watch::Receiver<Option<CloseReason>>,
+    ends_at: Option<Timestamp>,
+    mut stop: mpsc::Receiver<Ending>,
+) -> Ending {
+    let window_end = async {
+        match ends_at {
+            Some(end) => tokio::time::sleep(Timestamp::now().until(end)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(window_end);
+    let mut cut = Cut {
+        closing: &mut closing,
+        stop: &mut stop,
+    };
+    let mut out = Vec::with_capacity(16 * 1024);
+    let ending = loop {
+        out.clear();
+        let failed = tokio::select! {
+            read = upstream.read_buf(&mut buf) => match read {
+                Ok(0) => break Ending::ServerClosed,
+                Ok(_) => forward_answers(&shared, &mut buf, &mut out).await.err(),
+                Err(e) => break Ending::Io(e.to_string()),
+            },
+            () = shared.made.notified() => {
+                shared.tracker().take_made(&mut out);
+                None
+            }
+            ending = cut.wait() => break ending,
+            () = &mut window_end => break Ending::Closed(CloseReason::WindowEnded),
+        };
+        if !out.is_empty() {
+            tokio::select! {
+                written = client.write_all(&out) => if let Err(e) = written {
+                    break Ending::Io(e.to_string());
+                },
+                ending = cut.wait() => break ending,
+                () = &mut window_end => break Ending::Closed(CloseReason::WindowEnded),
+            }
+        }
+        if let Some(ending) = failed {
+            break ending;
+        }
+    };
+    if let Some(fatal) = ending.fatal() {
+        let _ = tokio::time::timeout(FATAL_WRITE_TIMEOUT, async {
+            let _ = client.write_all(&fatal).await;
+            let _ = client.shutdown().await;
+        })
+        .await;
+    }
+    ending
+}
+
+/// Settings the gateway reads statements under; a server reporting another
+/// value means statements may no longer mean what the gateway decided.
+fn unsafe_setting(name: &str, value: &str) -> Option<String> {
+    let expected = match name {
+        "client_encoding" => "UTF8",
+        "standard_conforming_strings" => "on",
+        _ => return None,
+    };
+    (!value.eq_ignore_ascii_case(expected)).then(|| {
+        format!(
+            "{name} changed to {value}; the gateway reads statements only with {name} = {expected}"
+        )
+    })
+}
+
+/// Forwards every whole server message in `buf`, recording the outcomes
+/// they carry before the client sees them.
+async fn forward_answers(
+    shared: &Shared,
+    buf: &mut BytesMut,
+    out: &mut Vec<u8>,
+) -> Result<(), Ending> {
+    let mut done = Vec::new();
+    let mut unsafe_change = None;
+    {
+        let mut tracker = shared.tracker();
+        let now = Instant::now();
+        loop {
+            let frame = match frame::decode(buf, Direction::Backend, &Limits::default()) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => return Err(Ending::ServerProtocol(e.to_string())),
+            };
+            let message =
+                backend::decode(&frame).map_err(|e| Ending::ServerProtocol(e.to_string()))?;
+            if let BackendMessage::ParameterStatus { name, value } = message {
+                unsafe_change = unsafe_change.or_else(|| unsafe_setting(name, value));
+            }
+            tracker.on_backend(&message, frame.body().len(), now, &mut done);
+            tracker.take_due(out);
+            out.extend_from_slice(&frame.raw);
+            tracker.take_made(out);
+        }
+    }
+    let committed = shared
+        .committed_through
+        .load(std::sync::atomic::Ordering::Acquire);
+    for completion in done.iter().filter(|c| c.id <= committed) {
+        let draft = shared.record.completed(completion);
+        if let Err(e) = shared.writer.append_queued(draft).await {
+            return Err(Ending::AuditUnavailable(e.to_string()));
+        }
+    }
+    match unsafe_change {
+        Some(why) => Err(Ending::UnsafeSetting(why)),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unsafe_setting;
+
+    #[test]
+    fn only_the_lexing_settings_matter() {
+        assert!(unsafe_setting("client_encoding", "UTF8").is_none());
+        assert!(unsafe_setting("client_encoding", "utf8").is_none());
+        assert!(unsafe_setting("client_encoding", "SJIS").is_some());
+        assert!(unsafe_setting("standard_conforming_strings", "off").is_some());
+        assert!(unsafe_setting("TimeZone", "UTC").is_none());
+    }
+}

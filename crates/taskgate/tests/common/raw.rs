@@ -1,0 +1,134 @@
+//! A bare PostgreSQL protocol client for tests that need exact message
+//! sequences no driver sends (pipelined batches, reused names, raw bytes).
+//! Logs in with SCRAM-SHA-256 by postgres-protocol's client.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use taskgate_wire_pg::backend::{self, Authentication, BackendMessage};
+use taskgate_wire_pg::encode::frontend as enc;
+use taskgate_wire_pg::frame::{self, Direction, Limits};
+
+#[allow(unused_imports)]
+pub use taskgate_wire_pg::encode::frontend;
+
+pub struct RawPg {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+/// One server message: its type and, for errors, the SQLSTATE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub tag: char,
+    pub sqlstate: Option<String>,
+    pub text: String,
+}
+
+impl RawPg {
+    pub fn connect(addr: SocketAddr, user: &str, password: &str, db: &str) -> RawPg {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut pg = RawPg {
+            stream,
+            buf: BytesMut::new(),
+        };
+        pg.send(&taskgate_wire_pg::startup::encode(&[
+            ("user", user),
+            ("database", db),
+        ]));
+        let mut scram = None;
+        loop {
+            let (tag, body) = pg.next_raw();
+            let frame = frame_of(tag, &body);
+            match backend::decode(&frame).unwrap() {
+                BackendMessage::Authentication(Authentication::Sasl { .. }) => {
+                    let client =
+                        ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+                    pg.send(&enc::sasl_initial_response(
+                        "SCRAM-SHA-256",
+                        client.message(),
+                    ));
+                    scram = Some(client);
+                }
+                BackendMessage::Authentication(Authentication::SaslContinue(data)) => {
+                    let client = scram.as_mut().unwrap();
+                    client.update(data).unwrap();
+                    let message = client.message().to_vec();
+                    pg.send(&enc::sasl_response(&message));
+                }
+                BackendMessage::Authentication(Authentication::SaslFinal(data)) => {
+                    scram.take().unwrap().finish(data).unwrap();
+                }
+                BackendMessage::ErrorResponse(f) => {
+                    panic!("login refused: {} {}", f.code, f.message)
+                }
+                BackendMessage::ReadyForQuery(_) => return pg,
+                _ => {}
+            }
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    fn next_raw(&mut self) -> (u8, Vec<u8>) {
+        loop {
+            if let Some(f) =
+                frame::decode(&mut self.buf, Direction::Backend, &Limits::default()).unwrap()
+            {
+                return (f.tag, f.body().to_vec());
+            }
+            let mut chunk = [0u8; 8192];
+            let n = self.stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "the gateway closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads answers until the `n`th ReadyForQuery (included).
+    pub fn until_ready(&mut self, n: usize) -> Vec<Answer> {
+        let mut answers = Vec::new();
+        let mut ready = 0;
+        while ready < n {
+            let (tag, body) = self.next_raw();
+            let frame = frame_of(tag, &body);
+            let (sqlstate, text) = match backend::decode(&frame).unwrap() {
+                BackendMessage::ErrorResponse(f) => (Some(f.code.to_owned()), f.message.to_owned()),
+                BackendMessage::CommandComplete(t) => (None, t.to_owned()),
+                _ => (None, String::new()),
+            };
+            if tag == b'Z' {
+                ready += 1;
+            }
+            answers.push(Answer {
+                tag: tag as char,
+                sqlstate,
+                text,
+            });
+        }
+        answers
+    }
+}
+
+fn frame_of(tag: u8, body: &[u8]) -> frame::Frame {
+    let mut bytes = vec![tag];
+    bytes.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    bytes.extend_from_slice(body);
+    let mut buf = BytesMut::from(&bytes[..]);
+    frame::decode(&mut buf, Direction::Backend, &Limits::default())
+        .unwrap()
+        .unwrap()
+}
+
+/// The tags of a list of answers, as a string: `"12CZ"`.
+pub fn tags(answers: &[Answer]) -> String {
+    answers.iter().map(|a| a.tag).collect()
+}

@@ -1,0 +1,271 @@
+//! Exact protocol sequences through the gateway, sent by a bare client:
+//! the cases where what the gateway believes and what the server does could
+//! drift apart (reused statement names, refusals inside pipelined batches,
+//! COPY in the extended protocol, client encodings, clients that stop
+//! reading). Each checks the database's own log or the audit log.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestGateway;
+use common::cluster::{TestCluster, pg_bindir};
+use common::raw::{RawPg, frontend as fe, tags};
+use serde_json::Value;
+
+fn task(gw: &TestGateway, access: &str) -> (String, String) {
+    let (status, body) = gw.http().post(
+        &gw.tokens.agent,
+        "/v1/tasks",
+        &serde_json::json!({"name": "protocol", "connection": "shop", "access": access, "window": "10m"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    (
+        body["id"].as_str().unwrap().to_owned(),
+        body["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn events_of(gw: &TestGateway, kind: &str) -> Vec<Value> {
+    common::event_bodies(&gw.store_path())
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).unwrap())
+        .filter(|e| e["type"] == kind)
+        .collect()
+}
+
+fn batch(parts: &[Vec<u8>]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// The server keeps the old statement when a Parse reuses its name; the
+/// gateway must record (and judge) what actually runs.
+#[test]
+fn a_reused_statement_name_runs_and_is_recorded_as_the_server_has_it() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let t = task(&gw, "write");
+    let mut pg = RawPg::connect(gw.postgres, &t.0, &t.1, "shop");
+    pg.send(&batch(&[
+        fe::parse("s1", "UPDATE orders SET qty = qty + 100", &[]),
+        fe::sync(),
+    ]));
+    assert_eq!(tags(&pg.until_ready(1)), "1Z");
+    pg.send(&batch(&[fe::parse("s1", "SELECT 1", &[]), fe::sync()]));
+    let answers = pg.until_ready(1);
+    assert_eq!(answers[0].sqlstate.as_deref(), Some("42P05"), "{answers:?}");
+    pg.send(&batch(&[
+        fe::bind("", "s1", &[]),
+        fe::execute("", 0),
+        fe::sync(),
+    ]));
+    let answers = pg.until_ready(1);
+    assert_eq!(tags(&answers), "2CZ");
+    assert_eq!(answers[1].text, "UPDATE 2");
+    let started = events_of(&gw, "command.started");
+    assert_eq!(started.len(), 1);
+    assert_eq!(
+        started[0]["payload"]["sql"],
+        "UPDATE orders SET qty = qty + 100"
+    );
+    assert_eq!(started[0]["payload"]["class"], "write");
+}
+
+/// A portal the gateway never saw bound (a statement prepared by SQL) is
+/// not run: its text and class would be unknown.
+#[test]
+fn portals_of_sql_prepared_statements_are_refused() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let t = task(&gw, "write");
+    let mut pg = RawPg::connect(gw.postgres, &t.0, &t.1, "shop");
+    pg.send(&fe::query("PREPARE p2 AS DELETE FROM orders"));
+    assert_eq!(tags(&pg.until_ready(1)), "CZ");
+    pg.send(&batch(&[
+        fe::bind("", "p2", &[]),
+        fe::execute("", 0),
+        fe::sync(),
+    ]));
+    let answers = pg.until_ready(1);
+    assert_eq!(tags(&answers), "2EZ", "{answers:?}");
+    assert_eq!(answers[1].sqlstate.as_deref(), Some("34000"));
+    assert_eq!(cluster.psql("shop", "SELECT count(*) FROM orders"), "2");
+    assert_eq!(events_of(&gw, "command.denied").len(), 1);
+}
+
+/// A refusal inside a pipelined batch answers in its place: after the
+/// answers to what came before it, before the batch's ReadyForQuery.
+#[test]
+fn a_refusal_inside_a_batch_answers_in_order() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let t = task(&gw, "read");
+    let mut pg = RawPg::connect(gw.postgres, &t.0, &t.1, "shop");
+    pg.send(&batch(&[
+        fe::parse("", "SELECT count(*) FROM orders", &[]),
+        fe::bind("", "", &[]),
+        fe::execute("", 0),
+        fe::parse("", "DELETE FROM orders", &[]),
+        fe::bind("", "", &[]),
+        fe::execute("", 0),
+        fe::sync(),
+        fe::query("SELECT 1"),
+    ]));
+    let answers = pg.until_ready(2);
+    assert_eq!(tags(&answers), "12DCEZTDCZ", "{answers:?}");
+    assert_eq!(answers[4].sqlstate.as_deref(), Some("42501"));
+    assert!(!cluster.log().contains("DELETE FROM orders"));
+}
+
+/// COPY FROM STDIN in the extended protocol (the server ignores Sync while
+/// copying): outcomes stay tied to the right commands afterwards.
+#[test]
+fn extended_copy_keeps_outcomes_in_step() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let t = task(&gw, "write");
+    let mut pg = RawPg::connect(gw.postgres, &t.0, &t.1, "shop");
+    pg.send(&batch(&[
+        fe::parse("", "COPY orders (item, qty) FROM STDIN", &[]),
+        fe::bind("", "", &[]),
+        fe::execute("", 0),
+        fe::sync(),
+    ]));
+    // Wait for CopyInResponse before sending the data, as drivers do.
+    std::thread::sleep(Duration::from_millis(200));
+    pg.send(&batch(&[
+        taskgate_wire_pg::encode::message(b'd', b"fig\t1\nkiwi\t2\n"),
+        taskgate_wire_pg::encode::message(b'c', b""),
+        fe::sync(),
+        fe::query("SELECT count(*) FROM orders"),
+    ]));
+    let answers = pg.until_ready(2);
+    assert_eq!(tags(&answers), "12GCZTDCZ", "{answers:?}");
+    // Outcomes are committed just after the client hears them.
+    gw.eventually(Duration::from_secs(5), || {
+        events_of(&gw, "command.completed").len() == 2
+    });
+    let completed = events_of(&gw, "command.completed");
+    let outcomes: Vec<(u64, &str)> = completed
+        .iter()
+        .map(|e| {
+            (
+                e["payload"]["command"].as_u64().unwrap(),
+                e["payload"]["tag"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes, vec![(1, "COPY 2"), (2, "SELECT 1")]);
+    assert_eq!(completed[0]["payload"]["copy_in_bytes"], 13);
+}
+
+/// Statements are read as UTF-8; another client encoding could hide one
+/// statement inside another's string, so it is refused at login and
+/// cannot be set later.
+#[test]
+fn only_utf8_clients_are_served() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let t = task(&gw, "read");
+    let psql = |encoding: &str, sql: &str| {
+        Command::new(pg_bindir().join("psql"))
+            .args([
+                "-X",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &gw.postgres.port().to_string(),
+                "-U",
+                &t.0,
+                "-d",
+                "shop",
+            ])
+            .args(["-c", sql])
+            .env("PGPASSWORD", &t.1)
+            .env("PGCLIENTENCODING", encoding)
+            .output()
+            .unwrap()
+    };
+    let out = psql("SJIS", "SELECT 1");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("client_encoding"),
+        "{out:?}"
+    );
+    let out = psql("UTF8", "SET client_encoding = 'SJIS'");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("42501")
+            || String::from_utf8_lossy(&out.stderr).contains("taskgate:"),
+        "{out:?}"
+    );
+    let out = psql("UTF8", "SHOW client_encoding");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("UTF8"));
+}
+
+/// A client that stops reading in the middle of a large result cannot keep
+/// its session past a revoke.
+#[test]
+fn a_client_that_stops_reading_is_still_cut() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let t = task(&gw, "read");
+    let mut child = Command::new(pg_bindir().join("psql"))
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &gw.postgres.port().to_string(),
+            "-U",
+            &t.0,
+            "-d",
+            "shop",
+        ])
+        .args([
+            "-c",
+            "SELECT repeat('x', 1000) FROM generate_series(1, 10000000)",
+        ])
+        .env("PGPASSWORD", &t.1)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    Command::new("kill")
+        .args(["-STOP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, body) = gw.http().post(
+        &gw.tokens.admin,
+        &format!("/v1/tasks/{}/revoke", t.0),
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let revoked = Instant::now();
+    let cut = gw.eventually(Duration::from_secs(5), || {
+        !events_of(&gw, "session.closed").is_empty()
+    });
+    let took = revoked.elapsed();
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.wait();
+    assert!(cut, "the session outlived its task\n{}", gw.log());
+    assert!(took < Duration::from_secs(1), "cut took {took:?}");
+    let closed = events_of(&gw, "session.closed");
+    assert_eq!(closed[0]["payload"]["reason"], "task revoked");
+    // The statement it was running was cancelled upstream.
+    let running = || {
+        cluster.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT repeat%' AND pid <> pg_backend_pid()")
+    };
+    assert!(
+        gw.eventually(Duration::from_secs(5), || running() == "0"),
+        "the statement still runs"
+    );
+}
