@@ -289,7 +289,15 @@ impl ClientHalf {
             } => {
                 self.check_live()?;
                 let sql = format!("<function call, oid {function_oid}>");
-                let class = Arc::clone(&self.unknown);
+                // Called by oid: the gateway cannot tell what it does.
+                let class = Classification {
+                    class: taskgate_sqlclass::Class::Unknown,
+                    command: "FUNCTION CALL".to_owned(),
+                    tables_read: Vec::new(),
+                    tables_written: Vec::new(),
+                    lifts_read_only: false,
+                    error: None,
+                };
                 let params = args
                     .iter()
                     .enumerate()
