@@ -59,6 +59,7 @@ fn client(
 }
 
 fn events_of(gw: &TestGateway, kind: &str) -> Vec<Value> {
+    common::settle(gw);
     common::event_bodies(&gw.store_path())
         .iter()
         .map(|b| serde_json::from_str::<Value>(b).unwrap())

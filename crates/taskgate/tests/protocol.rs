@@ -29,6 +29,7 @@ fn task(gw: &TestGateway, access: &str) -> (String, String) {
 }
 
 fn events_of(gw: &TestGateway, kind: &str) -> Vec<Value> {
+    common::settle(gw);
     common::event_bodies(&gw.store_path())
         .iter()
         .map(|b| serde_json::from_str::<Value>(b).unwrap())

@@ -391,6 +391,26 @@ impl Http {
     }
 }
 
+/// Waits (up to 5 s) until every recorded `command.started` has its
+/// `command.completed`: outcomes are committed with the session's next
+/// statement or a moment after the last one.
+pub fn settle(gw: &TestGateway) {
+    let counts = || {
+        let bodies = event_bodies(&gw.store_path());
+        let count = |kind: &str| {
+            bodies
+                .iter()
+                .filter(|b| b.contains(&format!("\"type\":\"{kind}\"")))
+                .count()
+        };
+        (count("command.started"), count("command.completed"))
+    };
+    gw.eventually(Duration::from_secs(5), || {
+        let (started, completed) = counts();
+        started == completed
+    });
+}
+
 /// Every event body in the store, as text, read directly from the file.
 pub fn event_bodies(store: &Path) -> Vec<String> {
     use taskgate_store::StoreRead;
