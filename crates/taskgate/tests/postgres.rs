@@ -313,6 +313,22 @@ fn every_upstream_login_method_works() {
         };
         assert_eq!(user, want);
     }
+    // A cleartext password is never sent over an unencrypted connection.
+    let (id, token) = task(&s.gateway, "shop-clear", "read", "10m");
+    let err = rt()
+        .block_on(connect(&s.gateway, &id, &token, "shop-clear"))
+        .err()
+        .unwrap();
+    assert_eq!(sqlstate(&err), "08006", "{err}");
+    assert!(
+        s.gateway.eventually(Duration::from_secs(5), || s
+            .gateway
+            .log()
+            .contains("clear text over an unencrypted connection")),
+        "{}",
+        s.gateway.log()
+    );
+    assert!(!s.cluster.log().contains("password authentication failed"));
 }
 
 #[test]

@@ -33,6 +33,10 @@ pub enum UpstreamError {
     Timeout { address: String },
     #[error("the server refused the gateway's login (SQLSTATE {sqlstate}): {message}")]
     Refused { sqlstate: String, message: String },
+    #[error(
+        "the server asks for the password in clear text over an unencrypted connection; configure tls for the connection or use scram-sha-256"
+    )]
+    CleartextRefused,
     #[error("the server asks for a password, and the credential has none")]
     NoPassword,
     #[error("the server offers no authentication method the gateway supports ({0})")]
@@ -128,17 +132,22 @@ pub async fn connect(
             Box::new(tls_stream)
         }
     };
-    tokio::time::timeout(UPSTREAM_LOGIN_TIMEOUT, login(stream, params, password))
-        .await
-        .map_err(|_| UpstreamError::Timeout {
-            address: address.to_owned(),
-        })?
+    let encrypted = tls.is_some();
+    tokio::time::timeout(
+        UPSTREAM_LOGIN_TIMEOUT,
+        login(stream, params, password, encrypted),
+    )
+    .await
+    .map_err(|_| UpstreamError::Timeout {
+        address: address.to_owned(),
+    })?
 }
 
 async fn login(
     mut stream: ClientStream,
     params: &[(&str, &str)],
     password: Option<&Secret>,
+    encrypted: bool,
 ) -> Result<Upstream, UpstreamError> {
     let user = params
         .iter()
@@ -160,6 +169,11 @@ async fn login(
             BackendMessage::Authentication(auth) => match auth {
                 Authentication::Ok => None,
                 Authentication::CleartextPassword => {
+                    // Anyone on the path (or answering at the address)
+                    // would read it.
+                    if !encrypted {
+                        return Err(UpstreamError::CleartextRefused);
+                    }
                     let password = password.ok_or(UpstreamError::NoPassword)?;
                     Some(enc::password(password.expose()))
                 }

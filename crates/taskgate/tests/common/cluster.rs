@@ -12,6 +12,8 @@ pub const RW_USER: &str = "shop_rw";
 pub const ADMIN_USER: &str = "shop_admin";
 pub const MD5_USER: &str = "shop_md5";
 pub const TRUST_USER: &str = "shop_trust";
+/// Logs in with `password` (cleartext) authentication.
+pub const CLEAR_USER: &str = "shop_clear";
 
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
@@ -93,6 +95,7 @@ impl TestCluster {
                 "local all all trust\n\
                  host all {TRUST_USER} 127.0.0.1/32 trust\n\
                  host all {MD5_USER} 127.0.0.1/32 md5\n\
+                 host all {CLEAR_USER} 127.0.0.1/32 password\n\
                  host all postgres 127.0.0.1/32 trust\n\
                  host all all 127.0.0.1/32 scram-sha-256\n"
             ),
@@ -245,6 +248,7 @@ impl TestCluster {
                  CREATE ROLE {RW_USER} LOGIN PASSWORD '{pw}';
                  CREATE ROLE {ADMIN_USER} LOGIN SUPERUSER PASSWORD '{pw}';
                  CREATE ROLE {TRUST_USER} LOGIN;
+                 CREATE ROLE {CLEAR_USER} LOGIN PASSWORD '{pw}';
                  SET password_encryption = 'md5';
                  CREATE ROLE {MD5_USER} LOGIN PASSWORD '{pw}';"
             ),
@@ -289,6 +293,13 @@ database = "shop"
 read = {{ user = "{MD5_USER}", password_env = "TG_TEST_UPSTREAM_PW" }}
 
 [[connections]]
+name = "shop-clear"
+kind = "postgres"
+address = "127.0.0.1:{port}"
+database = "shop"
+read = {{ user = "{CLEAR_USER}", password_env = "TG_TEST_UPSTREAM_PW" }}
+
+[[connections]]
 name = "shop-trust"
 kind = "postgres"
 address = "127.0.0.1:{port}"
@@ -298,7 +309,7 @@ read = {{ user = "{TRUST_USER}" }}
 [[policies]]
 name = "agents-read-elsewhere"
 who = ["kind:agent"]
-connections = ["shop-md5", "shop-trust"]
+connections = ["shop-md5", "shop-trust", "shop-clear"]
 access = ["read"]
 max_window = "30m"
 
