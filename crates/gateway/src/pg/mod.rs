@@ -284,13 +284,15 @@ async fn negotiate(
         let task = (!task_id.is_empty()).then_some(task_id.as_str());
         record::auth_failed(peer, task, task_exists, Some(&database), &message)
     };
-    if let Some(wait) = ctx.limiter.check(peer.ip(), Instant::now()) {
+    if let Some(limited) = ctx.limiter.check(peer.ip(), Instant::now()) {
         let message = format!(
             "too many failed logins from {}; try again in {} s",
             peer.ip(),
-            wait.as_secs().max(1)
+            limited.wait.as_secs().max(1)
         );
-        let _ = ctx.writer.append(refuse(message.clone(), false)).await;
+        if limited.first {
+            let _ = ctx.writer.append(refuse(message.clone(), false)).await;
+        }
         fatal(client, login::INVALID_AUTHORIZATION, &message).await;
         return None;
     }

@@ -12,33 +12,65 @@ pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
 /// Addresses remembered at most; old windows are dropped past this.
 const MAX_TRACKED_ADDRESSES: usize = 100_000;
 
+/// Failures of one address in its current window.
+struct Window {
+    since: Instant,
+    count: u32,
+    /// Whether a refusal in this window has been reported already.
+    reported: bool,
+}
+
+impl Window {
+    fn new(now: Instant) -> Self {
+        Self {
+            since: now,
+            count: 0,
+            reported: false,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct LoginLimiter {
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    failures: Mutex<HashMap<IpAddr, Window>>,
+}
+
+/// An address that must wait.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Limited {
+    pub wait: Duration,
+    /// The first refusal of this window: worth an event. Later ones of the
+    /// same flood are only refused, so a flood cannot flood the audit log.
+    pub first: bool,
 }
 
 impl LoginLimiter {
-    /// `Some(wait)` when `addr` must wait before trying again.
-    pub fn check(&self, addr: IpAddr, now: Instant) -> Option<Duration> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let (since, count) = failures.get(&addr)?;
-        let elapsed = now.saturating_duration_since(*since);
-        (elapsed < FAILED_LOGIN_WINDOW && *count >= MAX_FAILED_LOGINS)
-            .then(|| FAILED_LOGIN_WINDOW - elapsed)
+    /// `Some` when `addr` must wait before trying again.
+    pub fn check(&self, addr: IpAddr, now: Instant) -> Option<Limited> {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let window = failures.get_mut(&addr)?;
+        let elapsed = now.saturating_duration_since(window.since);
+        if elapsed >= FAILED_LOGIN_WINDOW || window.count < MAX_FAILED_LOGINS {
+            return None;
+        }
+        let first = !window.reported;
+        window.reported = true;
+        Some(Limited {
+            wait: FAILED_LOGIN_WINDOW - elapsed,
+            first,
+        })
     }
 
     pub fn failed(&self, addr: IpAddr, now: Instant) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if failures.len() >= MAX_TRACKED_ADDRESSES {
-            failures.retain(|_, (since, _)| {
-                now.saturating_duration_since(*since) < FAILED_LOGIN_WINDOW
-            });
+            failures.retain(|_, w| now.saturating_duration_since(w.since) < FAILED_LOGIN_WINDOW);
         }
-        let entry = failures.entry(addr).or_insert((now, 0));
-        if now.saturating_duration_since(entry.0) >= FAILED_LOGIN_WINDOW {
-            *entry = (now, 0);
+        let window = failures.entry(addr).or_insert_with(|| Window::new(now));
+        if now.saturating_duration_since(window.since) >= FAILED_LOGIN_WINDOW {
+            *window = Window::new(now);
         }
-        entry.1 += 1;
+        window.count += 1;
     }
 }
 
@@ -56,7 +88,8 @@ mod tests {
             assert_eq!(limiter.check(a, t0), None);
             limiter.failed(a, t0);
         }
-        assert!(limiter.check(a, t0).is_some());
+        assert_eq!(limiter.check(a, t0).map(|l| l.first), Some(true));
+        assert_eq!(limiter.check(a, t0).map(|l| l.first), Some(false));
         assert_eq!(
             limiter.check(b, t0),
             None,
