@@ -18,6 +18,8 @@ pub const MAX_AUTH_MESSAGE_BYTES: usize = 16 * 1024;
 pub const MAX_COPY_FAIL_BYTES: usize = 64 * 1024;
 /// PostgreSQL's own limit on any message from the server.
 pub const MAX_BACKEND_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;
+/// Most bytes reserved ahead for a message not yet received in full.
+pub const MAX_PREALLOC_BYTES: usize = 64 * 1024;
 /// Default cap for messages carrying SQL, parameters or COPY data.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -143,7 +145,9 @@ pub fn decode(
     }
     let total = len + 1;
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        // Grow towards the declared size a chunk at a time: a header alone
+        // must not make the gateway allocate the whole cap.
+        buf.reserve((total - buf.len()).min(MAX_PREALLOC_BYTES));
         return Ok(None);
     }
     let raw = buf.split_to(total).freeze();
@@ -221,6 +225,21 @@ mod tests {
                 "{bytes:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_header_alone_reserves_little() {
+        // Declares a 64 MiB Query, within the limit, and sends nothing more.
+        let mut buf = BytesMut::from(&[b'Q', 0x04, 0x00, 0x00, 0x00][..]);
+        let limits = Limits {
+            max_message_bytes: 1 << 27,
+        };
+        assert_eq!(decode(&mut buf, Direction::Frontend, &limits), Ok(None));
+        assert!(
+            buf.capacity() <= MAX_PREALLOC_BYTES + 5,
+            "{}",
+            buf.capacity()
+        );
     }
 
     #[test]
