@@ -128,14 +128,7 @@ impl Writer {
     }
 
     async fn submit(&self, op: Op) -> Result<Outcome, OpError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Request {
-                op: Some(op),
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
+        let answer = self.enqueue(op).await?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
@@ -143,10 +136,7 @@ impl Writer {
     /// The event is encoded here, on the caller's thread; the writer only
     /// numbers, hashes and stores it.
     pub async fn append(&self, draft: EventDraft) -> Result<u64, OpError> {
-        let prepared = draft
-            .prepare(&self.chain_id)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        match self.submit(Op::Append(prepared)).await? {
+        match self.submit(Op::Append(self.prepare(draft)?)).await? {
             Outcome::Appended(seq) => Ok(seq),
             _ => Err(unexpected()),
         }
@@ -158,6 +148,7 @@ impl Writer {
             .map_err(|e| OpError::Store(StoreError::Corrupt(e.to_string())))
     }
 
+    /// Queues an operation; the receiver hears once it is committed.
     async fn enqueue(
         &self,
         op: Op,

@@ -13,16 +13,7 @@ use common::cluster::{TestCluster, pg_bindir};
 use serde_json::Value;
 
 fn task(gw: &TestGateway, access: &str) -> (String, String) {
-    let (status, body) = gw.http().post(
-        &gw.tokens.agent,
-        "/v1/tasks",
-        &serde_json::json!({"name": "client-run", "connection": "shop", "access": access, "window": "10m"}),
-    );
-    assert_eq!(status, 201, "{body}");
-    (
-        body["id"].as_str().unwrap().to_owned(),
-        body["token"].as_str().unwrap().to_owned(),
-    )
+    gw.active_task("shop", access, "10m")
 }
 
 /// Runs a PostgreSQL client program against the gateway as the task.
@@ -59,12 +50,7 @@ fn client(
 }
 
 fn events_of(gw: &TestGateway, kind: &str) -> Vec<Value> {
-    common::settle(gw);
-    common::event_bodies(&gw.store_path())
-        .iter()
-        .map(|b| serde_json::from_str::<Value>(b).unwrap())
-        .filter(|e| e["type"] == kind)
-        .collect()
+    gw.events_of(kind)
 }
 
 #[test]

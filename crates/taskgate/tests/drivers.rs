@@ -20,19 +20,14 @@ fn drivers_dir() -> PathBuf {
 fn run_driver(program: &str, script: &str, connection_app: &str) {
     let cluster = TestCluster::start();
     let gw = TestGateway::start_with(&cluster.gateway_config());
-    let (status, body) = gw.http().post(
-        &gw.tokens.agent,
-        "/v1/tasks",
-        &serde_json::json!({"name": "driver-check", "connection": "shop", "access": "write", "window": "10m"}),
-    );
-    assert_eq!(status, 201, "{body}");
+    let (id, token) = gw.active_task("shop", "write", "10m");
     let out = Command::new(program)
         .arg(drivers_dir().join(script))
         .current_dir(drivers_dir())
         .env("TG_HOST", "127.0.0.1")
         .env("TG_PORT", gw.postgres.port().to_string())
-        .env("TG_USER", body["id"].as_str().unwrap())
-        .env("TG_PASSWORD", body["token"].as_str().unwrap())
+        .env("TG_USER", &id)
+        .env("TG_PASSWORD", &token)
         .env("TG_DB", "shop")
         .output()
         .unwrap_or_else(|e| {

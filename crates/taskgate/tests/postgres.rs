@@ -24,22 +24,8 @@ fn setup() -> Setup {
     Setup { cluster, gateway }
 }
 
-/// Requests an active task on `connection` as the agent: (id, token).
 fn task(gw: &TestGateway, connection: &str, access: &str, window: &str) -> (String, String) {
-    let (status, body) = gw.http().post(
-        &gw.tokens.agent,
-        "/v1/tasks",
-        &serde_json::json!({
-            "name": "fix-orders", "connection": connection, "access": access,
-            "window": window, "reason": "data plane test", "ref": "acme/shop#7"
-        }),
-    );
-    assert_eq!(status, 201, "{body}");
-    assert_eq!(body["status"], "active", "{body}");
-    (
-        body["id"].as_str().unwrap().to_owned(),
-        body["token"].as_str().unwrap().to_owned(),
-    )
+    gw.active_task(connection, access, window)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -693,4 +679,22 @@ fn failed_logins_are_rate_limited_per_address() {
         failed, 11,
         "each failure, and only the first refusal of the flood, is recorded"
     );
+}
+
+#[test]
+fn the_total_connection_limit_is_enforced() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_full("max_connections = 2", &cluster.gateway_config());
+    let (id, token) = task(&gw, "shop", "read", "10m");
+    // Two connections that have not logged in yet hold both places.
+    let _held: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(gw.postgres).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let err = rt()
+        .block_on(connect(&gw, &id, &token, "shop"))
+        .err()
+        .unwrap();
+    assert_eq!(sqlstate(&err), "53300", "{err}");
+    assert!(message(&err).contains("limit 2"), "{}", message(&err));
 }

@@ -16,25 +16,11 @@ use common::raw::{RawPg, frontend as fe, tags};
 use serde_json::Value;
 
 fn task(gw: &TestGateway, access: &str) -> (String, String) {
-    let (status, body) = gw.http().post(
-        &gw.tokens.agent,
-        "/v1/tasks",
-        &serde_json::json!({"name": "protocol", "connection": "shop", "access": access, "window": "10m"}),
-    );
-    assert_eq!(status, 201, "{body}");
-    (
-        body["id"].as_str().unwrap().to_owned(),
-        body["token"].as_str().unwrap().to_owned(),
-    )
+    gw.active_task("shop", access, "10m")
 }
 
 fn events_of(gw: &TestGateway, kind: &str) -> Vec<Value> {
-    common::settle(gw);
-    common::event_bodies(&gw.store_path())
-        .iter()
-        .map(|b| serde_json::from_str::<Value>(b).unwrap())
-        .filter(|e| e["type"] == kind)
-        .collect()
+    gw.events_of(kind)
 }
 
 fn batch(parts: &[Vec<u8>]) -> Vec<u8> {

@@ -19,16 +19,7 @@ fn certificate() -> (String, String) {
 }
 
 fn task(gw: &TestGateway, connection: &str) -> (String, String) {
-    let (status, body) = gw.http().post(
-        &gw.tokens.agent,
-        "/v1/tasks",
-        &serde_json::json!({"name": "tls-check", "connection": connection, "access": "read", "window": "10m"}),
-    );
-    assert_eq!(status, 201, "{body}");
-    (
-        body["id"].as_str().unwrap().to_owned(),
-        body["token"].as_str().unwrap().to_owned(),
-    )
+    gw.active_task(connection, "read", "10m")
 }
 
 /// psql through the gateway with `sslmode`; (success, stdout+stderr).

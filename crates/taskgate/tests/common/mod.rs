@@ -313,6 +313,35 @@ approve = {{ when = ["write"], by = ["group:dba"] }}
         body
     }
 
+    /// Requests a task the policy grants at once, as the agent: (id, token).
+    pub fn active_task(&self, connection: &str, access: &str, window: &str) -> (String, String) {
+        let (status, body) = self.http().post(
+            &self.tokens.agent,
+            "/v1/tasks",
+            &serde_json::json!({
+                "name": "fix-orders", "connection": connection, "access": access,
+                "window": window, "reason": "data plane test", "ref": "acme/shop#7"
+            }),
+        );
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["status"], "active", "{body}");
+        (
+            body["id"].as_str().unwrap().to_owned(),
+            body["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Every event of type `kind`, in log order, once every command's
+    /// outcome is in.
+    pub fn events_of(&self, kind: &str) -> Vec<Value> {
+        settle(self);
+        event_bodies(&self.store_path())
+            .iter()
+            .map(|b| serde_json::from_str::<Value>(b).unwrap())
+            .filter(|e| e["type"] == kind)
+            .collect()
+    }
+
     /// Waits until `check` holds, for at most `limit`.
     pub fn eventually(&self, limit: Duration, mut check: impl FnMut() -> bool) -> bool {
         let start = Instant::now();
