@@ -6,6 +6,11 @@ use std::sync::Arc;
 
 use taskgate_sqlclass::{Class, Classifier, MAX_CACHED_LEN, classify};
 
+/// Enough room that no shard evicts in these tests: with 64 shards, 16
+/// entries each. (At 100, a shard holds one entry, and two keys hashing to
+/// the same shard made hit counts flaky.)
+const ROOMY: usize = 1024;
+
 #[test]
 fn classifier_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
@@ -14,7 +19,7 @@ fn classifier_is_send_and_sync() {
 
 #[test]
 fn same_shape_different_literals_hits() {
-    let c = Classifier::new(100);
+    let c = Classifier::new(ROOMY);
     let a = c.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 1");
     let b = c.classify("select abalance from pgbench_accounts where aid = 987654 -- again");
     let d = c.classify("SELECT abalance FROM pgbench_accounts WHERE aid = $1");
@@ -28,7 +33,7 @@ fn same_shape_different_literals_hits() {
 
 #[test]
 fn different_shapes_miss() {
-    let c = Classifier::new(100);
+    let c = Classifier::new(ROOMY);
     let r = c.classify("SELECT * FROM t WHERE id = 1");
     let w = c.classify("DELETE FROM t WHERE id = 1");
     let q = c.classify("SELECT * FROM \"T\" WHERE id = 1");
@@ -40,7 +45,7 @@ fn different_shapes_miss() {
 
 #[test]
 fn set_config_is_cached_per_setting_name() {
-    let c = Classifier::new(100);
+    let c = Classifier::new(ROOMY);
     let plain = c.classify("SELECT set_config('search_path', '', false)");
     let lifting = c.classify("SELECT set_config('default_transaction_read_only', 'off', false)");
     let role = c.classify("SELECT set_config('role', 'postgres', false)");
@@ -71,7 +76,7 @@ fn capacity_bound_holds() {
 
 #[test]
 fn unparsable_text_is_not_cached() {
-    let c = Classifier::new(100);
+    let c = Classifier::new(ROOMY);
     let a = c.classify("SELECT 1 'secret literal'");
     assert!(a.error.as_deref().unwrap_or_default().contains("secret"));
     let b = c.classify("SELECT 1 'other literal'");
@@ -85,7 +90,7 @@ fn unparsable_text_is_not_cached() {
 
 #[test]
 fn long_statements_bypass_the_cache() {
-    let c = Classifier::new(100);
+    let c = Classifier::new(ROOMY);
     let long = format!(
         "SELECT 1 FROM t WHERE x IN ({})",
         vec!["1"; MAX_CACHED_LEN / 2].join(",")

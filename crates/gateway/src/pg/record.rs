@@ -41,7 +41,7 @@ pub struct Statement<'a> {
     pub sql: &'a str,
     pub classification: &'a Classification,
     /// Parameters as recorded (see [`param_value`]); empty for simple queries.
-    pub params: Vec<Value>,
+    pub params: &'a [Value],
     /// Prepared statement and portal names, for the extended protocol.
     pub names: Option<(&'a str, &'a str)>,
 }
@@ -143,7 +143,7 @@ impl SessionRecord {
             );
         }
         if !statement.params.is_empty() {
-            fields.insert("params".into(), Value::Array(statement.params.clone()));
+            fields.insert("params".into(), Value::Array(statement.params.to_vec()));
         }
         if let Some((name, portal)) = statement.names {
             fields.insert("statement_name".into(), json!(name));

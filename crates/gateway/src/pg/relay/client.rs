@@ -298,7 +298,7 @@ impl ClientHalf {
                     lifts_read_only: false,
                     error: None,
                 };
-                let params = args
+                let params: Vec<_> = args
                     .iter()
                     .enumerate()
                     .map(|(i, v)| param_value(*v, param_format(&arg_formats, i) == 1))
@@ -307,7 +307,7 @@ impl ClientHalf {
                     protocol: Protocol::FunctionCall,
                     sql: &sql,
                     classification: &class,
-                    params,
+                    params: &params,
                     names: None,
                 };
                 let decision = self.policy.decide(&sql, &class);
@@ -380,7 +380,7 @@ impl ClientHalf {
                 protocol: Protocol::Extended,
                 sql,
                 classification: &class,
-                params: Vec::new(),
+                params: &[],
                 names: Some((name, "")),
             };
             self.refuse(batch, &statement, &decision, false);
@@ -413,7 +413,7 @@ impl ClientHalf {
                 protocol: Protocol::Extended,
                 sql: "",
                 classification: &self.unknown,
-                params: Vec::new(),
+                params: &[],
                 names: Some(("", portal)),
             };
             let reason = format!(
@@ -436,7 +436,7 @@ impl ClientHalf {
             protocol: Protocol::Extended,
             sql: &found.prepared.sql,
             classification: &found.prepared.class,
-            params: found.params.clone(),
+            params: &found.params,
             names: Some((found.statement.as_str(), portal)),
         };
         batch
@@ -462,7 +462,7 @@ fn simple<'a>(sql: &'a str, class: &'a Classification) -> Statement<'a> {
         protocol: Protocol::Simple,
         sql,
         classification: class,
-        params: Vec::new(),
+        params: &[],
         names: None,
     }
 }
