@@ -8,13 +8,17 @@
 mod canonical;
 mod chain;
 mod event;
+mod facts;
 mod identity;
+mod story;
 mod timestamp;
 mod verify;
 
 pub use canonical::{CanonicalError, canonical_json};
 pub use chain::{Chain, ChainHead, EventColumns, GENESIS_HASH, Hash, PreparedEvent, SealedEvent};
 pub use event::{Event, EventDraft, EventType, SCHEMA_VERSION};
+pub use facts::{EventFacts, TableUse, table_search_names};
 pub use identity::{Identity, IdentityKind};
+pub use story::{Decision, Entry, Story, What};
 pub use timestamp::{Timestamp, TimestampError};
 pub use verify::{EventRow, Problem, ProblemKind, Verifier, VerifyReport};

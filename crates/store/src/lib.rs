@@ -5,6 +5,7 @@
 //! by one writer, so the log and the state can never disagree.
 #![forbid(unsafe_code)]
 
+pub mod index;
 pub mod sqlite;
 mod writer;
 

@@ -16,7 +16,7 @@ pub use write::SqliteWriter;
 use crate::{Result, StoreError};
 
 /// How long a reader waits for a lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How hard the store works to keep a commit across power loss.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub fn open_read_only(path: &Path) -> Result<SqliteReader> {
     Ok(reader)
 }
 
-fn open_reader(path: &Path, read_only: bool) -> Result<Connection> {
+pub(crate) fn open_reader(path: &Path, read_only: bool) -> Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {

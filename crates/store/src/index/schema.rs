@@ -1,0 +1,67 @@
+//! The search index's tables: derived data, kept in a file of its own beside
+//! the store so that building it never takes the store's write lock (which
+//! every recorded statement waits on). Deleting the file loses nothing: the
+//! next catch-up rebuilds it from the chain.
+
+use rusqlite::Connection;
+
+use crate::Result;
+
+/// Bumped whenever the index's shape or the facts it holds change; an index
+/// of another version is dropped and rebuilt.
+pub(super) const VERSION: i64 = 1;
+
+pub(super) const CREATE: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value ANY
+) STRICT;
+
+-- One row per event. `tmax_us` is the running maximum of event times, so it
+-- never decreases with `seq`: a time window maps to a range of sequence
+-- numbers, and every other index can be keyed by (value, seq).
+CREATE TABLE IF NOT EXISTS ev (
+    seq        INTEGER PRIMARY KEY,
+    time_us    INTEGER NOT NULL,
+    tmax_us    INTEGER NOT NULL,
+    type       INTEGER NOT NULL,
+    subject    TEXT,
+    kind       TEXT,
+    task       TEXT,
+    session    TEXT,
+    connection TEXT,
+    command    INTEGER,
+    class      TEXT
+) STRICT;
+CREATE INDEX IF NOT EXISTS ev_by_tmax ON ev (tmax_us);
+CREATE INDEX IF NOT EXISTS ev_by_type ON ev (type, seq);
+CREATE INDEX IF NOT EXISTS ev_by_subject ON ev (subject, seq) WHERE subject IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ev_by_task ON ev (task, seq) WHERE task IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ev_by_connection ON ev (connection, seq) WHERE connection IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ev_by_class ON ev (class, seq) WHERE class IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ev_by_command ON ev (session, command) WHERE command IS NOT NULL;
+
+-- Every table a statement read or wrote, under each name search finds it by.
+CREATE TABLE IF NOT EXISTS ev_table (
+    name    TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    written INTEGER NOT NULL,
+    class   TEXT,
+    PRIMARY KEY (name, seq)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ev_table_by_class ON ev_table (name, class, seq);
+"#;
+
+pub(super) const DROP: &str = r#"
+DROP TABLE IF EXISTS ev_table;
+DROP TABLE IF EXISTS ev;
+DROP TABLE IF EXISTS meta;
+"#;
+
+pub(super) fn prepare(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Derived data: a crash loses at most what the next catch-up redoes.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.execute_batch(CREATE)?;
+    Ok(())
+}
