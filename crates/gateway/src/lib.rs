@@ -4,8 +4,10 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit_search;
 pub mod expiry;
 pub mod identity;
+mod indexer;
 pub mod metrics;
 pub mod pg;
 pub mod secrets;

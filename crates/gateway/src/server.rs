@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use taskgate_policy::config::{Config, StoreDurability};
 use taskgate_store::sqlite::{self, Durability};
+use taskgate_store::index::AuditIndex;
 use taskgate_store::{StoreError, StoreRead, Writer};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, Inner};
-use crate::expiry;
+use crate::{expiry, indexer};
 use crate::identity::dev::DevProviderError;
 use crate::identity::{Authenticator, DevProvider, IdentityProvider};
 use crate::metrics::Metrics;
@@ -43,6 +44,7 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     expiry: JoinHandle<()>,
+    indexer: JoinHandle<()>,
     writer_thread: taskgate_store::WriterThread,
 }
 
@@ -88,6 +90,11 @@ impl Gateway {
                 "expired tasks whose window passed while the gateway was down"
             );
         }
+        let index = AuditIndex::open(&store_path).map_err(|error| GatewayError::Store {
+            path: AuditIndex::path_for(&store_path).display().to_string(),
+            error,
+        })?;
+        let index = Arc::new(index);
         let reader: Arc<dyn StoreRead> = Arc::new(reader);
         let deadlines = Arc::new(Notify::new());
         let sessions = Arc::new(Sessions::default());
@@ -100,6 +107,7 @@ impl Gateway {
             Arc::clone(&deadlines),
             shutdown_rx.clone(),
         ));
+        let indexer = tokio::spawn(indexer::run(Arc::clone(&index), shutdown_rx.clone()));
         let api_listen = config.server.api_listen;
         let listener = TcpListener::bind(api_listen)
             .await
@@ -137,6 +145,7 @@ impl Gateway {
             config,
             reader,
             writer,
+            index,
             sessions,
             postgres_addr,
             auth,
@@ -164,6 +173,7 @@ impl Gateway {
             shutdown,
             server,
             expiry,
+            indexer,
             writer_thread,
         })
     }
@@ -183,6 +193,7 @@ impl Gateway {
         let _ = self.server.await;
         let _ = self.postgres.await;
         let _ = self.expiry.await;
+        let _ = self.indexer.await;
         // Every writer handle is gone with the server and the scheduler, so
         // the writer thread drains its queue and ends.
         let thread = self.writer_thread;

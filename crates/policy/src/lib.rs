@@ -13,7 +13,7 @@ mod secret;
 mod statement;
 mod task;
 
-pub use duration::{HumanDuration, parse_duration};
+pub use duration::{HumanDuration, parse_duration, parse_time_bound};
 pub use grant::{GrantDecision, TaskRequest, evaluate_request};
 pub use matcher::{Matcher, MatcherError};
 pub use review::{Review, ReviewKind, ReviewState};

@@ -17,6 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use taskgate_policy::config::Config;
+use taskgate_store::index::AuditIndex;
 use taskgate_store::{StoreRead, Writer};
 use tokio::sync::Notify;
 use utoipa::OpenApi;
@@ -38,6 +39,8 @@ pub struct Inner {
     pub config: Arc<Config>,
     pub reader: Arc<dyn StoreRead>,
     pub writer: Writer,
+    /// The audit search index, caught up before each search.
+    pub index: Arc<AuditIndex>,
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
     /// Woken when a task gets a new deadline, so the expiry scheduler
@@ -89,6 +92,8 @@ impl AppState {
         reviews::list_reviews,
         reviews::approve_review,
         reviews::deny_review,
+        audit::search,
+        audit::story,
         audit::verify,
         ops::healthz,
         ops::metrics,
@@ -120,6 +125,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reviews", get(reviews::list_reviews))
         .route("/v1/reviews/{id}/approve", post(reviews::approve_review))
         .route("/v1/reviews/{id}/deny", post(reviews::deny_review))
+        .route("/v1/audit/events", get(audit::search))
+        .route("/v1/audit/tasks/{id}/story", get(audit::story))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))

@@ -19,7 +19,7 @@ use taskgate_audit::{EventFacts, EventType, table_search_names};
 
 use crate::{Result, StoreError};
 
-pub use search::{EventQuery, SearchHit, SearchPage, TaskSummary};
+pub use search::{EventQuery, MAX_PAGE, SearchHit, SearchPage, TaskSummary};
 
 /// Events indexed per transaction while catching up.
 const CATCH_UP_BATCH: i64 = 20_000;

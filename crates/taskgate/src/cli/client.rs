@@ -64,7 +64,7 @@ impl Client {
     pub async fn get_query<T: DeserializeOwned>(
         &self,
         path: &str,
-        query: &[(&str, String)],
+        query: &(impl Serialize + ?Sized),
         what: &str,
     ) -> anyhow::Result<T> {
         self.send(

@@ -148,3 +148,79 @@ pub fn review_list(reviews: &Value, format: Format) {
         );
     }
 }
+
+/// `HH:MM` of an RFC 3339 time.
+fn hh_mm(time: &str) -> &str {
+    time.get(11..16).unwrap_or(time)
+}
+
+/// What a search hit's statement did, in a few words.
+fn outcome(hit: &Value) -> String {
+    let event = &hit["event"];
+    let payload = &event["payload"];
+    if event["type"] == "command.denied" {
+        return format!("DENIED: {}", text(payload, "reason"));
+    }
+    let Some(o) = hit.get("outcome").filter(|o| !o.is_null()) else {
+        return if event["type"] == "command.started" {
+            "no outcome recorded".into()
+        } else {
+            String::new()
+        };
+    };
+    match o["outcome"].as_str() {
+        Some("ok") => match o["rows"].as_u64() {
+            Some(1) => "ok, 1 row".into(),
+            Some(n) => format!("ok, {n} rows"),
+            None => format!("ok, {}", text(o, "tag")),
+        },
+        Some("error") => format!("ERROR {} {}", text(o, "sqlstate"), text(o, "error")),
+        Some(other) => other.to_owned(),
+        None => "-".into(),
+    }
+}
+
+/// One page of search hits, one line each, then how to go on.
+pub fn search_page(page: &Value) {
+    let hits = page["hits"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if hits.is_empty() {
+        println!("no events match");
+    }
+    for hit in hits {
+        let event = &hit["event"];
+        let payload = &event["payload"];
+        let time = text(event, "time");
+        let mut line = format!(
+            "{:>8} {} {} {}",
+            event["seq"],
+            time.get(..19).unwrap_or(time).replace('T', " "),
+            subject(event, "identity"),
+            text(event, "type"),
+        );
+        if let Some(task) = hit.get("task").filter(|t| !t.is_null()) {
+            line.push_str(&format!(" task={}", text(task, "name")));
+            if let Some(reference) = task["ref"].as_str() {
+                line.push_str(&format!(" ref={reference}"));
+            }
+            if let Some(by) = task["decision"]["by"].as_str() {
+                let verb = if task["decision"]["approved"] == true { "approved" } else { "denied" };
+                line.push_str(&format!(
+                    " (grant {verb} by {by} {})",
+                    hh_mm(text(&task["decision"], "at"))
+                ));
+            }
+        }
+        if let Some(sql) = payload["sql"].as_str() {
+            let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+            line.push_str(&format!(" | {} {sql} | {}", text(payload, "class"), outcome(hit)));
+        }
+        if let Some(a) = hit.get("approval").filter(|a| !a.is_null()) {
+            let verb = if a["approved"] == true { "approved" } else { "denied" };
+            line.push_str(&format!(" ({verb} by {} {})", text(a, "by"), hh_mm(text(a, "at"))));
+        }
+        println!("{line}");
+    }
+    if let Some(next) = page["next_after"].as_u64() {
+        println!("more: add --after {next}");
+    }
+}
