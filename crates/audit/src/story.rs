@@ -112,7 +112,7 @@ fn strings(payload: &Value, key: &str) -> Vec<String> {
 
 impl Story {
     /// Tells the story of `task` from its events, in sequence order.
-    pub fn from_events(task: &str, events: &[Event]) -> Story {
+    pub fn from_events(task: &str, events: impl IntoIterator<Item = Event>) -> Story {
         let mut story = Story {
             task: task.to_owned(),
             ..Story::default()
@@ -139,7 +139,7 @@ impl Story {
 
     fn take(
         &mut self,
-        event: &Event,
+        event: Event,
         commands: &mut HashMap<(String, u64), usize>,
         reviews: &mut HashMap<String, Decision>,
     ) {
@@ -240,7 +240,7 @@ impl Story {
                     && let Some(What::Command { outcome, .. }) =
                         self.entries.get_mut(index).map(|e| &mut e.what)
                 {
-                    *outcome = Some(p.clone());
+                    *outcome = Some(event.payload);
                 }
                 return;
             }
@@ -477,7 +477,7 @@ mod tests {
 
     #[test]
     fn renders_the_spec_format() {
-        let story = Story::from_events("tsk_1", &events());
+        let story = Story::from_events("tsk_1", events());
         let expected = "\
 identity=copilot-agent (agent, dev) task=migrate-orders ref=acme/shop#1234 id=tsk_1
 window=2026-11-25 14:02-14:19 (approved by alice 14:02) ended: window passed
@@ -494,7 +494,7 @@ window=2026-11-25 14:02-14:19 (approved by alice 14:02) ended: window passed
 
     #[test]
     fn json_folds_each_outcome_into_its_command() -> Result<(), serde_json::Error> {
-        let story = Story::from_events("tsk_1", &events());
+        let story = Story::from_events("tsk_1", events());
         let value = serde_json::to_value(&story)?;
         assert_eq!(value["ref"], "acme/shop#1234");
         assert_eq!(value["decision"]["by"], "alice");

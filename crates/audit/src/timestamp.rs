@@ -99,9 +99,63 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Timestamp::parse(&text).map_err(serde::de::Error::custom)
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        match canonical_micros(&text) {
+            Some(micros) => Ok(Self(micros)),
+            None => Timestamp::parse(&text).map_err(serde::de::Error::custom),
+        }
     }
+}
+
+/// Reads the canonical form (`2026-11-25T10:31:29.000123Z`) by arithmetic:
+/// every event body carries one, and verifying or indexing millions of
+/// events spent most of its parsing time in the general RFC 3339 parser.
+/// Anything else is left to that parser.
+fn canonical_micros(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 27 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    if b[16] != b':' || b[19] != b'.' || b[26] != b'Z' {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        b[range].iter().try_fold(0i64, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let fraction = num(20..26)?;
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + fraction)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -113,6 +167,25 @@ mod tests {
         let t = Timestamp::from_micros(1_764_066_689_000_123);
         assert_eq!(t.to_string(), "2025-11-25T10:31:29.000123Z");
         assert_eq!(Timestamp::parse(&t.to_string()).ok(), Some(t));
+    }
+
+    #[test]
+    fn the_canonical_fast_path_agrees_with_the_general_parser() {
+        let mut micros = -86_400_000_000i64 * 365 * 3;
+        while micros < 86_400_000_000i64 * 365 * 400 {
+            let t = Timestamp::from_micros(micros);
+            let text = t.to_string();
+            assert_eq!(canonical_micros(&text), Some(micros), "{text}");
+            assert_eq!(Timestamp::parse(&text).ok(), Some(t));
+            micros += 3_599_999_999_977;
+        }
+        for leap in ["2024-02-29T23:59:59.999999Z", "2000-02-29T00:00:00.000000Z"] {
+            let general = Timestamp::parse(leap).ok().map(|t| t.as_micros());
+            assert_eq!(canonical_micros(leap), general);
+        }
+        for bad in ["2023-02-29T00:00:00.000000Z", "2026-13-01T00:00:00.000000Z", "2026-11-25T24:00:00.000000Z", "2026-11-25T10:00:00.00000xZ"] {
+            assert_eq!(canonical_micros(bad), None, "{bad}");
+        }
     }
 
     #[test]

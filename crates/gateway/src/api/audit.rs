@@ -92,7 +92,7 @@ pub async fn story(
     let task = load_visible(&state, &caller, id).await?;
     let task_id = task.id.clone();
     let events = state.index(move |index| index.task_events(&task_id)).await?;
-    let story = Story::from_events(&task.id, &events);
+    let story = Story::from_events(&task.id, events);
     let text = story.render();
     if as_text {
         return Ok(text.into_response());

@@ -152,6 +152,7 @@ impl AuditIndex {
                 let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
                 let conn = Connection::open_with_flags(&self.path, flags)?;
                 conn.busy_timeout(super::sqlite::BUSY_TIMEOUT)?;
+                conn.pragma_update(None, "cache_size", -schema::CACHE_KIB)?;
                 let store = self.store.to_string_lossy();
                 conn.execute("ATTACH DATABASE ?1 AS store", [store.as_ref()])?;
                 conn

@@ -113,15 +113,39 @@ impl AuditIndex {
                 "SELECT s.body FROM ev e JOIN store.events s ON s.seq = e.seq
                  WHERE e.task = ?1 ORDER BY e.seq",
             )?;
-            let mut rows = stmt.query([task])?;
-            let mut events = Vec::new();
-            while let Some(row) = rows.next()? {
-                let body = row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
-                events.push(parse(body)?);
-            }
-            Ok(events)
+            let bodies: Vec<Vec<u8>> = stmt
+                .query_map([task], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            parse_all(&bodies)
         })
     }
+}
+
+/// Parses bodies on every core: a long task's story is mostly parsing.
+fn parse_all(bodies: &[Vec<u8>]) -> Result<Vec<Event>> {
+    const MIN_PER_THREAD: usize = 2_000;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(bodies.len() / MIN_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return bodies.iter().map(|b| parse(b)).collect();
+    }
+    let chunk = bodies.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = bodies
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|b| parse(b)).collect::<Result<Vec<_>>>()))
+            .collect();
+        let mut events = Vec::with_capacity(bodies.len());
+        for part in parts {
+            let parsed = part
+                .join()
+                .map_err(|_| corrupt("a parsing thread panicked".into()))??;
+            events.extend(parsed);
+        }
+        Ok(events)
+    })
 }
 
 fn parse(body: &[u8]) -> Result<Event> {

@@ -189,7 +189,7 @@ async fn story(
             if events.is_empty() {
                 anyhow::bail!("audit story: the log holds no events of task {task}");
             }
-            let story = Story::from_events(&task, &events);
+            let story = Story::from_events(&task, events);
             let mut value = serde_json::to_value(&story)?;
             value["text"] = json!(story.render());
             value
