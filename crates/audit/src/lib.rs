@@ -7,6 +7,7 @@
 
 mod canonical;
 mod chain;
+mod checkpoint;
 mod event;
 mod facts;
 mod identity;
@@ -16,6 +17,7 @@ mod verify;
 
 pub use canonical::{CanonicalError, canonical_json};
 pub use chain::{Chain, ChainHead, EventColumns, GENESIS_HASH, Hash, PreparedEvent, SealedEvent};
+pub use checkpoint::{Checkpoint, CheckpointError, CheckpointKey, KeyError, PublicKey};
 pub use event::{Event, EventDraft, EventType, SCHEMA_VERSION};
 pub use facts::{EventFacts, TableUse, table_search_names};
 pub use identity::{Identity, IdentityKind};

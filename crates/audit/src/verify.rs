@@ -1,12 +1,21 @@
-//! Offline verification of a stored chain: recompute every link, and check
-//! that the columns a store indexes agree with the hashed body.
+//! Offline verification of a stored chain: recompute every link, check that
+//! the columns a store indexes agree with the hashed body, and check the
+//! signed checkpoints in the chain and those kept outside it.
+
+mod checkpoints;
+mod lean;
+mod scan;
+#[cfg(test)]
+mod throughput;
 
 use std::fmt;
 
 use serde::Serialize;
 
+use self::checkpoints::Checkpoints;
+use self::lean::Fields;
 use crate::chain::link;
-use crate::{ChainHead, Event, GENESIS_HASH, Hash};
+use crate::{ChainHead, Checkpoint, EventType, GENESIS_HASH, Hash, PublicKey};
 
 /// One stored event as a store hands it over: its position, the columns it
 /// indexes for search, and the hashed body with its hash.
@@ -34,6 +43,8 @@ pub enum ProblemKind {
     Inserted,
     /// Records were moved out of their order.
     Reordered,
+    /// The newest records are gone: an external checkpoint covers more.
+    Truncated,
 }
 
 /// The first bad record found.
@@ -52,6 +63,7 @@ impl fmt::Display for Problem {
             ProblemKind::Removed => "removed",
             ProblemKind::Inserted => "inserted",
             ProblemKind::Reordered => "reordered",
+            ProblemKind::Truncated => "truncated",
         };
         write!(f, "record {} {}: {}", self.seq, kind, self.detail)
     }
@@ -64,6 +76,15 @@ pub struct VerifyReport {
     pub chain: Option<String>,
     pub head_seq: u64,
     pub head_hash: String,
+    /// Checkpoint events checked in the chain.
+    pub checkpoints: u64,
+    /// The last record a checkpoint in the chain covers: records after it
+    /// rest on the hash chain alone.
+    pub checkpoint_seq: Option<u64>,
+    /// Whether checkpoint signatures were checked against a trusted key.
+    pub signatures_checked: bool,
+    /// External checkpoints checked against the chain.
+    pub external_checkpoints: u64,
     pub problem: Option<Problem>,
 }
 
@@ -79,6 +100,7 @@ pub struct Verifier {
     events: u64,
     chain: Option<String>,
     head: ChainHead,
+    checkpoints: Checkpoints,
     problem: Option<Problem>,
 }
 
@@ -89,13 +111,25 @@ impl Default for Verifier {
 }
 
 impl Verifier {
+    /// Checks the chain's checkpoints without checking their signatures.
     pub fn new() -> Self {
+        Self::with_key(None)
+    }
+
+    /// Checks checkpoint signatures against `key`, the trusted public key.
+    pub fn with_key(key: Option<PublicKey>) -> Self {
         Self {
             events: 0,
             chain: None,
             head: ChainHead::EMPTY,
+            checkpoints: Checkpoints::new(key),
             problem: None,
         }
+    }
+
+    /// The chain seen so far, so a caller can pick its external checkpoints.
+    pub fn chain(&self) -> Option<&str> {
+        self.chain.as_deref()
     }
 
     /// Checks the next row. Returns false once a problem has been found:
@@ -118,12 +152,29 @@ impl Verifier {
     }
 
     pub fn finish(self) -> VerifyReport {
+        self.finish_with_external(&[])
+    }
+
+    /// Finishes, then checks checkpoints kept outside the log: each must be
+    /// genuine and in the log, and none may cover records the log lacks.
+    /// Skipped when the chain itself has a problem.
+    pub fn finish_with_external(self, external: &[Checkpoint]) -> VerifyReport {
+        let (external_checkpoints, problem) = match self.problem {
+            Some(problem) => (0, Some(problem)),
+            None => self
+                .checkpoints
+                .check_external(self.chain.as_deref(), self.head, external),
+        };
         VerifyReport {
             events: self.events,
             chain: self.chain,
             head_seq: self.head.seq,
             head_hash: hex::encode(self.head.hash),
-            problem: self.problem,
+            checkpoints: self.checkpoints.count(),
+            checkpoint_seq: self.checkpoints.last_covered(),
+            signatures_checked: self.checkpoints.signatures_checked(),
+            external_checkpoints,
+            problem,
         }
     }
 
@@ -147,7 +198,7 @@ impl Verifier {
                 problem(ProblemKind::Inserted, position, detail)
             });
         }
-        let event: Event = serde_json::from_slice(&row.body).map_err(|e| {
+        let event = lean::parse(&row.body).map_err(|e| {
             problem(
                 ProblemKind::Changed,
                 position,
@@ -167,9 +218,9 @@ impl Verifier {
             });
         }
         match &self.chain {
-            None => self.chain = Some(event.chain.clone()),
-            Some(chain) if *chain != event.chain => {
-                let detail = format!("names chain {:?}, not {chain:?}", event.chain);
+            None => self.chain = Some(event.chain.as_str().to_owned()),
+            Some(chain) if chain != event.chain.as_str() => {
+                let detail = format!("names chain {:?}, not {chain:?}", event.chain.as_str());
                 return Err(problem(ProblemKind::Changed, position, detail));
             }
             Some(_) => {}
@@ -188,6 +239,9 @@ impl Verifier {
             let detail = format!("its indexed column `{column}` disagrees with the hashed body");
             return Err(problem(ProblemKind::Changed, position, detail));
         }
+        if event.event_type == EventType::Checkpoint {
+            self.checkpoints.check(position, self.head, &row.body)?;
+        }
         Ok(ChainHead {
             seq: position,
             hash: computed,
@@ -195,23 +249,26 @@ impl Verifier {
     }
 }
 
-fn mismatched_column(row: &EventRow, event: &Event) -> Option<&'static str> {
-    if row.time_micros != event.time.as_micros() {
+fn mismatched_column(row: &EventRow, event: &Fields<'_>) -> Option<&'static str> {
+    let same = |column: &Option<String>, body: &Option<lean::Str<'_>>| {
+        column.as_deref() == body.as_ref().map(lean::Str::as_str)
+    };
+    if row.time_micros != event.time {
         return Some("time");
     }
     if row.event_type != event.event_type.as_str() {
         return Some("type");
     }
-    if row.task != event.task {
+    if !same(&row.task, &event.task) {
         return Some("task");
     }
-    if row.session != event.session {
+    if !same(&row.session, &event.session) {
         return Some("session");
     }
-    if row.connection != event.connection {
+    if !same(&row.connection, &event.connection) {
         return Some("connection");
     }
-    if row.subject.as_deref() != event.identity.as_ref().map(|i| i.subject.as_str()) {
+    if !same(&row.subject, &event.subject) {
         return Some("subject");
     }
     None
@@ -220,17 +277,20 @@ fn mismatched_column(row: &EventRow, event: &Event) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Chain, EventDraft, EventType, SealedEvent, Timestamp};
+    use crate::{CanonicalError, Chain, CheckpointKey, EventDraft, SealedEvent, Timestamp};
 
-    fn row(s: &SealedEvent) -> EventRow {
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// The row a store would hand over for a sealed event.
+    pub(super) fn row(s: &SealedEvent) -> EventRow {
         EventRow {
             seq: i64::try_from(s.seq).unwrap_or(-1),
             time_micros: s.columns.time.as_micros(),
             event_type: s.columns.event_type.as_str().to_owned(),
             task: s.columns.task.clone(),
-            session: None,
-            connection: None,
-            subject: None,
+            session: s.columns.session.clone(),
+            connection: s.columns.connection.clone(),
+            subject: s.columns.subject.clone(),
             body: s.body.clone(),
             hash: s.hash.to_vec(),
         }
@@ -248,13 +308,62 @@ mod tests {
     }
 
     fn verify(rows: &[EventRow]) -> VerifyReport {
-        let mut v = Verifier::new();
+        verify_with(Verifier::new(), rows, &[])
+    }
+
+    fn verify_with(mut v: Verifier, rows: &[EventRow], external: &[Checkpoint]) -> VerifyReport {
         for r in rows {
             if !v.push(r) {
                 break;
             }
         }
-        v.finish()
+        v.finish_with_external(external)
+    }
+
+    /// A chain's drafts, with a signed checkpoint after every `every` events.
+    struct Trail {
+        drafts: Vec<EventDraft>,
+        checkpoints: Vec<Checkpoint>,
+    }
+
+    const T: Timestamp = Timestamp::from_micros(1_764_066_689_000_000);
+
+    fn trail(
+        key: &CheckpointKey,
+        events: u64,
+        every: u64,
+    ) -> Result<Trail, Box<dyn std::error::Error>> {
+        let mut chain = Chain::new("c", ChainHead::EMPTY);
+        let mut trail = Trail {
+            drafts: Vec::new(),
+            checkpoints: Vec::new(),
+        };
+        for i in 1..=events {
+            let draft = EventDraft::new(EventType::TaskRequested, T).task(format!("t{i}"));
+            chain.seal(draft.clone())?;
+            trail.drafts.push(draft);
+            if i % every == 0 {
+                let prev = trail.checkpoints.last().map(|c| c.signature.clone());
+                let checkpoint = Checkpoint::sign(key, "c", chain.head(), T, prev)?;
+                chain.seal(checkpoint.draft())?;
+                trail.drafts.push(checkpoint.draft());
+                trail.checkpoints.push(checkpoint);
+            }
+        }
+        Ok(trail)
+    }
+
+    /// Seals drafts from the start, as someone rewriting the log would.
+    fn seal(drafts: &[EventDraft]) -> Result<Vec<EventRow>, CanonicalError> {
+        let mut chain = Chain::new("c", ChainHead::EMPTY);
+        drafts
+            .iter()
+            .map(|d| chain.seal(d.clone()).map(|s| row(&s)))
+            .collect()
+    }
+
+    fn kind_and_seq(report: &VerifyReport) -> Option<(ProblemKind, u64)> {
+        report.problem.as_ref().map(|p| (p.kind, p.seq))
     }
 
     #[test]
@@ -290,5 +399,178 @@ mod tests {
         column[3].task = Some("other".into());
         let p = verify(&column).problem;
         assert_eq!(p.map(|p| (p.kind, p.seq)), Some((ProblemKind::Changed, 4)));
+    }
+
+    // Ten events, a checkpoint after every third: the checkpoints are
+    // records 4, 8 and 12 and cover records 3, 7 and 11; record 13 is last.
+
+    #[test]
+    fn checkpoints_in_the_chain_verify() -> TestResult {
+        let key = CheckpointKey::generate()?;
+        let trail = trail(&key, 10, 3)?;
+        let rows = seal(&trail.drafts)?;
+        let report = verify_with(
+            Verifier::with_key(Some(key.public_key())),
+            &rows,
+            &trail.checkpoints,
+        );
+        assert!(report.ok(), "{report:?}");
+        assert_eq!(report.head_seq, 13);
+        assert_eq!(report.checkpoints, 3);
+        assert_eq!(report.checkpoint_seq, Some(11));
+        assert!(report.signatures_checked);
+        assert_eq!(report.external_checkpoints, 3);
+
+        let unsigned = verify(&rows);
+        assert!(
+            unsigned.ok() && !unsigned.signatures_checked,
+            "{unsigned:?}"
+        );
+        assert_eq!(unsigned.checkpoints, 3);
+        Ok(())
+    }
+
+    #[test]
+    fn wrong_trusted_key_is_detected() -> TestResult {
+        let trail = trail(&CheckpointKey::generate()?, 10, 3)?;
+        let rows = seal(&trail.drafts)?;
+        let other = CheckpointKey::generate()?.public_key();
+        let report = verify_with(Verifier::with_key(Some(other)), &rows, &[]);
+        assert_eq!(kind_and_seq(&report), Some((ProblemKind::Changed, 4)));
+        let detail = report.problem.map(|p| p.detail).unwrap_or_default();
+        assert!(detail.contains("not by the trusted key"), "{detail}");
+        Ok(())
+    }
+
+    #[test]
+    fn forged_checkpoint_in_the_chain_is_detected() -> TestResult {
+        let key = CheckpointKey::generate()?;
+        let mut trail = trail(&key, 10, 3)?;
+        let mut forged = trail.checkpoints[1].clone();
+        forged.signature.replace_range(0..4, "AAAA");
+        trail.drafts[7] = forged.draft();
+        let rows = seal(&trail.drafts)?;
+        let report = verify_with(Verifier::with_key(Some(key.public_key())), &rows, &[]);
+        assert_eq!(kind_and_seq(&report), Some((ProblemKind::Changed, 8)));
+        Ok(())
+    }
+
+    #[test]
+    fn checkpoint_with_a_wrong_prev_signature_is_refused() -> TestResult {
+        let key = CheckpointKey::generate()?;
+        let mut trail = trail(&key, 10, 3)?;
+        let rows = seal(&trail.drafts)?;
+        // Genuinely signed, but over a previous checkpoint the log never had.
+        let head = ChainHead {
+            seq: 7,
+            hash: rows[6].hash.as_slice().try_into()?,
+        };
+        let stray = Checkpoint::sign(&key, "c", head, T, Some("c3RyYXk=".into()))?;
+        trail.drafts[7] = stray.draft();
+        let rows = seal(&trail.drafts)?;
+        let report = verify_with(Verifier::with_key(Some(key.public_key())), &rows, &[]);
+        assert_eq!(kind_and_seq(&report), Some((ProblemKind::Removed, 8)));
+
+        // Claiming to be the first while an earlier one exists.
+        let first = Checkpoint::sign(&key, "c", head, T, None)?;
+        trail.drafts[7] = first.draft();
+        let rows = seal(&trail.drafts)?;
+        let report = verify_with(Verifier::with_key(Some(key.public_key())), &rows, &[]);
+        assert_eq!(kind_and_seq(&report), Some((ProblemKind::Changed, 8)));
+        Ok(())
+    }
+
+    #[test]
+    fn removed_checkpoint_is_detected_after_rechaining() -> TestResult {
+        let key = CheckpointKey::generate()?;
+        let mut trail = trail(&key, 10, 3)?;
+        trail.drafts.remove(3);
+        let rows = seal(&trail.drafts)?;
+        // The hashes are consistent again: the chain alone cannot tell...
+        assert!(verify_with(Verifier::new(), &rows[..6], &[]).ok());
+        // ...but the next checkpoint names the removed one.
+        for key in [None, Some(key.public_key())] {
+            let report = verify_with(Verifier::with_key(key), &rows, &[]);
+            assert_eq!(
+                kind_and_seq(&report),
+                Some((ProblemKind::Removed, 7)),
+                "{report:?}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn truncation_after_the_last_external_checkpoint_is_detected() -> TestResult {
+        let key = CheckpointKey::generate()?;
+        let trail = trail(&key, 10, 3)?;
+        let rows = seal(&trail.drafts)?;
+        let verifier = || Verifier::with_key(Some(key.public_key()));
+
+        // Cut after record 10: the chain alone still verifies.
+        assert!(verify(&rows[..10]).ok());
+        let report = verify_with(verifier(), &rows[..10], &trail.checkpoints);
+        assert_eq!(kind_and_seq(&report), Some((ProblemKind::Truncated, 11)));
+        let text = report.problem.map(|p| p.to_string()).unwrap_or_default();
+        assert!(
+            text.contains("the log ends at record 10")
+                && text.contains("covers records through 11")
+                && text.contains("cut off"),
+            "{text}"
+        );
+
+        // Cut just before the last checkpoint's own record.
+        let report = verify_with(verifier(), &rows[..11], &trail.checkpoints);
+        assert_eq!(kind_and_seq(&report), Some((ProblemKind::Truncated, 12)));
+
+        // Without a trusted key too, and for an emptied log.
+        let report = verify_with(Verifier::new(), &rows[..10], &trail.checkpoints);
+        assert_eq!(kind_and_seq(&report), Some((ProblemKind::Truncated, 11)));
+        let report = verify_with(Verifier::new(), &[], &trail.checkpoints);
+        assert_eq!(kind_and_seq(&report), Some((ProblemKind::Truncated, 1)));
+        Ok(())
+    }
+
+    #[test]
+    fn external_checkpoint_not_in_the_log_is_detected() -> TestResult {
+        let key = CheckpointKey::generate()?;
+        let trail = trail(&key, 10, 3)?;
+        let rows = seal(&trail.drafts)?;
+        let verifier = || Verifier::with_key(Some(key.public_key()));
+        let head = ChainHead {
+            seq: 5,
+            hash: rows[4].hash.as_slice().try_into()?,
+        };
+        let prev = Some(trail.checkpoints[0].signature.clone());
+        let missing = Checkpoint::sign(&key, "c", head, T, prev)?;
+        let report = verify_with(verifier(), &rows, &[missing]);
+        assert_eq!(kind_and_seq(&report), Some((ProblemKind::Removed, 6)));
+        let detail = report.problem.map(|p| p.detail).unwrap_or_default();
+        assert!(detail.contains("external checkpoint at seq 5"), "{detail}");
+
+        let mut other = trail.checkpoints[1].clone();
+        other.time = T.plus(std::time::Duration::from_secs(1));
+        let report = verify_with(Verifier::new(), &rows, &[other.clone()]);
+        assert_eq!(kind_and_seq(&report), Some((ProblemKind::Changed, 8)));
+        let report = verify_with(verifier(), &rows, &[other]);
+        assert_eq!(kind_and_seq(&report), Some((ProblemKind::Changed, 8)));
+
+        let foreign = Checkpoint::sign(&key, "elsewhere", head, T, None)?;
+        let report = verify_with(verifier(), &rows, &[foreign]);
+        assert_eq!(kind_and_seq(&report), Some((ProblemKind::Truncated, 1)));
+        Ok(())
+    }
+
+    #[test]
+    fn report_serializes_the_new_kind() -> TestResult {
+        let key = CheckpointKey::generate()?;
+        let trail = trail(&key, 4, 3)?;
+        let rows = seal(&trail.drafts)?;
+        let report = verify_with(Verifier::new(), &rows[..3], &trail.checkpoints);
+        let json = serde_json::to_value(&report)?;
+        assert_eq!(json["problem"]["kind"], "truncated");
+        assert_eq!(json["external_checkpoints"], 1);
+        assert_eq!(json["signatures_checked"], false);
+        Ok(())
     }
 }

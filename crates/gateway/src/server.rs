@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use taskgate_policy::config::{Config, StoreDurability};
 use taskgate_store::sqlite::{self, Durability};
+use taskgate_store::checkpoints::{CheckpointDir, Checkpointing, load_or_create_key};
 use taskgate_store::index::AuditIndex;
 use taskgate_store::{StoreError, StoreRead, Writer};
 use tokio::net::TcpListener;
@@ -12,7 +13,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, Inner};
-use crate::{expiry, indexer};
+use crate::{checkpoints, expiry, indexer};
 use crate::identity::dev::DevProviderError;
 use crate::identity::{Authenticator, DevProvider, IdentityProvider};
 use crate::metrics::Metrics;
@@ -25,6 +26,8 @@ pub enum GatewayError {
     Identity(#[from] DevProviderError),
     #[error("cannot open the store at {path}: {error}")]
     Store { path: String, error: StoreError },
+    #[error("audit checkpoints ({path}): {error}")]
+    Checkpoints { path: String, error: StoreError },
     #[error("cannot expire overdue tasks at start: {0}")]
     Expiry(#[from] taskgate_store::OpError),
     #[error("PostgreSQL listener TLS: {0}")]
@@ -45,6 +48,7 @@ pub struct Gateway {
     server: JoinHandle<()>,
     expiry: JoinHandle<()>,
     indexer: JoinHandle<()>,
+    checkpointer: JoinHandle<()>,
     writer_thread: taskgate_store::WriterThread,
 }
 
@@ -77,8 +81,24 @@ impl Gateway {
                 path: store_path.display().to_string(),
                 error,
             })?;
-        let (writer, writer_thread) =
-            Writer::start(store_writer).map_err(|error| GatewayError::Store {
+        let audit = &config.audit;
+        let key = load_or_create_key(&audit.signing_key).map_err(|error| GatewayError::Checkpoints {
+            path: audit.signing_key.display().to_string(),
+            error,
+        })?;
+        let public_key = key.public_key();
+        let dir =
+            CheckpointDir::create(&audit.checkpoint_dir).map_err(|error| GatewayError::Checkpoints {
+                path: audit.checkpoint_dir.display().to_string(),
+                error,
+            })?;
+        let checkpointing = Checkpointing {
+            key,
+            every: audit.checkpoint_every,
+            dir: Some(dir),
+        };
+        let (writer, writer_thread) = Writer::start_with(store_writer, Some(checkpointing))
+            .map_err(|error| GatewayError::Store {
                 path: store_path.display().to_string(),
                 error,
             })?;
@@ -108,6 +128,11 @@ impl Gateway {
             shutdown_rx.clone(),
         ));
         let indexer = tokio::spawn(indexer::run(Arc::clone(&index), shutdown_rx.clone()));
+        let checkpointer = tokio::spawn(checkpoints::run(
+            writer.clone(),
+            config.audit.checkpoint_interval.0,
+            shutdown_rx.clone(),
+        ));
         let api_listen = config.server.api_listen;
         let listener = TcpListener::bind(api_listen)
             .await
@@ -146,6 +171,7 @@ impl Gateway {
             reader,
             writer,
             index,
+            checkpoint_key: public_key,
             sessions,
             postgres_addr,
             auth,
@@ -174,6 +200,7 @@ impl Gateway {
             server,
             expiry,
             indexer,
+            checkpointer,
             writer_thread,
         })
     }
@@ -194,6 +221,7 @@ impl Gateway {
         let _ = self.postgres.await;
         let _ = self.expiry.await;
         let _ = self.indexer.await;
+        let _ = self.checkpointer.await;
         // Every writer handle is gone with the server and the scheduler, so
         // the writer thread drains its queue and ends.
         let thread = self.writer_thread;

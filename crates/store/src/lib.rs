@@ -5,6 +5,7 @@
 //! by one writer, so the log and the state can never disagree.
 #![forbid(unsafe_code)]
 
+pub mod checkpoints;
 pub mod index;
 pub mod sqlite;
 mod writer;
@@ -84,6 +85,8 @@ pub trait StoreWrite: Send {
     fn commit_sync(&mut self) -> Result<Option<CommitSync>>;
     /// This node's chain id and the last committed event.
     fn chain(&mut self) -> Result<(String, ChainHead)>;
+    /// The body of the last `checkpoint` event, if there is one.
+    fn last_checkpoint(&mut self) -> Result<Option<Vec<u8>>>;
     /// Runs `work` in one transaction and commits it; if `work` or the
     /// commit fails, nothing of it is kept.
     fn transaction(&mut self, work: &mut dyn FnMut(&mut dyn WriteTx) -> Result<()>) -> Result<()>;

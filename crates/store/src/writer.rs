@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use taskgate_audit::{Chain, EventDraft, PreparedEvent, Timestamp};
+use taskgate_audit::{Chain, Checkpoint, CheckpointKey, Event, EventDraft, PreparedEvent, Timestamp};
 use taskgate_policy::{Actor, DomainError, Review, Task};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpoints::Checkpointing;
 use crate::{CommitSync, Result, StoreError, StoreWrite, TaskSecrets, WriteTx};
 
 /// Operations queued but not yet taken by the writer; callers wait beyond.
@@ -56,6 +57,8 @@ enum Op {
         comment: Option<String>,
     },
     ExpireDue,
+    /// A signed checkpoint now, if anything was appended since the last.
+    Checkpoint,
 }
 
 enum Outcome {
@@ -63,6 +66,8 @@ enum Outcome {
     Task(Box<Task>),
     Decided(Box<(Review, Task)>),
     Expired(Vec<Task>),
+    /// The checkpoint event's sequence number; None if nothing was new.
+    Checkpoint(Option<u64>),
 }
 
 struct Request {
@@ -103,16 +108,30 @@ impl WriterThread {
 }
 
 impl Writer {
-    /// Starts the writer thread over a store.
-    pub fn start<S: StoreWrite + 'static>(mut store: S) -> Result<(Writer, WriterThread)> {
+    /// Starts the writer thread over a store, without signed checkpoints.
+    pub fn start<S: StoreWrite + 'static>(store: S) -> Result<(Writer, WriterThread)> {
+        Self::start_with(store, None)
+    }
+
+    /// Starts the writer thread over a store; with `checkpointing`, it signs
+    /// a checkpoint every so many events, on [`Writer::checkpoint`], and
+    /// when it stops.
+    pub fn start_with<S: StoreWrite + 'static>(
+        mut store: S,
+        checkpointing: Option<Checkpointing>,
+    ) -> Result<(Writer, WriterThread)> {
         let (chain_id, head) = store.chain()?;
         let chain = Chain::new(chain_id.clone(), head);
+        let signer = match checkpointing {
+            Some(c) => Some(Signer::resume(&mut store, c, &chain_id)?),
+            None => None,
+        };
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
         let stats = Arc::new(WriterStats::default());
         let thread_stats = Arc::clone(&stats);
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || run(store, chain, rx, &thread_stats))
+            .spawn(move || run(store, chain, rx, &thread_stats, signer))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the audit writer: {e}")))?;
         let writer = Writer {
             queue,
@@ -253,6 +272,15 @@ impl Writer {
         }
     }
 
+    /// Signs a checkpoint of the chain's head now, unless nothing was
+    /// appended since the last one; resolves with its event's sequence.
+    pub async fn checkpoint(&self) -> Result<Option<u64>, OpError> {
+        match self.submit(Op::Checkpoint).await? {
+            Outcome::Checkpoint(seq) => Ok(seq),
+            _ => Err(unexpected()),
+        }
+    }
+
     /// Expires every task whose deadline has passed; returns them.
     pub async fn expire_due(&self) -> Result<Vec<Task>, OpError> {
         match self.submit(Op::ExpireDue).await? {
@@ -273,25 +301,107 @@ type Reply = (
     Result<Outcome, OpError>,
 );
 
+/// A committed batch's answers, and the checkpoint it signed, if any.
+type Committed = (Vec<Reply>, Option<Checkpoint>);
+
+/// Where a checkpoint goes once it is durable (the external copy).
+type Export = Option<std::sync::mpsc::Sender<Checkpoint>>;
+
 /// Where answers go once a batch is committed.
 enum Acks {
     /// The commit itself is durable: answer at once.
-    Direct,
+    Direct(Export),
     /// Answer after the sync thread has made the commit durable.
-    AfterSync(std::sync::mpsc::Sender<Vec<Reply>>),
+    AfterSync(std::sync::mpsc::Sender<Committed>),
+}
+
+fn export(to: &Export, checkpoint: Option<Checkpoint>) {
+    if let (Some(to), Some(checkpoint)) = (to, checkpoint) {
+        let _ = to.send(checkpoint);
+    }
 }
 
 impl Acks {
-    fn send(&self, replies: Vec<Reply>) {
+    fn send(&self, replies: Vec<Reply>, checkpoint: Option<Checkpoint>) {
         match self {
-            Acks::Direct => answer(replies),
+            Acks::Direct(to) => {
+                answer(replies);
+                export(to, checkpoint);
+            }
             Acks::AfterSync(syncer) => {
-                if let Err(unsent) = syncer.send(replies) {
+                if let Err(unsent) = syncer.send((replies, checkpoint)) {
                     // The sync thread is gone: nothing can be made durable.
-                    refuse(unsent.0, "the audit sync thread has stopped");
+                    refuse(unsent.0.0, "the audit sync thread has stopped");
                 }
             }
         }
+    }
+}
+
+/// The writer's checkpoint signer and where it left off.
+struct Signer {
+    key: CheckpointKey,
+    every: u64,
+    chain_id: String,
+    prev_signature: Option<String>,
+    /// The sequence number of the last checkpoint event (0: none yet).
+    last: u64,
+    export: Export,
+    exporter: Option<JoinHandle<()>>,
+}
+
+impl Signer {
+    /// Picks up after the last checkpoint in the store, so the new ones
+    /// chain to it.
+    fn resume<S: StoreWrite>(store: &mut S, c: Checkpointing, chain_id: &str) -> Result<Self> {
+        let corrupt = |e: String| StoreError::Corrupt(format!("the last checkpoint: {e}"));
+        let (prev_signature, last) = match store.last_checkpoint()? {
+            None => (None, 0),
+            Some(body) => {
+                let event: Event =
+                    serde_json::from_slice(&body).map_err(|e| corrupt(e.to_string()))?;
+                let checkpoint = Checkpoint::from_event(&event)
+                    .ok_or_else(|| corrupt("not a checkpoint event".into()))?
+                    .map_err(|e| corrupt(e.to_string()))?;
+                let key_id = c.key.public_key().key_id();
+                if checkpoint.key_id != key_id {
+                    tracing::warn!(previous = %checkpoint.key_id, current = %key_id, "the checkpoint signing key changed; verify older checkpoints with the previous public key");
+                }
+                (Some(checkpoint.signature), event.seq)
+            }
+        };
+        let (export, exporter) = match c.dir {
+            None => (None, None),
+            Some(dir) => {
+                let (tx, rx) = std::sync::mpsc::channel::<Checkpoint>();
+                let thread = std::thread::Builder::new()
+                    .name("audit-checkpoints".into())
+                    .spawn(move || {
+                        for checkpoint in rx {
+                            if let Err(error) = dir.write(&checkpoint) {
+                                tracing::error!(%error, seq = checkpoint.seq, "cannot write the external copy of a checkpoint");
+                            }
+                        }
+                    })
+                    .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
+                (Some(tx), Some(thread))
+            }
+        };
+        Ok(Self {
+            key: c.key,
+            every: c.every.max(1),
+            chain_id: chain_id.to_owned(),
+            prev_signature,
+            last,
+            export,
+            exporter,
+        })
+    }
+
+    /// Whether a checkpoint is due at `head`: something new since the last
+    /// one, and either asked for or `every` events along.
+    fn due(&self, head: u64, forced: bool) -> bool {
+        head > self.last && (forced || head - self.last >= self.every)
     }
 }
 
@@ -313,19 +423,21 @@ fn run<S: StoreWrite>(
     mut chain: Chain,
     mut rx: mpsc::Receiver<Request>,
     stats: &WriterStats,
+    mut signer: Option<Signer>,
 ) {
     // Set for good once a sync fails: after a failed fsync the kernel may
     // have dropped the data yet report the next fsync as fine, so nothing
     // committed afterwards could be trusted to be durable.
     let broken = Arc::new(AtomicBool::new(false));
+    let to_export = signer.as_ref().and_then(|s| s.export.clone());
     let (acks, sync_thread) = match store.commit_sync() {
-        Ok(None) => (Acks::Direct, None),
+        Ok(None) => (Acks::Direct(to_export), None),
         Ok(Some(sync)) => {
             let (tx, sync_rx) = std::sync::mpsc::channel();
             let sync_broken = Arc::clone(&broken);
             let thread = std::thread::Builder::new()
                 .name("audit-sync".into())
-                .spawn(move || sync_loop(sync, &sync_rx, &sync_broken));
+                .spawn(move || sync_loop(sync, &sync_rx, &sync_broken, &to_export));
             match thread {
                 Ok(thread) => (Acks::AfterSync(tx), Some(thread)),
                 Err(error) => {
@@ -357,11 +469,29 @@ fn run<S: StoreWrite>(
             refuse(replies, BROKEN);
             continue;
         }
-        commit_batch(&mut store, &mut chain, &mut batch, stats, &acks);
+        let forced = batch
+            .iter()
+            .any(|r| matches!(r.op, Some(Op::Checkpoint)));
+        commit_batch(&mut store, &mut chain, &mut batch, stats, &acks, &mut signer, forced);
+    }
+    // The last checkpoint covers everything this run appended.
+    if signer
+        .as_ref()
+        .is_some_and(|s| s.due(chain.head().seq, true))
+        && !broken.load(Ordering::Acquire)
+    {
+        commit_batch(&mut store, &mut chain, &mut batch, stats, &acks, &mut signer, true);
     }
     drop(acks);
     if let Some(thread) = sync_thread {
         let _ = thread.join();
+    }
+    if let Some(mut signer) = signer {
+        // Every external copy is written before the writer counts as stopped.
+        signer.export = None;
+        if let Some(thread) = signer.exporter.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -374,8 +504,9 @@ const BROKEN: &str =
 /// later batch is refused too (see `broken` in `run`).
 fn sync_loop(
     mut sync: CommitSync,
-    committed: &std::sync::mpsc::Receiver<Vec<Reply>>,
+    committed: &std::sync::mpsc::Receiver<Committed>,
     broken: &AtomicBool,
+    to_export: &Export,
 ) {
     while let Ok(first) = committed.recv() {
         let mut groups = vec![first];
@@ -383,16 +514,23 @@ fn sync_loop(
             groups.push(more);
         }
         if broken.load(Ordering::Acquire) {
-            groups.into_iter().for_each(|group| refuse(group, BROKEN));
+            groups
+                .into_iter()
+                .for_each(|(group, _)| refuse(group, BROKEN));
             continue;
         }
         match sync() {
-            Ok(()) => groups.into_iter().for_each(answer),
+            Ok(()) => {
+                for (group, checkpoint) in groups {
+                    answer(group);
+                    export(to_export, checkpoint);
+                }
+            }
             Err(error) => {
                 broken.store(true, Ordering::Release);
                 tracing::error!(%error, "audit log could not be made durable; refusing every change until the gateway restarts");
                 let why = error.to_string();
-                for group in groups {
+                for (group, _) in groups {
                     refuse(group, &why);
                 }
             }
@@ -406,19 +544,37 @@ fn commit_batch<S: StoreWrite>(
     batch: &mut Vec<Request>,
     stats: &WriterStats,
     acks: &Acks,
+    signer: &mut Option<Signer>,
+    forced: bool,
 ) {
     let started = Instant::now();
     let head_before = chain.head();
     let now = Timestamp::now();
     let mut outcomes: Vec<Result<Outcome, OpError>> = Vec::with_capacity(batch.len());
+    let mut signed: Option<(Checkpoint, u64)> = None;
     let committed = store.transaction(&mut |tx| {
         outcomes.clear();
+        signed = None;
         for request in batch.iter_mut() {
             let Some(op) = request.op.take() else {
                 outcomes.push(Err(unexpected()));
                 continue;
             };
             outcomes.push(apply(tx, chain, op, now)?);
+        }
+        if let Some(s) = signer.as_ref()
+            && s.due(chain.head().seq, forced)
+        {
+            let checkpoint = Checkpoint::sign(
+                &s.key,
+                s.chain_id.clone(),
+                chain.head(),
+                now,
+                s.prev_signature.clone(),
+            )
+            .map_err(|e| StoreError::Corrupt(format!("cannot sign a checkpoint: {e}")))?;
+            let seq = seal_all(tx, chain, vec![checkpoint.draft()])?;
+            signed = Some((checkpoint, seq));
         }
         Ok(())
     });
@@ -431,12 +587,26 @@ fn commit_batch<S: StoreWrite>(
             stats.batches.fetch_add(1, Ordering::Relaxed);
             let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
+            let signed_seq = signed.as_ref().map(|(_, seq)| *seq);
+            for outcome in &mut outcomes {
+                if let Ok(Outcome::Checkpoint(seq)) = outcome {
+                    *seq = signed_seq;
+                }
+            }
+            let checkpoint = match (signed, signer.as_mut()) {
+                (Some((checkpoint, seq)), Some(s)) => {
+                    s.prev_signature = Some(checkpoint.signature.clone());
+                    s.last = seq;
+                    Some(checkpoint)
+                }
+                _ => None,
+            };
             let replies = batch
                 .drain(..)
                 .map(|request| request.reply)
                 .zip(outcomes)
                 .collect();
-            acks.send(replies);
+            acks.send(replies, checkpoint);
         }
         Err(error) => {
             // Nothing of the batch was kept: every caller hears so, and the
@@ -526,6 +696,8 @@ fn apply(
         } => transition(tx, chain, now, &task_id, |task| {
             task.revoke(&actor, now, comment)
         }),
+        // Signed once the batch's other operations are in (commit_batch).
+        Op::Checkpoint => Ok(Ok(Outcome::Checkpoint(None))),
         Op::ExpireDue => {
             let mut expired = Vec::new();
             for mut task in tx.due_tasks(now)? {

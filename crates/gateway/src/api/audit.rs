@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use taskgate_audit::{Story, Timestamp, Verifier};
+use taskgate_store::checkpoints::CheckpointDir;
 use taskgate_store::index::AuditIndex;
 use utoipa::IntoParams;
 
@@ -119,19 +120,15 @@ pub async fn verify(
             "only auditors and admins may verify the whole trail",
         ));
     }
+    let key = state.checkpoint_key.clone();
+    let dir = state.config.audit.checkpoint_dir.clone();
     let report = state
-        .read(|r| {
-            let mut verifier = Verifier::new();
+        .read(move |r| {
+            let external = CheckpointDir::read_all(&dir)?;
+            let mut verifier = Verifier::with_key(Some(key));
             r.scan_events(&mut |row| verifier.push(row))?;
-            Ok(verifier.finish())
+            Ok(verifier.finish_with_external(&external))
         })
         .await?;
-    Ok(Json(VerifyView {
-        ok: report.ok(),
-        events: report.events,
-        chain: report.chain,
-        head_seq: report.head_seq,
-        head_hash: report.head_hash,
-        problem: report.problem.map(|p| p.to_string()),
-    }))
+    Ok(Json(VerifyView::from(report)))
 }

@@ -41,6 +41,8 @@ pub struct Inner {
     pub writer: Writer,
     /// The audit search index, caught up before each search.
     pub index: Arc<AuditIndex>,
+    /// The key checkpoints are signed with, to verify them.
+    pub checkpoint_key: taskgate_audit::PublicKey,
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
     /// Woken when a task gets a new deadline, so the expiry scheduler

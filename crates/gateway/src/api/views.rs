@@ -194,6 +194,31 @@ pub struct VerifyView {
     pub chain: Option<String>,
     pub head_seq: u64,
     pub head_hash: String,
+    /// Signed checkpoints found in the chain.
+    pub checkpoints: u64,
+    /// The last record the newest checkpoint in the chain covers.
+    pub checkpoint_seq: Option<u64>,
+    /// Whether checkpoint signatures were checked against a trusted key.
+    pub signatures_checked: bool,
+    /// Checkpoint copies from outside the store that were checked.
+    pub external_checkpoints: u64,
     /// The first bad record, if any.
     pub problem: Option<String>,
+}
+
+impl From<taskgate_audit::VerifyReport> for VerifyView {
+    fn from(report: taskgate_audit::VerifyReport) -> Self {
+        Self {
+            ok: report.ok(),
+            events: report.events,
+            chain: report.chain,
+            head_seq: report.head_seq,
+            head_hash: report.head_hash,
+            checkpoints: report.checkpoints,
+            checkpoint_seq: report.checkpoint_seq,
+            signatures_checked: report.signatures_checked,
+            external_checkpoints: report.external_checkpoints,
+            problem: report.problem.map(|p| p.to_string()),
+        }
+    }
 }

@@ -163,6 +163,11 @@ impl Parser<'_> {
                         config.store = v;
                     }
                 }
+                "audit" => {
+                    if let Some(v) = self.typed(value, name) {
+                        config.audit = v;
+                    }
+                }
                 "roles" => {
                     if let Some(v) = self.typed(value, name) {
                         config.roles = v;
@@ -175,7 +180,7 @@ impl Parser<'_> {
                 other => self.problem_at(
                     Some(key.span()),
                     other,
-                    "unknown section (expected server, store, identity, roles, connections, policies or sinks)",
+                    "unknown section (expected server, store, audit, identity, roles, connections, policies or sinks)",
                 ),
             }
         }

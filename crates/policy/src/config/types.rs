@@ -19,6 +19,7 @@ pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
+    pub audit: AuditConfig,
     pub identity: IdentityConfig,
     pub roles: Roles,
     pub connections: Vec<Located<Connection>>,
@@ -37,6 +38,8 @@ impl Config {
             }
         };
         fix(&mut self.store.path);
+        fix(&mut self.audit.signing_key);
+        fix(&mut self.audit.checkpoint_dir);
         for path in [&mut self.server.tls_cert, &mut self.server.tls_key]
             .into_iter()
             .flatten()
@@ -151,6 +154,54 @@ pub enum StoreDurability {
     Full,
     /// Survives a crash of the gateway, not of the machine; faster.
     Normal,
+}
+
+/// Signed checkpoints of the audit chain (SPEC §6).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The Ed25519 key that signs checkpoints (PKCS#8 PEM), relative to the
+    /// config file; generated, readable by the owner only, on first start.
+    #[serde(default = "default_signing_key")]
+    pub signing_key: PathBuf,
+    /// Where a copy of every checkpoint is written, outside the store: what
+    /// lets `audit verify` see the newest records being cut off.
+    #[serde(default = "default_checkpoint_dir")]
+    pub checkpoint_dir: PathBuf,
+    /// A checkpoint after this many events...
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// ...or after this long with new events, whichever comes first; and one
+    /// at shutdown.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: HumanDuration,
+}
+
+fn default_signing_key() -> PathBuf {
+    PathBuf::from("taskgate-audit.key")
+}
+
+fn default_checkpoint_dir() -> PathBuf {
+    PathBuf::from("checkpoints")
+}
+
+fn default_checkpoint_every() -> u64 {
+    10_000
+}
+
+fn default_checkpoint_interval() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(60))
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: default_signing_key(),
+            checkpoint_dir: default_checkpoint_dir(),
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_interval: default_checkpoint_interval(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

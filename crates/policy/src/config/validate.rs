@@ -49,6 +49,9 @@ pub(super) fn validate(config: &Config, problems: &mut Vec<ConfigProblem>) {
     connections(config, &mut report);
     listener_tls(config, &mut report);
     policies(config, &mut report);
+    if config.audit.checkpoint_every == 0 {
+        report.global("audit.checkpoint_every", "must be at least 1 event");
+    }
     if config.store.url.is_some() {
         report.global(
             "store.url",

@@ -63,6 +63,19 @@ impl StoreWrite for SqliteWriter {
         })))
     }
 
+    fn last_checkpoint(&mut self) -> Result<Option<Vec<u8>>> {
+        // Walks back from the newest record; checkpoints come every few
+        // thousand events, so this stops early (and runs once, at start).
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT body FROM events WHERE type = 'checkpoint' ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     fn chain(&mut self) -> Result<(String, ChainHead)> {
         let last: Option<(i64, Vec<u8>)> = self
             .conn
