@@ -3,10 +3,10 @@
 //! times each `docs/auditing.md` recipe, a 10,000-command task's story and
 //! `audit verify`, and reports the store's size per event.
 //!
-//!   cargo run --release -p taskgate-bench --bin audit-scale -- [--events 10000000] [--store PATH] [--keep]
+//!   cargo run --release -p taskgate-bench --bin audit-scale -- [--events 10000000] [--store PATH] [--keep] [--reuse-index]
 //!
 //! With `--store PATH` of an existing store, filling is skipped and only the
-//! measurements run.
+//! measurements run (`--reuse-index` skips rebuilding its index too).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -29,6 +29,8 @@ struct Options {
     events: u64,
     store: Option<PathBuf>,
     keep: bool,
+    /// Catch the existing index up instead of rebuilding it.
+    reuse_index: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -36,6 +38,7 @@ fn options() -> anyhow::Result<Options> {
         events: 10_000_000,
         store: None,
         keep: false,
+        reuse_index: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -43,6 +46,7 @@ fn options() -> anyhow::Result<Options> {
             "--events" => options.events = args.next().context("--events N")?.parse()?,
             "--store" => options.store = Some(args.next().context("--store PATH")?.into()),
             "--keep" => options.keep = true,
+            "--reuse-index" => options.reuse_index = true,
             other => bail!("unknown argument {other:?}"),
         }
     }
@@ -263,7 +267,8 @@ async fn fill(path: &Path, events: u64) -> anyhow::Result<String> {
     let big_task = "tsk_big".to_owned();
     while written < events {
         // Tasks start in time order across the span.
-        let at = START_MICROS + (SPAN_DAYS * DAY_MICROS) * written as i64 / events as i64;
+        let span = (SPAN_DAYS * DAY_MICROS) as f64;
+        let at = START_MICROS + (span * written as f64 / events as f64) as i64;
         let (id, commands) = if n == 100 {
             (big_task.clone(), BIG_TASK_COMMANDS)
         } else {
@@ -319,10 +324,14 @@ fn at_day(day: i64, hour: i64) -> Timestamp {
     Timestamp::from_micros(START_MICROS + day * DAY_MICROS + hour * 3_600_000_000)
 }
 
-fn measure(path: &Path, big_task: &str) -> anyhow::Result<()> {
+fn measure(path: &Path, big_task: &str, reuse_index: bool) -> anyhow::Result<()> {
     let index = AuditIndex::open(path)?;
     let started = Instant::now();
-    let state = index.rebuild()?;
+    let state = if reuse_index {
+        index.catch_up()?
+    } else {
+        index.rebuild()?
+    };
     let build = started.elapsed();
     println!(
         "index built from the chain: {} events in {:.1}s ({:.0} events/s)",
@@ -441,7 +450,7 @@ fn main() -> anyhow::Result<()> {
             (path, big)
         }
     };
-    measure(&path, &big_task)?;
+    measure(&path, &big_task, options.reuse_index)?;
     if options.keep {
         let kept = dir.keep();
         println!("kept {}", kept.display());

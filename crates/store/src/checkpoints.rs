@@ -112,3 +112,157 @@ impl CheckpointDir {
         Ok(checkpoints)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use taskgate_audit::{
+        Checkpoint, EventDraft, EventType, ProblemKind, Timestamp, Verifier, VerifyReport,
+    };
+
+    use super::*;
+    use crate::sqlite::{self, Durability};
+    use crate::{StoreRead, Writer};
+
+    fn draft(i: usize) -> EventDraft {
+        EventDraft::new(EventType::TaskEnded, Timestamp::now()).task(format!("t{i}"))
+    }
+
+    fn verify(store: &Path, key: &CheckpointKey, dir: &Path) -> VerifyReport {
+        let reader = sqlite::open_read_only(store).expect("reader");
+        let external = CheckpointDir::read_all(dir).expect("external");
+        let mut verifier = Verifier::with_key(Some(key.public_key()));
+        reader
+            .scan_events(&mut |row| verifier.push(row))
+            .expect("scan");
+        verifier.finish_with_external(&external)
+    }
+
+    fn types(store: &Path) -> Vec<EventType> {
+        let reader = sqlite::open_read_only(store).expect("reader");
+        let mut types = Vec::new();
+        reader
+            .scan_events(&mut |row| {
+                types.push(row.event_type.parse().expect("type"));
+                true
+            })
+            .expect("scan");
+        types
+    }
+
+    /// Runs a writer with checkpoints every `every` events over `appends`,
+    /// asking for one checkpoint after `ask_after` of them.
+    async fn session(store: &Path, key: &CheckpointKey, dir: &Path, appends: usize, every: u64) {
+        let (w, _r) = sqlite::open(store, Durability::Full).expect("open");
+        let checkpointing = Checkpointing {
+            key: CheckpointKey::from_pem(&key.to_pem()).expect("key"),
+            every,
+            dir: Some(CheckpointDir::create(dir).expect("dir")),
+        };
+        let (writer, thread) = Writer::start_with(w, Some(checkpointing)).expect("start");
+        for i in 0..appends {
+            writer.append(draft(i)).await.expect("append");
+        }
+        drop(writer);
+        thread.join();
+    }
+
+    #[tokio::test]
+    async fn checkpoints_come_every_n_events_on_request_and_at_the_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("taskgate.db");
+        let copies = dir.path().join("checkpoints");
+        let key = CheckpointKey::generate().expect("key");
+        session(&store, &key, &copies, 7, 3).await;
+        use EventType::{Checkpoint as C, TaskEnded as E};
+        // A checkpoint after every 3 events, and one at the end covering
+        // the last.
+        assert_eq!(types(&store), [E, E, E, C, E, E, E, C, E, C]);
+        let report = verify(&store, &key, &copies);
+        assert!(report.ok(), "{report:?}");
+        assert!(report.signatures_checked);
+        assert_eq!((report.checkpoints, report.external_checkpoints), (3, 3));
+        assert_eq!(report.checkpoint_seq, Some(9));
+
+        // A restart chains on to the last checkpoint.
+        session(&store, &key, &copies, 2, 100).await;
+        let report = verify(&store, &key, &copies);
+        assert!(report.ok(), "{report:?}");
+        assert_eq!(report.checkpoints, 4);
+        let all = CheckpointDir::read_all(&copies).expect("read");
+        assert_eq!(all[3].prev_signature.as_deref(), Some(all[2].signature.as_str()));
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_is_signed_only_when_something_is_new() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("taskgate.db");
+        let (w, _r) = sqlite::open(&store, Durability::Normal).expect("open");
+        let key = CheckpointKey::generate().expect("key");
+        let checkpointing = Checkpointing {
+            key,
+            every: 1_000,
+            dir: None,
+        };
+        let (writer, thread) = Writer::start_with(w, Some(checkpointing)).expect("start");
+        assert_eq!(writer.checkpoint().await.expect("checkpoint"), None);
+        writer.append(draft(0)).await.expect("append");
+        assert_eq!(writer.checkpoint().await.expect("checkpoint"), Some(2));
+        assert_eq!(writer.checkpoint().await.expect("checkpoint"), None);
+        drop(writer);
+        thread.join();
+        // Nothing new since the last one: no checkpoint at shutdown either.
+        assert_eq!(types(&store).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_external_copies_reveal_a_cut_off_log_and_a_wrong_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("taskgate.db");
+        let copies = dir.path().join("checkpoints");
+        let key = CheckpointKey::generate().expect("key");
+        session(&store, &key, &copies, 10, 4).await;
+        let other = CheckpointKey::generate().expect("key");
+        let reader = sqlite::open_read_only(&store).expect("reader");
+        let mut verifier = Verifier::with_key(Some(other.public_key()));
+        reader.scan_events(&mut |row| verifier.push(row)).expect("scan");
+        assert!(!verifier.finish().ok(), "a checkpoint verified with another key");
+
+        // Cut the newest records off, as someone with the file could.
+        let conn = rusqlite::Connection::open(&store).expect("open");
+        conn.execute_batch(
+            "DROP TRIGGER events_no_delete; DELETE FROM events WHERE seq > 9;",
+        )
+        .expect("cut");
+        drop(conn);
+        let alone = {
+            let mut verifier = Verifier::with_key(Some(key.public_key()));
+            reader.scan_events(&mut |row| verifier.push(row)).expect("scan");
+            verifier.finish()
+        };
+        assert!(alone.ok(), "a bare chain cannot see a cut: {alone:?}");
+        let report = verify(&store, &key, &copies);
+        let problem = report.problem.expect("truncation found");
+        assert_eq!(problem.kind, ProblemKind::Truncated, "{problem}");
+        let newest = CheckpointDir::read_all(&copies).expect("read");
+        let newest: &Checkpoint = newest.last().expect("a copy");
+        assert!(problem.detail.contains(&newest.seq.to_string()), "{problem}");
+    }
+
+    #[test]
+    fn the_key_file_is_created_private_and_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys/audit.key");
+        let created = load_or_create_key(&path).expect("create");
+        let again = load_or_create_key(&path).expect("read");
+        assert_eq!(created.public_key(), again.public_key());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, "not a key").expect("write");
+        let error = load_or_create_key(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("is not an Ed25519 signing key"), "{error}");
+    }
+}

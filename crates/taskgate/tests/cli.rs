@@ -281,6 +281,10 @@ fn every_command_has_help() {
         vec!["review", "deny", "--help"],
         vec!["audit", "--help"],
         vec!["audit", "verify", "--help"],
+        vec!["audit", "search", "--help"],
+        vec!["audit", "story", "--help"],
+        vec!["audit", "pubkey", "--help"],
+        vec!["audit", "reindex", "--help"],
         vec!["config", "--help"],
         vec!["config", "check", "--help"],
     ] {

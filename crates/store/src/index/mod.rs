@@ -64,6 +64,18 @@ fn corrupt(detail: String) -> StoreError {
     StoreError::Corrupt(detail)
 }
 
+/// Events that decide what a task may do: kept apart for quick lookup.
+fn decides(event_type: EventType) -> bool {
+    matches!(
+        event_type,
+        EventType::TaskRequested
+            | EventType::TaskApproved
+            | EventType::TaskDenied
+            | EventType::ReviewApproved
+            | EventType::ReviewDenied
+    )
+}
+
 /// Event types as small integers in the index; the list only ever grows at
 /// its end (a change bumps [`schema::VERSION`]).
 pub(crate) fn type_code(event_type: EventType) -> i64 {
@@ -110,6 +122,13 @@ impl AuditIndex {
     /// Indexes every event committed since the last call. Safe to call from
     /// any thread; concurrent calls wait for each other.
     pub fn catch_up(&self) -> Result<IndexState> {
+        self.catch_up_at_most(u64::MAX)
+    }
+
+    /// Like [`AuditIndex::catch_up`], but indexes at most about `limit`
+    /// events (whole batches), so a search under a burst answers from what
+    /// is indexed instead of waiting for all of it.
+    pub fn catch_up_at_most(&self, limit: u64) -> Result<IndexState> {
         let mut guard = self
             .writer
             .lock()
@@ -124,7 +143,7 @@ impl AuditIndex {
         let Some((index, store)) = guard.as_mut() else {
             return Err(corrupt("the index writer is missing".into()));
         };
-        catch_up(index, store)
+        catch_up(index, store, limit)
     }
 
     /// Drops the index and builds it again from the whole chain.
@@ -229,7 +248,7 @@ fn still_valid(store: &Connection, version: i64, meta: &Meta, chain: &str) -> Re
     Ok(hash.is_some() && hash == meta.through_hash)
 }
 
-fn catch_up(index: &mut Connection, store: &Connection) -> Result<IndexState> {
+fn catch_up(index: &mut Connection, store: &Connection, limit: u64) -> Result<IndexState> {
     let chain: String = store
         .prepare_cached("SELECT value FROM meta WHERE key = 'chain_id'")?
         .query_row([], |r| r.get(0))
@@ -260,6 +279,9 @@ fn catch_up(index: &mut Connection, store: &Connection) -> Result<IndexState> {
                 "INSERT INTO ev (seq, time_us, tmax_us, type, subject, kind, task, session,
                                  connection, command, class)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            let mut add_task_event = tx.prepare_cached(
+                "INSERT INTO task_event (task, type, seq) VALUES (?1, ?2, ?3)",
             )?;
             let mut add_table = tx.prepare_cached(
                 "INSERT INTO ev_table (name, seq, written, class) VALUES (?1, ?2, ?3, ?4)
@@ -295,6 +317,9 @@ fn catch_up(index: &mut Connection, store: &Connection) -> Result<IndexState> {
                     facts.command.and_then(|c| i64::try_from(c).ok()),
                     facts.class,
                 ])?;
+                if let Some(task) = facts.task.as_ref().filter(|_| decides(facts.event_type)) {
+                    add_task_event.execute(params![task, type_code(facts.event_type), seq])?;
+                }
                 for table in &facts.tables {
                     for name in table_search_names(&table.name) {
                         add_table.execute(params![name, seq, table.written, facts.class])?;
@@ -308,7 +333,7 @@ fn catch_up(index: &mut Connection, store: &Connection) -> Result<IndexState> {
         write_meta(&tx, &meta)?;
         tx.commit()?;
         indexed += u64::try_from(batch).unwrap_or(0);
-        if batch < CATCH_UP_BATCH {
+        if batch < CATCH_UP_BATCH || indexed >= limit {
             break;
         }
     }

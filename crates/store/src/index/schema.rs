@@ -9,7 +9,7 @@ use crate::Result;
 
 /// Bumped whenever the index's shape or the facts it holds change; an index
 /// of another version is dropped and rebuilt.
-pub(super) const VERSION: i64 = 1;
+pub(super) const VERSION: i64 = 2;
 
 /// Page cache of an index connection.
 pub(super) const CACHE_KIB: i64 = 64 * 1024;
@@ -39,9 +39,7 @@ CREATE TABLE IF NOT EXISTS ev (
 CREATE INDEX IF NOT EXISTS ev_by_tmax ON ev (tmax_us);
 CREATE INDEX IF NOT EXISTS ev_by_type ON ev (type, seq);
 CREATE INDEX IF NOT EXISTS ev_by_subject ON ev (subject, seq) WHERE subject IS NOT NULL;
--- (task, type): a task's request and decision are found without walking
--- its thousands of commands.
-CREATE INDEX IF NOT EXISTS ev_by_task ON ev (task, type, seq) WHERE task IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ev_by_task ON ev (task, seq) WHERE task IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ev_by_connection ON ev (connection, seq) WHERE connection IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ev_by_class ON ev (class, seq) WHERE class IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ev_by_command ON ev (session, command) WHERE command IS NOT NULL;
@@ -55,9 +53,19 @@ CREATE TABLE IF NOT EXISTS ev_table (
     PRIMARY KEY (name, seq)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ev_table_by_class ON ev_table (name, class, seq);
+
+-- A task's own decisions (task.* and review.* events), so its request and
+-- approvals are found without walking its thousands of commands.
+CREATE TABLE IF NOT EXISTS task_event (
+    task TEXT NOT NULL,
+    type INTEGER NOT NULL,
+    seq  INTEGER NOT NULL,
+    PRIMARY KEY (task, type, seq)
+) STRICT, WITHOUT ROWID;
 "#;
 
 pub(super) const DROP: &str = r#"
+DROP TABLE IF EXISTS task_event;
 DROP TABLE IF EXISTS ev_table;
 DROP TABLE IF EXISTS ev;
 DROP TABLE IF EXISTS meta;

@@ -13,6 +13,11 @@ use taskgate_audit::{Decision, Event, EventType, IdentityKind, Timestamp};
 use super::{AuditIndex, corrupt, read_meta, type_code};
 use crate::Result;
 
+/// Events a search indexes before answering, at most (about a second's
+/// work); the indexer thread does the rest, and `indexed_through` says
+/// how far the answer reaches.
+const SEARCH_CATCH_UP: u64 = 40_000;
+
 /// Most hits one page may ask for.
 pub const MAX_PAGE: usize = 1_000;
 
@@ -81,7 +86,7 @@ fn to_i64(n: u64) -> i64 {
 impl AuditIndex {
     /// Catches the index up, then answers one page of `query`.
     pub fn search(&self, query: &EventQuery) -> Result<SearchPage> {
-        self.catch_up()?;
+        self.catch_up_at_most(SEARCH_CATCH_UP)?;
         self.read(|conn| {
             let (_, meta) = read_meta(conn)?;
             let limit = query.limit.clamp(1, MAX_PAGE);
@@ -107,7 +112,7 @@ impl AuditIndex {
 
     /// Every event of one task, in sequence order (for its story).
     pub fn task_events(&self, task: &str) -> Result<Vec<Event>> {
-        self.catch_up()?;
+        self.catch_up_at_most(SEARCH_CATCH_UP)?;
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT s.body FROM ev e JOIN store.events s ON s.seq = e.seq
@@ -293,7 +298,7 @@ fn first_of(conn: &Connection, task: &str, types: &[EventType]) -> Result<Option
     let codes: Vec<String> = types.iter().map(|t| type_code(*t).to_string()).collect();
     let seq: Option<i64> = conn
         .prepare_cached(&format!(
-            "SELECT seq FROM ev WHERE task = ?1 AND type IN ({}) ORDER BY seq LIMIT 1",
+            "SELECT seq FROM task_event WHERE task = ?1 AND type IN ({}) ORDER BY seq LIMIT 1",
             codes.join(", ")
         ))?
         .query_row([task], |r| r.get(0))
@@ -382,7 +387,7 @@ fn hit(
 /// The decision on a statement review of `task`.
 fn review_decision(conn: &Connection, task: &str, review: &str) -> Result<Option<Decision>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq FROM ev WHERE task = ?1 AND type IN (?2, ?3) ORDER BY seq",
+        "SELECT seq FROM task_event WHERE task = ?1 AND type IN (?2, ?3) ORDER BY seq",
     )?;
     let seqs: Vec<i64> = stmt
         .query_map(

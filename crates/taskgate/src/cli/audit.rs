@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use taskgate_audit::{Story, Timestamp, Verifier};
+use anyhow::Context;
+use taskgate_audit::{CheckpointKey, PublicKey, Story, Timestamp, Verifier};
+use taskgate_store::checkpoints::CheckpointDir;
 use taskgate_gateway::audit_search::AuditSearchParams;
 use taskgate_store::StoreRead;
 use taskgate_store::index::AuditIndex;
@@ -39,15 +41,35 @@ pub enum AuditCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Recompute the hash chain and name the first record that was changed,
-    /// removed, inserted or reordered. Exits 1 if the log was tampered with.
+    /// Recompute the hash chain, check every signed checkpoint, and name the
+    /// first record that was changed, removed, inserted or reordered, or the
+    /// newest records being cut off. Exits 1 if the log was tampered with.
+    ///
+    /// Offline with --store or --config (the gateway may be stopped);
+    /// otherwise the gateway verifies.
     Verify {
-        /// Read the store file directly (offline; the gateway may be stopped).
-        /// Without it, ask the gateway.
+        /// The store file to read directly.
         #[arg(long)]
         store: Option<PathBuf>,
+        /// The gateway's config: its store, signing key and checkpoint
+        /// directory, unless given separately.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The directory of checkpoint copies kept outside the store.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        /// The trusted public key (`ed25519:...`, as `audit pubkey` prints
+        /// it) or a file holding it or its PEM form.
+        #[arg(long)]
+        pubkey: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+    },
+    /// Print the public key that verifies this gateway's checkpoints, to keep
+    /// somewhere the gateway cannot change it.
+    Pubkey {
+        #[arg(long, short, default_value = "taskgate.toml")]
+        config: PathBuf,
     },
     /// Drop the search index of a store and build it again from the chain.
     Reindex {
@@ -134,7 +156,25 @@ pub async fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitC
             store,
             format,
         } => story(global, task, store, format).await,
-        AuditCommand::Verify { store, format } => verify(global, store, format).await,
+        AuditCommand::Verify {
+            store,
+            config,
+            checkpoints,
+            pubkey,
+            format,
+        } => {
+            let offline = Offline::resolve(store, config, checkpoints, pubkey)?;
+            verify(global, offline, format).await
+        }
+        AuditCommand::Pubkey { config } => {
+            let Some(config) = super::config::load(&config)? else {
+                return Ok(ExitCode::from(2));
+            };
+            let key = signing_public_key(&config.audit.signing_key)?;
+            println!("{key}");
+            eprintln!("key id {}", key.key_id());
+            Ok(ExitCode::SUCCESS)
+        }
         AuditCommand::Reindex { store } => {
             let state = with_index(&store, |index| index.rebuild()).await?;
             println!(
@@ -207,18 +247,83 @@ async fn story(
     Ok(ExitCode::SUCCESS)
 }
 
+/// What an offline `audit verify` reads.
+struct Offline {
+    store: PathBuf,
+    checkpoints: Option<PathBuf>,
+    key: Option<PublicKey>,
+}
+
+fn signing_public_key(path: &Path) -> anyhow::Result<PublicKey> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the signing key {}", path.display()))?;
+    let key = CheckpointKey::from_pem(&pem)
+        .map_err(|e| anyhow::anyhow!("{} is not a signing key: {e}", path.display()))?;
+    Ok(key.public_key())
+}
+
+fn parse_public_key(text: &str) -> anyhow::Result<PublicKey> {
+    let from_file = std::fs::read_to_string(text).ok();
+    let text = from_file.as_deref().unwrap_or(text).trim();
+    PublicKey::parse(text).map_err(|e| anyhow::anyhow!("--pubkey: {e}"))
+}
+
+impl Offline {
+    fn resolve(
+        store: Option<PathBuf>,
+        config: Option<PathBuf>,
+        checkpoints: Option<PathBuf>,
+        pubkey: Option<String>,
+    ) -> anyhow::Result<Option<Offline>> {
+        let config = match config {
+            Some(path) => match super::config::load(&path)? {
+                Some(config) => Some(config),
+                None => anyhow::bail!("audit verify: {} has problems", path.display()),
+            },
+            None => None,
+        };
+        let Some(store) = store.or_else(|| config.as_ref().map(|c| c.store.path.clone())) else {
+            if checkpoints.is_some() || pubkey.is_some() {
+                anyhow::bail!("audit verify: --checkpoints and --pubkey need --store or --config");
+            }
+            return Ok(None);
+        };
+        let key = match (&pubkey, &config) {
+            (Some(text), _) => Some(parse_public_key(text)?),
+            (None, Some(c)) => Some(signing_public_key(&c.audit.signing_key)?),
+            (None, None) => None,
+        };
+        let checkpoints = checkpoints.or_else(|| {
+            config
+                .as_ref()
+                .map(|c| c.audit.checkpoint_dir.clone())
+                .filter(|dir| dir.exists())
+        });
+        Ok(Some(Offline {
+            store,
+            checkpoints,
+            key,
+        }))
+    }
+}
+
 async fn verify(
     global: &Global,
-    store: Option<PathBuf>,
+    offline: Option<Offline>,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
-    let report: Value = match store {
-        Some(path) => {
-            let reader = sqlite::open_read_only(&path)?;
+    let report: Value = match offline {
+        Some(offline) => {
+            let reader = sqlite::open_read_only(&offline.store)?;
+            let external = match &offline.checkpoints {
+                Some(dir) => CheckpointDir::read_all(dir)?,
+                None => Vec::new(),
+            };
+            let key = offline.key;
             let report = tokio::task::spawn_blocking(move || {
-                let mut verifier = Verifier::new();
+                let mut verifier = Verifier::with_key(key);
                 reader.scan_events(&mut |row| verifier.push(row))?;
-                Ok::<_, taskgate_store::StoreError>(verifier.finish())
+                Ok::<_, taskgate_store::StoreError>(verifier.finish_with_external(&external))
             })
             .await??;
             json!({
@@ -227,6 +332,10 @@ async fn verify(
                 "chain": report.chain,
                 "head_seq": report.head_seq,
                 "head_hash": report.head_hash,
+                "checkpoints": report.checkpoints,
+                "checkpoint_seq": report.checkpoint_seq,
+                "signatures_checked": report.signatures_checked,
+                "external_checkpoints": report.external_checkpoints,
                 "problem": report.problem.map(|p| p.to_string()),
             })
         }
@@ -246,6 +355,17 @@ async fn verify(
             report["chain"].as_str().unwrap_or("-"),
             report["head_seq"],
             report["head_hash"].as_str().unwrap_or("-"),
+        );
+        let signed = if report["signatures_checked"] == true {
+            "signatures checked"
+        } else {
+            "signatures NOT checked: give --pubkey or --config"
+        };
+        println!(
+            "checkpoints: {} in the log ({signed}), newest covers record {}; {} external copies checked",
+            report["checkpoints"],
+            report["checkpoint_seq"].as_u64().map_or("-".into(), |s| s.to_string()),
+            report["external_checkpoints"],
         );
     } else {
         println!(
