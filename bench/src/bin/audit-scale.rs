@@ -95,7 +95,7 @@ fn world() -> World {
     };
     let human = |i: usize| Identity {
         claims: Default::default(),
-        groups: vec![if i % 5 == 0 { "dba" } else { "dev" }.into()],
+        groups: vec![if i.is_multiple_of(5) { "dba" } else { "dev" }.into()],
         issuer: "https://idp.acme.example".into(),
         kind: IdentityKind::Human,
         subject: format!("person{i}@acme.example"),
@@ -129,7 +129,9 @@ fn statement(rng: &mut Rng, world: &World) -> (String, &'static str, Vec<String>
     let id = rng.below(1_000_000);
     match rng.below(100) {
         0..=69 => (
-            format!("SELECT a.*, b.status FROM {table} a JOIN {other} b ON b.id = a.ref_id WHERE a.id = {id} ORDER BY a.created_at DESC LIMIT 50"),
+            format!(
+                "SELECT a.*, b.status FROM {table} a JOIN {other} b ON b.id = a.ref_id WHERE a.id = {id} ORDER BY a.created_at DESC LIMIT 50"
+            ),
             "read",
             vec![table, other],
             vec![],
@@ -141,7 +143,9 @@ fn statement(rng: &mut Rng, world: &World) -> (String, &'static str, Vec<String>
             vec![table],
         ),
         85..=96 => (
-            format!("INSERT INTO {table} (id, status, payload) VALUES ({id}, 'new', '{{\"k\": {id}}}')"),
+            format!(
+                "INSERT INTO {table} (id, status, payload) VALUES ({id}, 'new', '{{\"k\": {id}}}')"
+            ),
             "write",
             vec![],
             vec![table],
@@ -252,7 +256,12 @@ async fn task_life(
         })))
         .await?;
     }
-    queue(task_event(EventType::TaskEnded, t).identity(&requester).payload(json!({"reason": "ended by requester"}))).await?;
+    queue(
+        task_event(EventType::TaskEnded, t)
+            .identity(&requester)
+            .payload(json!({"reason": "ended by requester"})),
+    )
+    .await?;
     Ok(count)
 }
 
@@ -274,13 +283,29 @@ async fn fill(path: &Path, events: u64) -> anyhow::Result<String> {
         } else {
             (format!("tsk_{n:08}"), 5 + rng.below(150))
         };
-        written += task_life(&writer, &mut rng, &world, &id, Timestamp::from_micros(at), commands).await?;
+        written += task_life(
+            &writer,
+            &mut rng,
+            &world,
+            &id,
+            Timestamp::from_micros(at),
+            commands,
+        )
+        .await?;
         n += 1;
-        if n % 10_000 == 0 {
-            eprintln!("  {written} events queued, {:.0}/s", written as f64 / started.elapsed().as_secs_f64());
+        if n.is_multiple_of(10_000) {
+            eprintln!(
+                "  {written} events queued, {:.0}/s",
+                written as f64 / started.elapsed().as_secs_f64()
+            );
         }
     }
-    writer.append(EventDraft::new(EventType::TaskEnded, Timestamp::from_micros(START_MICROS + SPAN_DAYS * DAY_MICROS))).await?;
+    writer
+        .append(EventDraft::new(
+            EventType::TaskEnded,
+            Timestamp::from_micros(START_MICROS + SPAN_DAYS * DAY_MICROS),
+        ))
+        .await?;
     drop(writer);
     thread.join();
     println!(
@@ -303,7 +328,10 @@ fn file_size(path: &Path) -> u64 {
 }
 
 /// Median time of `runs` runs of `work`, and the first run's (cold) time.
-fn time<T>(runs: usize, mut work: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<(Duration, Duration, T)> {
+fn time<T>(
+    runs: usize,
+    mut work: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<(Duration, Duration, T)> {
     let mut times = Vec::with_capacity(runs);
     let mut last = None;
     for _ in 0..runs {
@@ -397,7 +425,13 @@ fn measure(path: &Path, big_task: &str, reuse_index: bool) -> anyhow::Result<()>
     println!("|---|---:|---:|---:|");
     for (name, query) in &recipes {
         let (cold, median, page) = time(5, || Ok(index.search(query)?))?;
-        println!("| {name} | {}{} | {} | {} |", page.hits.len(), if page.next_after.is_some() { "+" } else { "" }, ms(cold), ms(median));
+        println!(
+            "| {name} | {}{} | {} | {} |",
+            page.hits.len(),
+            if page.next_after.is_some() { "+" } else { "" },
+            ms(cold),
+            ms(median)
+        );
     }
 
     let (cold, median, (entries, lines)) = time(5, || {
@@ -440,12 +474,16 @@ fn measure(path: &Path, big_task: &str, reuse_index: bool) -> anyhow::Result<()>
 
 fn main() -> anyhow::Result<()> {
     let options = options()?;
-    let dir = tempfile::Builder::new().prefix("taskgate-scale").tempdir_in(".")?;
+    let dir = tempfile::Builder::new()
+        .prefix("taskgate-scale")
+        .tempdir_in(".")?;
     let (path, big_task) = match &options.store {
         Some(path) if path.exists() => (path.clone(), "tsk_big".to_owned()),
         other => {
             let path = other.clone().unwrap_or_else(|| dir.path().join("scale.db"));
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             let big = runtime.block_on(fill(&path, options.events))?;
             (path, big)
         }

@@ -75,7 +75,10 @@ impl EventFacts {
         );
         let (class, tables) = if statement {
             let p = &body.payload;
-            (p.class.clone(), table_uses(&p.tables_read, &p.tables_written))
+            (
+                p.class.clone(),
+                table_uses(&p.tables_read, &p.tables_written),
+            )
         } else {
             (None, Vec::new())
         };
@@ -126,7 +129,10 @@ fn table_uses(read: &[String], written: &[String]) -> Vec<TableUse> {
 /// `--table orders` finds it in any schema while `--table shop.orders` finds
 /// only that one.
 pub fn table_search_names(name: &str) -> impl Iterator<Item = &str> {
-    let bare = name.rsplit('.').next().filter(|bare| bare.len() < name.len());
+    let bare = name
+        .rsplit('.')
+        .next()
+        .filter(|bare| bare.len() < name.len());
     std::iter::once(name).chain(bare)
 }
 
@@ -192,7 +198,10 @@ mod tests {
             .task("tsk_1")
             .payload(json!({"class": "read", "tables_read": ["x"], "command": 1}));
         let facts = EventFacts::from_body(&body(draft))?;
-        assert_eq!((facts.class, facts.tables, facts.command), (None, vec![], None));
+        assert_eq!(
+            (facts.class, facts.tables, facts.command),
+            (None, vec![], None)
+        );
         assert_eq!(facts.kind, None);
         Ok(())
     }

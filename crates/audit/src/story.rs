@@ -360,11 +360,16 @@ fn line(what: &What) -> String {
         What::SessionOpened {
             client_addr,
             application_name,
-        } => format!(
-            "session opened from {} ({})",
-            client_addr.as_deref().unwrap_or("?"),
-            application_name.as_deref().unwrap_or("")
-        ),
+        } => match application_name.as_deref().filter(|a| !a.is_empty()) {
+            Some(app) => format!(
+                "session opened from {} ({app})",
+                client_addr.as_deref().unwrap_or("?")
+            ),
+            None => format!(
+                "session opened from {}",
+                client_addr.as_deref().unwrap_or("?")
+            ),
+        },
         What::SessionClosed { reason } => format!("session closed: {reason}"),
         What::AuthFailed {
             reason,
@@ -436,32 +441,40 @@ mod tests {
             t(EventType::TaskRequested, "14:01:30")
                 .identity(&agent)
                 .connection("orders-db")
-                .payload(json!({"name": "migrate-orders", "ref": "acme/shop#1234", "access": "write"})),
+                .payload(
+                    json!({"name": "migrate-orders", "ref": "acme/shop#1234", "access": "write"}),
+                ),
             t(EventType::TaskApproved, "14:02:10").identity(&alice),
             t(EventType::TaskActivated, "14:02:10"),
             t(EventType::SessionOpened, "14:03:00")
                 .session("s1")
                 .payload(json!({"client_addr": "127.0.0.1:5000", "application_name": "psql"})),
-            t(EventType::CommandStarted, "14:03:11").session("s1").payload(json!({
-                "command": 1, "class": "read", "sql": "SELECT count(*)\n  FROM orders",
-                "tables_read": ["orders"], "tables_written": []
-            })),
+            t(EventType::CommandStarted, "14:03:11")
+                .session("s1")
+                .payload(json!({
+                    "command": 1, "class": "read", "sql": "SELECT count(*)\n  FROM orders",
+                    "tables_read": ["orders"], "tables_written": []
+                })),
             t(EventType::CommandCompleted, "14:03:11")
                 .session("s1")
                 .payload(json!({"command": 1, "outcome": "ok", "rows": 1, "tag": "SELECT 1"})),
             t(EventType::ReviewApproved, "14:07:39")
                 .identity(&alice)
                 .payload(json!({"review": "rev_9"})),
-            t(EventType::CommandStarted, "14:07:40").session("s1").payload(json!({
-                "command": 2, "class": "ddl", "sql": "ALTER TABLE orders ADD COLUMN note text",
-                "tables_read": [], "tables_written": ["orders"], "review": "rev_9"
-            })),
+            t(EventType::CommandStarted, "14:07:40")
+                .session("s1")
+                .payload(json!({
+                    "command": 2, "class": "ddl", "sql": "ALTER TABLE orders ADD COLUMN note text",
+                    "tables_read": [], "tables_written": ["orders"], "review": "rev_9"
+                })),
             t(EventType::CommandCompleted, "14:07:41")
                 .session("s1")
                 .payload(json!({"command": 2, "outcome": "ok", "tag": "ALTER TABLE"})),
-            t(EventType::CommandDenied, "14:08:00").session("s1").payload(json!({
-                "class": "ddl", "sql": "DROP TABLE orders", "reason": "matches a deny rule"
-            })),
+            t(EventType::CommandDenied, "14:08:00")
+                .session("s1")
+                .payload(json!({
+                    "class": "ddl", "sql": "DROP TABLE orders", "reason": "matches a deny rule"
+                })),
             t(EventType::TaskExpired, "14:19:00").payload(json!({"reason": "window passed"})),
             t(EventType::SessionClosed, "14:19:00")
                 .session("s1")

@@ -183,7 +183,12 @@ mod tests {
             let general = Timestamp::parse(leap).ok().map(|t| t.as_micros());
             assert_eq!(canonical_micros(leap), general);
         }
-        for bad in ["2023-02-29T00:00:00.000000Z", "2026-13-01T00:00:00.000000Z", "2026-11-25T24:00:00.000000Z", "2026-11-25T10:00:00.00000xZ"] {
+        for bad in [
+            "2023-02-29T00:00:00.000000Z",
+            "2026-13-01T00:00:00.000000Z",
+            "2026-11-25T24:00:00.000000Z",
+            "2026-11-25T10:00:00.00000xZ",
+        ] {
             assert_eq!(canonical_micros(bad), None, "{bad}");
         }
     }

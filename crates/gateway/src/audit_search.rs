@@ -41,9 +41,7 @@ pub struct AuditSearchParams {
     pub limit: Option<usize>,
 }
 
-const CLASSES: &[&str] = &[
-    "read", "write", "ddl", "dcl", "tcl", "utility", "unknown",
-];
+const CLASSES: &[&str] = &["read", "write", "ddl", "dcl", "tcl", "utility", "unknown"];
 
 fn list(text: &Option<String>) -> Vec<String> {
     text.iter()
@@ -130,13 +128,25 @@ mod tests {
         assert_eq!(q.types, [EventType::CommandStarted]);
         assert_eq!(q.limit, DEFAULT_PAGE);
         let error = |p: AuditSearchParams| p.to_query(now).err().unwrap_or_default();
-        let bad_class = AuditSearchParams { class: Some("reads".into()), ..Default::default() };
+        let bad_class = AuditSearchParams {
+            class: Some("reads".into()),
+            ..Default::default()
+        };
         assert!(error(bad_class).contains("unknown class \"reads\""));
-        let bad_kind = AuditSearchParams { kind: Some("robot".into()), ..Default::default() };
+        let bad_kind = AuditSearchParams {
+            kind: Some("robot".into()),
+            ..Default::default()
+        };
         assert!(error(bad_kind).contains("agent or human"));
-        let bad_type = AuditSearchParams { event_type: Some("command.begun".into()), ..Default::default() };
+        let bad_type = AuditSearchParams {
+            event_type: Some("command.begun".into()),
+            ..Default::default()
+        };
         assert!(error(bad_type).contains("command.begun"));
-        let bad_time = AuditSearchParams { since: Some("soon".into()), ..Default::default() };
+        let bad_time = AuditSearchParams {
+            since: Some("soon".into()),
+            ..Default::default()
+        };
         assert!(error(bad_time).starts_with("since:"));
         let backwards = AuditSearchParams {
             since: Some("2026-11-25".into()),
@@ -144,7 +154,10 @@ mod tests {
             ..Default::default()
         };
         assert!(error(backwards).contains("must be before"));
-        let huge = AuditSearchParams { limit: Some(5000), ..Default::default() };
+        let huge = AuditSearchParams {
+            limit: Some(5000),
+            ..Default::default()
+        };
         assert!(error(huge).contains("limit"));
     }
 }

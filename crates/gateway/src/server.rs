@@ -4,21 +4,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use taskgate_policy::config::{Config, StoreDurability};
-use taskgate_store::sqlite::{self, Durability};
 use taskgate_store::checkpoints::{CheckpointDir, Checkpointing, load_or_create_key};
 use taskgate_store::index::AuditIndex;
+use taskgate_store::sqlite::{self, Durability};
 use taskgate_store::{StoreError, StoreRead, Writer};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, Inner};
-use crate::{checkpoints, expiry, indexer};
 use crate::identity::dev::DevProviderError;
 use crate::identity::{Authenticator, DevProvider, IdentityProvider};
 use crate::metrics::Metrics;
 use crate::pg::sessions::Sessions;
 use crate::pg::{self, PgContext};
+use crate::{checkpoints, expiry, indexer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -82,16 +82,18 @@ impl Gateway {
                 error,
             })?;
         let audit = &config.audit;
-        let key = load_or_create_key(&audit.signing_key).map_err(|error| GatewayError::Checkpoints {
-            path: audit.signing_key.display().to_string(),
-            error,
-        })?;
-        let public_key = key.public_key();
-        let dir =
-            CheckpointDir::create(&audit.checkpoint_dir).map_err(|error| GatewayError::Checkpoints {
-                path: audit.checkpoint_dir.display().to_string(),
+        let key =
+            load_or_create_key(&audit.signing_key).map_err(|error| GatewayError::Checkpoints {
+                path: audit.signing_key.display().to_string(),
                 error,
             })?;
+        let public_key = key.public_key();
+        let dir = CheckpointDir::create(&audit.checkpoint_dir).map_err(|error| {
+            GatewayError::Checkpoints {
+                path: audit.checkpoint_dir.display().to_string(),
+                error,
+            }
+        })?;
         let checkpointing = Checkpointing {
             key,
             every: audit.checkpoint_every,

@@ -46,7 +46,9 @@ pub fn parse_time_bound(text: &str, now: Timestamp) -> Result<Timestamp, String>
     match humantime::parse_duration(text) {
         Ok(ago) => {
             let micros = i64::try_from(ago.as_micros()).unwrap_or(i64::MAX);
-            Ok(Timestamp::from_micros(now.as_micros().saturating_sub(micros)))
+            Ok(Timestamp::from_micros(
+                now.as_micros().saturating_sub(micros),
+            ))
         }
         Err(_) => Err(format!(
             "{text:?} is not a time: use RFC 3339 (2026-11-25T14:00:00Z), a date (2026-11-25) or an age (7d, 2h)"
@@ -62,11 +64,22 @@ mod tests {
     fn time_bounds_are_times_dates_or_ages() {
         let now = Timestamp::parse("2026-11-25T12:00:00Z").unwrap_or(Timestamp::from_micros(0));
         let at = |t: &str| Timestamp::parse(t).ok();
-        assert_eq!(parse_time_bound("2026-11-20", now).ok(), at("2026-11-20T00:00:00Z"));
-        assert_eq!(parse_time_bound("2026-11-20T10:00:00+01:00", now).ok(), at("2026-11-20T09:00:00Z"));
+        assert_eq!(
+            parse_time_bound("2026-11-20", now).ok(),
+            at("2026-11-20T00:00:00Z")
+        );
+        assert_eq!(
+            parse_time_bound("2026-11-20T10:00:00+01:00", now).ok(),
+            at("2026-11-20T09:00:00Z")
+        );
         assert_eq!(parse_time_bound("7d", now).ok(), at("2026-11-18T12:00:00Z"));
-        assert_eq!(parse_time_bound("90m", now).ok(), at("2026-11-25T10:30:00Z"));
-        let error = parse_time_bound("last tuesday", now).err().unwrap_or_default();
+        assert_eq!(
+            parse_time_bound("90m", now).ok(),
+            at("2026-11-25T10:30:00Z")
+        );
+        let error = parse_time_bound("last tuesday", now)
+            .err()
+            .unwrap_or_default();
         assert!(error.contains("not a time"), "{error}");
     }
 

@@ -42,7 +42,9 @@ pub fn load_or_create_key(path: &Path) -> Result<CheckpointKey> {
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(path).map_err(|e| io_error("create", path, e))?;
+            let mut file = options
+                .open(path)
+                .map_err(|e| io_error("create", path, e))?;
             file.write_all(key.to_pem().as_bytes())
                 .and_then(|()| file.sync_all())
                 .map_err(|e| io_error("write", path, e))?;
@@ -189,7 +191,10 @@ mod tests {
         assert!(report.ok(), "{report:?}");
         assert_eq!(report.checkpoints, 4);
         let all = CheckpointDir::read_all(&copies).expect("read");
-        assert_eq!(all[3].prev_signature.as_deref(), Some(all[2].signature.as_str()));
+        assert_eq!(
+            all[3].prev_signature.as_deref(),
+            Some(all[2].signature.as_str())
+        );
     }
 
     #[tokio::test]
@@ -224,19 +229,24 @@ mod tests {
         let other = CheckpointKey::generate().expect("key");
         let reader = sqlite::open_read_only(&store).expect("reader");
         let mut verifier = Verifier::with_key(Some(other.public_key()));
-        reader.scan_events(&mut |row| verifier.push(row)).expect("scan");
-        assert!(!verifier.finish().ok(), "a checkpoint verified with another key");
+        reader
+            .scan_events(&mut |row| verifier.push(row))
+            .expect("scan");
+        assert!(
+            !verifier.finish().ok(),
+            "a checkpoint verified with another key"
+        );
 
         // Cut the newest records off, as someone with the file could.
         let conn = rusqlite::Connection::open(&store).expect("open");
-        conn.execute_batch(
-            "DROP TRIGGER events_no_delete; DELETE FROM events WHERE seq > 9;",
-        )
-        .expect("cut");
+        conn.execute_batch("DROP TRIGGER events_no_delete; DELETE FROM events WHERE seq > 9;")
+            .expect("cut");
         drop(conn);
         let alone = {
             let mut verifier = Verifier::with_key(Some(key.public_key()));
-            reader.scan_events(&mut |row| verifier.push(row)).expect("scan");
+            reader
+                .scan_events(&mut |row| verifier.push(row))
+                .expect("scan");
             verifier.finish()
         };
         assert!(alone.ok(), "a bare chain cannot see a cut: {alone:?}");
@@ -245,7 +255,10 @@ mod tests {
         assert_eq!(problem.kind, ProblemKind::Truncated, "{problem}");
         let newest = CheckpointDir::read_all(&copies).expect("read");
         let newest: &Checkpoint = newest.last().expect("a copy");
-        assert!(problem.detail.contains(&newest.seq.to_string()), "{problem}");
+        assert!(
+            problem.detail.contains(&newest.seq.to_string()),
+            "{problem}"
+        );
     }
 
     #[test]
@@ -262,7 +275,10 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::write(&path, "not a key").expect("write");
-        let error = load_or_create_key(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        let error = load_or_create_key(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(error.contains("is not an Ed25519 signing key"), "{error}");
     }
 }

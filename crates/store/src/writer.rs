@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use taskgate_audit::{Chain, Checkpoint, CheckpointKey, Event, EventDraft, PreparedEvent, Timestamp};
+use taskgate_audit::{
+    Chain, Checkpoint, CheckpointKey, Event, EventDraft, PreparedEvent, Timestamp,
+};
 use taskgate_policy::{Actor, DomainError, Review, Task};
 use tokio::sync::{mpsc, oneshot};
 
@@ -469,10 +471,16 @@ fn run<S: StoreWrite>(
             refuse(replies, BROKEN);
             continue;
         }
-        let forced = batch
-            .iter()
-            .any(|r| matches!(r.op, Some(Op::Checkpoint)));
-        commit_batch(&mut store, &mut chain, &mut batch, stats, &acks, &mut signer, forced);
+        let forced = batch.iter().any(|r| matches!(r.op, Some(Op::Checkpoint)));
+        commit_batch(
+            &mut store,
+            &mut chain,
+            &mut batch,
+            stats,
+            &acks,
+            &mut signer,
+            forced,
+        );
     }
     // The last checkpoint covers everything this run appended.
     if signer
@@ -480,7 +488,15 @@ fn run<S: StoreWrite>(
         .is_some_and(|s| s.due(chain.head().seq, true))
         && !broken.load(Ordering::Acquire)
     {
-        commit_batch(&mut store, &mut chain, &mut batch, stats, &acks, &mut signer, true);
+        commit_batch(
+            &mut store,
+            &mut chain,
+            &mut batch,
+            stats,
+            &acks,
+            &mut signer,
+            true,
+        );
     }
     drop(acks);
     if let Some(thread) = sync_thread {

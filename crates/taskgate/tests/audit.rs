@@ -96,7 +96,11 @@ fn scripted_day() -> Day {
             "UPDATE customers SET name = name WHERE id = 1",
         ],
     );
-    let (status, body) = http.post(&gw.tokens.bob, &format!("/v1/tasks/{bob_task}/end"), &json!({}));
+    let (status, body) = http.post(
+        &gw.tokens.bob,
+        &format!("/v1/tasks/{bob_task}/end"),
+        &json!({}),
+    );
     assert_eq!(status, 200, "{body}");
     common::settle(&gw);
     Day {
@@ -121,7 +125,10 @@ fn search(gw: &TestGateway, args: &[&str]) -> Vec<Value> {
     let out = gw.cli("", &offline);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let offline_page: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(page["hits"], offline_page["hits"], "API and offline disagree");
+    assert_eq!(
+        page["hits"], offline_page["hits"],
+        "API and offline disagree"
+    );
     page["hits"].as_array().unwrap().clone()
 }
 
@@ -139,7 +146,10 @@ fn the_auditor_s_three_questions_have_straight_answers() {
     let gw = &day.gw;
 
     // 1. Who changed orders today?
-    let changed = search(gw, &["--table", "orders", "--class", "write,ddl", "--since", "1d"]);
+    let changed = search(
+        gw,
+        &["--table", "orders", "--class", "write,ddl", "--since", "1d"],
+    );
     let answers: Vec<(&str, &str)> = changed.iter().map(|h| (who(h), sql(h))).collect();
     assert_eq!(
         answers,
@@ -157,7 +167,10 @@ fn the_auditor_s_three_questions_have_straight_answers() {
     assert_eq!(changed[2]["outcome"]["tag"], "ALTER TABLE");
 
     // 2. Did any agent read customers in the last hour?
-    let read = search(gw, &["--table", "customers", "--kind", "agent", "--since", "1h"]);
+    let read = search(
+        gw,
+        &["--table", "customers", "--kind", "agent", "--since", "1h"],
+    );
     assert_eq!(read.len(), 1, "{read:?}");
     assert_eq!(sql(&read[0]), "SELECT name FROM customers WHERE id = 1");
     assert_eq!(read[0]["event"]["task"], day.agent_task.as_str());
@@ -167,7 +180,17 @@ fn the_auditor_s_three_questions_have_straight_answers() {
     assert_eq!(humans.iter().map(who).collect::<Vec<_>>(), ["bob"]);
 
     // 3. Which task authorized the DDL on orders, and who approved it?
-    let ddl = search(gw, &["--table", "orders", "--class", "ddl", "--type", "command.started"]);
+    let ddl = search(
+        gw,
+        &[
+            "--table",
+            "orders",
+            "--class",
+            "ddl",
+            "--type",
+            "command.started",
+        ],
+    );
     assert_eq!(ddl.len(), 1, "{ddl:?}");
     let task = &ddl[0]["task"];
     assert_eq!(task["id"], day.bob_task.as_str());
@@ -182,8 +205,16 @@ fn the_auditor_s_three_questions_have_straight_answers() {
     let bob = search(gw, &["--identity", "bob", "--type", "command.started"]);
     assert_eq!(bob.len(), 2);
     let on_shop = search(gw, &["--connection", "shop", "--task", &day.bob_task]);
-    assert!(on_shop.iter().all(|h| h["event"]["task"] == day.bob_task.as_str()));
-    assert!(on_shop.iter().any(|h| h["event"]["type"] == "task.approved"));
+    assert!(
+        on_shop
+            .iter()
+            .all(|h| h["event"]["task"] == day.bob_task.as_str())
+    );
+    assert!(
+        on_shop
+            .iter()
+            .any(|h| h["event"]["type"] == "task.approved")
+    );
 }
 
 #[test]
@@ -202,7 +233,11 @@ fn a_task_s_story_tells_its_record() {
         out.stdout
     );
     assert!(lines[1].contains("(approved by alice "), "{}", lines[1]);
-    assert!(lines[1].ends_with("ended: ended by requester"), "{}", lines[1]);
+    assert!(
+        lines[1].ends_with("ended: ended by requester"),
+        "{}",
+        lines[1]
+    );
     let body = lines[2..].join("\n");
     for expected in [
         "session opened from 127.0.0.1:",
@@ -212,21 +247,32 @@ fn a_task_s_story_tells_its_record() {
         "write 1 row",
         "session closed: client disconnected",
     ] {
-        assert!(body.contains(expected), "{expected:?} missing from\n{}", out.stdout);
+        assert!(
+            body.contains(expected),
+            "{expected:?} missing from\n{}",
+            out.stdout
+        );
     }
 
     // The same story offline, from the store file alone.
     let store = gw.store_path();
     let offline = gw.cli(
         "",
-        &["audit", "story", &day.bob_task, "--store", store.to_str().unwrap()],
+        &[
+            "audit",
+            "story",
+            &day.bob_task,
+            "--store",
+            store.to_str().unwrap(),
+        ],
     );
     assert_eq!(offline.stdout, out.stdout);
 
     // As JSON: each outcome folded into its command.
-    let (status, story) = gw
-        .http()
-        .get(&gw.tokens.auditor, &format!("/v1/audit/tasks/{}/story", day.agent_task));
+    let (status, story) = gw.http().get(
+        &gw.tokens.auditor,
+        &format!("/v1/audit/tasks/{}/story", day.agent_task),
+    );
     assert_eq!(status, 200, "{story}");
     assert_eq!(story["commands"], 3);
     assert_eq!(story["denied"], 1);
@@ -240,11 +286,14 @@ fn a_task_s_story_tells_its_record() {
     assert!(story["text"].as_str().unwrap().contains("DENIED"));
 
     // Another requester may not read it; an unknown task is 404.
+    let (status, _) = gw.http().get(
+        &gw.tokens.bob,
+        &format!("/v1/audit/tasks/{}/story", day.agent_task),
+    );
+    assert_eq!(status, 403);
     let (status, _) = gw
         .http()
-        .get(&gw.tokens.bob, &format!("/v1/audit/tasks/{}/story", day.agent_task));
-    assert_eq!(status, 403);
-    let (status, _) = gw.http().get(&gw.tokens.auditor, "/v1/audit/tasks/tsk_nope/story");
+        .get(&gw.tokens.auditor, "/v1/audit/tasks/tsk_nope/story");
     assert_eq!(status, 404);
 }
 
@@ -270,4 +319,99 @@ fn search_refuses_bad_filters_and_callers_who_may_not_read_the_trail() {
     let out = gw.cli(&gw.tokens.auditor, &["audit", "search", "--class", "reads"]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("unknown class"), "{}", out.stderr);
+}
+
+/// The recipes of docs/auditing.md, as written there, in text form: run
+/// with `--nocapture` to see the output the doc shows.
+#[test]
+fn the_documented_recipes_answer_in_text() {
+    let mut day = scripted_day();
+    let gw = &day.gw;
+    let run = |args: &[&str]| -> String {
+        let out = gw.cli(&gw.tokens.auditor, args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        println!("$ taskgate {}\n{}", args.join(" "), out.stdout);
+        out.stdout
+    };
+    let changed = run(&[
+        "audit",
+        "search",
+        "--table",
+        "orders",
+        "--class",
+        "write,ddl",
+        "--since",
+        "1d",
+    ]);
+    assert_eq!(changed.lines().count(), 3, "{changed}");
+    assert!(
+        changed.contains(
+            "bob (human) command.started task=add-note ref=acme/shop#42 (grant approved by alice"
+        ),
+        "{changed}"
+    );
+    assert!(
+        changed.contains("| ddl ALTER TABLE orders ADD COLUMN note text | ok, ALTER TABLE"),
+        "{changed}"
+    );
+    assert!(
+        changed.contains("| write UPDATE orders SET qty = qty WHERE id = 1 | ok, 1 row"),
+        "{changed}"
+    );
+    let read = run(&[
+        "audit",
+        "search",
+        "--table",
+        "customers",
+        "--kind",
+        "agent",
+        "--since",
+        "2h",
+    ]);
+    assert!(
+        read.contains("| read SELECT name FROM customers WHERE id = 1 | ok, 1 row"),
+        "{read}"
+    );
+    let ddl = run(&[
+        "audit",
+        "search",
+        "--table",
+        "orders",
+        "--class",
+        "ddl",
+        "--type",
+        "command.started",
+    ]);
+    assert!(
+        ddl.contains("task=add-note ref=acme/shop#42 (grant approved by alice"),
+        "{ddl}"
+    );
+    let story = run(&["audit", "story", &day.bob_task]);
+    assert!(
+        story.contains("ALTER TABLE orders ADD COLUMN note text"),
+        "{story}"
+    );
+    // Stopped, the gateway has signed a last checkpoint covering it all.
+    day.gw.stop();
+    let gw = &day.gw;
+    let config = gw.config_path();
+    let verify = gw.cli(
+        "",
+        &["audit", "verify", "--config", config.to_str().unwrap()],
+    );
+    println!(
+        "$ taskgate audit verify --config taskgate.toml\n{}",
+        verify.stdout
+    );
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("in the log (signatures checked)"),
+        "{}",
+        verify.stdout
+    );
+    assert!(
+        verify.stdout.contains("1 external copies checked"),
+        "{}",
+        verify.stdout
+    );
 }

@@ -24,7 +24,14 @@ fn logged() -> TestGateway {
 
 fn verify(gw: &TestGateway, extra: &[&str]) -> (i32, Value) {
     let config = gw.config_path();
-    let mut args = vec!["audit", "verify", "--format", "json", "--config", config.to_str().unwrap()];
+    let mut args = vec![
+        "audit",
+        "verify",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let out = gw.cli("", &args);
     let report: Value = serde_json::from_str(&out.stdout)
@@ -48,7 +55,9 @@ fn tamper(gw: &TestGateway) -> Connection {
 }
 
 fn bodies(conn: &Connection) -> Vec<(i64, Value)> {
-    let mut stmt = conn.prepare("SELECT seq, body FROM events ORDER BY seq").unwrap();
+    let mut stmt = conn
+        .prepare("SELECT seq, body FROM events ORDER BY seq")
+        .unwrap();
     stmt.query_map([], |r| {
         let body: Vec<u8> = r.get(1)?;
         Ok((r.get(0)?, serde_json::from_slice(&body).unwrap()))
@@ -110,16 +119,44 @@ fn an_intact_log_verifies_with_its_checkpoints_and_the_public_key_is_printable()
     assert_eq!(report["checkpoints"], 3, "{report}");
     assert_eq!(report["external_checkpoints"], 3, "{report}");
 
-    let out = gw.cli("", &["audit", "pubkey", "--config", gw.config_path().to_str().unwrap()]);
+    let out = gw.cli(
+        "",
+        &[
+            "audit",
+            "pubkey",
+            "--config",
+            gw.config_path().to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let key = out.stdout.trim();
     assert!(key.starts_with("ed25519:"), "{key}");
     // The key printed is the one that verifies; another one does not.
     let store = gw.store_path();
-    let ok = gw.cli("", &["audit", "verify", "--store", store.to_str().unwrap(), "--pubkey", key]);
+    let ok = gw.cli(
+        "",
+        &[
+            "audit",
+            "verify",
+            "--store",
+            store.to_str().unwrap(),
+            "--pubkey",
+            key,
+        ],
+    );
     assert_eq!(ok.code, 0, "{}", ok.stdout);
     let other = "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
-    let wrong = gw.cli("", &["audit", "verify", "--store", store.to_str().unwrap(), "--pubkey", other]);
+    let wrong = gw.cli(
+        "",
+        &[
+            "audit",
+            "verify",
+            "--store",
+            store.to_str().unwrap(),
+            "--pubkey",
+            other,
+        ],
+    );
     assert_eq!(wrong.code, 1, "{}", wrong.stdout);
     assert!(wrong.stdout.contains("TAMPERED"), "{}", wrong.stdout);
 }
@@ -131,15 +168,25 @@ fn a_forged_checkpoint_signature_is_named() {
     let events = bodies(&conn);
     let first = checkpoint_positions(&events)[0];
     let mut rewritten: Vec<Value> = events.into_iter().map(|(_, e)| e).collect();
-    let signature = rewritten[first]["payload"]["signature"].as_str().unwrap().to_owned();
-    let forged = format!("{}{}", if signature.starts_with('A') { "B" } else { "A" }, &signature[1..]);
+    let signature = rewritten[first]["payload"]["signature"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forged = format!(
+        "{}{}",
+        if signature.starts_with('A') { "B" } else { "A" },
+        &signature[1..]
+    );
     rewritten[first]["payload"]["signature"] = forged.into();
     rechain(&conn, rewritten);
     drop(conn);
     let (code, report) = verify(&gw, &[]);
     assert_eq!(code, 1, "{report}");
     let problem = problem(&report);
-    assert!(problem.starts_with(&format!("record {} changed", first + 1)), "{problem}");
+    assert!(
+        problem.starts_with(&format!("record {} changed", first + 1)),
+        "{problem}"
+    );
 }
 
 #[test]
@@ -166,7 +213,8 @@ fn a_log_cut_off_after_the_last_external_checkpoint_is_named() {
     // a whole chain, and without the copies nothing would show.
     let events = bodies(&conn);
     let second = checkpoint_positions(&events)[1];
-    conn.execute("DELETE FROM events WHERE seq > ?1", [second as i64 + 1]).unwrap();
+    conn.execute("DELETE FROM events WHERE seq > ?1", [second as i64 + 1])
+        .unwrap();
     drop(conn);
     let store = gw.store_path();
     let bare = gw.cli("", &["audit", "verify", "--store", store.to_str().unwrap()]);
@@ -174,5 +222,8 @@ fn a_log_cut_off_after_the_last_external_checkpoint_is_named() {
     let (code, report) = verify(&gw, &[]);
     assert_eq!(code, 1, "{report}");
     let problem = problem(&report);
-    assert!(problem.contains("truncated") || problem.contains("cut off"), "{problem}");
+    assert!(
+        problem.contains("truncated") || problem.contains("cut off"),
+        "{problem}"
+    );
 }

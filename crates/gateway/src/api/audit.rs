@@ -53,9 +53,13 @@ pub async fn search(
             "only auditors and admins may search the whole trail; a task's requester reads its story at /v1/audit/tasks/{id}/story",
         ));
     }
-    let query = params.to_query(Timestamp::now()).map_err(ApiError::invalid)?;
+    let query = params
+        .to_query(Timestamp::now())
+        .map_err(ApiError::invalid)?;
     let page = state.index(move |index| index.search(&query)).await?;
-    Ok(Json(serde_json::to_value(page).map_err(ApiError::internal)?))
+    Ok(Json(
+        serde_json::to_value(page).map_err(ApiError::internal)?,
+    ))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -92,7 +96,9 @@ pub async fn story(
     };
     let task = load_visible(&state, &caller, id).await?;
     let task_id = task.id.clone();
-    let events = state.index(move |index| index.task_events(&task_id)).await?;
+    let events = state
+        .index(move |index| index.task_events(&task_id))
+        .await?;
     let story = Story::from_events(&task.id, events);
     let text = story.render();
     if as_text {
@@ -120,7 +126,7 @@ pub async fn verify(
             "only auditors and admins may verify the whole trail",
         ));
     }
-    let key = state.checkpoint_key.clone();
+    let key = state.checkpoint_key;
     let dir = state.config.audit.checkpoint_dir.clone();
     let report = state
         .read(move |r| {

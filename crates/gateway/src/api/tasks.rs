@@ -191,7 +191,11 @@ pub async fn list_tasks(
     Ok(Json(views))
 }
 
-pub(super) async fn load_visible(state: &AppState, caller: &Caller, id: String) -> Result<Task, ApiError> {
+pub(super) async fn load_visible(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+) -> Result<Task, ApiError> {
     let shown = id.clone();
     let task = state
         .read(move |r| r.task(&id))

@@ -222,7 +222,8 @@ fn read_meta(index: &Connection) -> Result<(i64, Meta)> {
 }
 
 fn write_meta(index: &Connection, meta: &Meta) -> Result<()> {
-    let mut put = index.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
+    let mut put =
+        index.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
     put.execute(params!["version", schema::VERSION])?;
     put.execute(params!["chain", meta.chain])?;
     put.execute(params!["through_seq", meta.through_seq])?;
@@ -280,9 +281,8 @@ fn catch_up(index: &mut Connection, store: &Connection, limit: u64) -> Result<In
                                  connection, command, class)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
-            let mut add_task_event = tx.prepare_cached(
-                "INSERT INTO task_event (task, type, seq) VALUES (?1, ?2, ?3)",
-            )?;
+            let mut add_task_event =
+                tx.prepare_cached("INSERT INTO task_event (task, type, seq) VALUES (?1, ?2, ?3)")?;
             let mut add_table = tx.prepare_cached(
                 "INSERT INTO ev_table (name, seq, written, class) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name, seq) DO UPDATE SET written = max(written, excluded.written)",

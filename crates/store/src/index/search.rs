@@ -140,7 +140,9 @@ fn parse_all(bodies: &[Vec<u8>]) -> Result<Vec<Event>> {
     std::thread::scope(|scope| {
         let parts: Vec<_> = bodies
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|b| parse(b)).collect::<Result<Vec<_>>>()))
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|b| parse(b)).collect::<Result<Vec<_>>>())
+            })
             .collect();
         let mut events = Vec::with_capacity(bodies.len());
         for part in parts {
@@ -264,9 +266,7 @@ fn seq_bounds(conn: &Connection, query: &EventQuery, max_lag_us: i64) -> Result<
     let mut hi = i64::MAX;
     if let Some(since) = query.since {
         let first: Option<i64> = conn
-            .prepare_cached(
-                "SELECT seq FROM ev WHERE tmax_us >= ?1 ORDER BY tmax_us, seq LIMIT 1",
-            )?
+            .prepare_cached("SELECT seq FROM ev WHERE tmax_us >= ?1 ORDER BY tmax_us, seq LIMIT 1")?
             .query_row([since.as_micros()], |r| r.get(0))
             .optional()?;
         lo = lo.max(first.unwrap_or(i64::MAX));
@@ -319,11 +319,15 @@ fn task_summary(conn: &Connection, task: &str) -> Result<Option<TaskSummary>> {
     let Some(requested) = first_of(conn, task, &[EventType::TaskRequested])? else {
         return Ok(None);
     };
-    let decision = first_of(conn, task, &[EventType::TaskApproved, EventType::TaskDenied])?
-        .map(|e| {
-            let approved = e.event_type == EventType::TaskApproved;
-            decision_of(&e, approved)
-        });
+    let decision = first_of(
+        conn,
+        task,
+        &[EventType::TaskApproved, EventType::TaskDenied],
+    )?
+    .map(|e| {
+        let approved = e.event_type == EventType::TaskApproved;
+        decision_of(&e, approved)
+    });
     let p = &requested.payload;
     Ok(Some(TaskSummary {
         id: task.to_owned(),
@@ -360,15 +364,13 @@ fn hit(
                     "SELECT seq FROM ev WHERE session = ?1 AND command = ?2 AND type = ?3",
                 )?
                 .query_row(
-                    rusqlite::params![
-                        session,
-                        command,
-                        type_code(EventType::CommandCompleted)
-                    ],
+                    rusqlite::params![session, command, type_code(EventType::CommandCompleted)],
                     |r| r.get(0),
                 )
                 .optional()?;
-            done.map(|s| body_of(conn, s)).transpose()?.map(|e| e.payload)
+            done.map(|s| body_of(conn, s))
+                .transpose()?
+                .map(|e| e.payload)
         }
         _ => None,
     };

@@ -33,7 +33,9 @@ impl Script {
         self.drafts.push(
             base(EventType::TaskRequested, 0)
                 .identity(requester)
-                .payload(json!({"name": name, "ref": format!("acme/shop#{name}"), "access": "write"})),
+                .payload(
+                    json!({"name": name, "ref": format!("acme/shop#{name}"), "access": "write"}),
+                ),
         );
         if let Some(approver) = approver {
             self.drafts
@@ -48,8 +50,7 @@ impl Script {
         task: &str,
         who: &Identity,
         minute: i64,
-        sql: &str,
-        class: &str,
+        (sql, class): (&str, &str),
         read: &[&str],
         written: &[&str],
     ) {
@@ -84,14 +85,56 @@ fn script() -> Vec<EventDraft> {
         commands: 0,
     };
     s.task("t_mig", "migrate-orders", &copilot, Some(&alice));
-    s.statement("t_mig", &copilot, 2, "SELECT count(*) FROM orders", "read", &["orders"], &[]);
-    s.statement("t_mig", &copilot, 5, "ALTER TABLE shop.orders ADD note text", "ddl", &[], &["shop.orders"]);
-    s.statement("t_mig", &copilot, 10, "UPDATE orders SET note = ''", "write", &["orders"], &["orders"]);
+    s.statement(
+        "t_mig",
+        &copilot,
+        2,
+        ("SELECT count(*) FROM orders", "read"),
+        &["orders"],
+        &[],
+    );
+    s.statement(
+        "t_mig",
+        &copilot,
+        5,
+        ("ALTER TABLE shop.orders ADD note text", "ddl"),
+        &[],
+        &["shop.orders"],
+    );
+    s.statement(
+        "t_mig",
+        &copilot,
+        10,
+        ("UPDATE orders SET note = ''", "write"),
+        &["orders"],
+        &["orders"],
+    );
     s.task("t_rep", "report", &claude, None);
-    s.statement("t_rep", &claude, 20, "SELECT * FROM customers", "read", &["customers"], &[]);
-    s.statement("t_rep", &claude, 40, "SELECT * FROM customers JOIN orders USING (id)", "read", &["customers", "orders"], &[]);
+    s.statement(
+        "t_rep",
+        &claude,
+        20,
+        ("SELECT * FROM customers", "read"),
+        &["customers"],
+        &[],
+    );
+    s.statement(
+        "t_rep",
+        &claude,
+        40,
+        ("SELECT * FROM customers JOIN orders USING (id)", "read"),
+        &["customers", "orders"],
+        &[],
+    );
     s.task("t_fix", "fix-customer", &bob, None);
-    s.statement("t_fix", &bob, 30, "UPDATE customers SET name = 'x'", "write", &["customers"], &["customers"]);
+    s.statement(
+        "t_fix",
+        &bob,
+        30,
+        ("UPDATE customers SET name = 'x'", "write"),
+        &["customers"],
+        &["customers"],
+    );
     s.drafts.push(
         EventDraft::new(EventType::CommandDenied, at(31))
             .identity(&bob)
@@ -119,13 +162,20 @@ async fn append(path: &Path, drafts: Vec<EventDraft>) {
 }
 
 fn sqls(index: &AuditIndex, query: EventQuery) -> Vec<String> {
-    let page = index.search(&EventQuery { limit: 100, ..query }).expect("search");
+    let page = index
+        .search(&EventQuery {
+            limit: 100,
+            ..query
+        })
+        .expect("search");
     page.hits
         .iter()
-        .map(|h| match h.event.payload.get("sql").and_then(|s| s.as_str()) {
-            Some(sql) => sql.to_owned(),
-            None => h.event.event_type.to_string(),
-        })
+        .map(
+            |h| match h.event.payload.get("sql").and_then(|s| s.as_str()) {
+                Some(sql) => sql.to_owned(),
+                None => h.event.event_type.to_string(),
+            },
+        )
         .collect()
 }
 
@@ -141,35 +191,103 @@ async fn each_filter_narrows_the_hits() {
     let q = EventQuery::default;
 
     // A bare name finds the table in any schema; a qualified one only there.
-    let orders = statements(&index, EventQuery { table: Some("orders".into()), ..q() });
+    let orders = statements(
+        &index,
+        EventQuery {
+            table: Some("orders".into()),
+            ..q()
+        },
+    );
     assert_eq!(orders.len(), 4, "{orders:?}");
-    let qualified = statements(&index, EventQuery { table: Some("shop.orders".into()), ..q() });
+    let qualified = statements(
+        &index,
+        EventQuery {
+            table: Some("shop.orders".into()),
+            ..q()
+        },
+    );
     assert_eq!(qualified, ["ALTER TABLE shop.orders ADD note text"]);
 
-    let ddl = statements(&index, EventQuery { classes: vec!["ddl".into()], ..q() });
-    assert_eq!(ddl, ["ALTER TABLE shop.orders ADD note text", "DROP TABLE customers"]);
+    let ddl = statements(
+        &index,
+        EventQuery {
+            classes: vec!["ddl".into()],
+            ..q()
+        },
+    );
+    assert_eq!(
+        ddl,
+        [
+            "ALTER TABLE shop.orders ADD note text",
+            "DROP TABLE customers"
+        ]
+    );
 
-    let bob = statements(&index, EventQuery { subject: Some("bob".into()), ..q() });
-    assert_eq!(bob, ["UPDATE customers SET name = 'x'", "DROP TABLE customers"]);
+    let bob = statements(
+        &index,
+        EventQuery {
+            subject: Some("bob".into()),
+            ..q()
+        },
+    );
+    assert_eq!(
+        bob,
+        ["UPDATE customers SET name = 'x'", "DROP TABLE customers"]
+    );
 
-    let humans = sqls(&index, EventQuery { kind: Some(IdentityKind::Human), ..q() });
+    let humans = sqls(
+        &index,
+        EventQuery {
+            kind: Some(IdentityKind::Human),
+            ..q()
+        },
+    );
     // alice's approval and bob's task, statements and denial.
     assert_eq!(humans.len(), 4, "{humans:?}");
 
-    let task = statements(&index, EventQuery { task: Some("t_rep".into()), ..q() });
+    let task = statements(
+        &index,
+        EventQuery {
+            task: Some("t_rep".into()),
+            ..q()
+        },
+    );
     assert_eq!(task.len(), 2);
 
-    let none = sqls(&index, EventQuery { connection: Some("other".into()), ..q() });
+    let none = sqls(
+        &index,
+        EventQuery {
+            connection: Some("other".into()),
+            ..q()
+        },
+    );
     assert!(none.is_empty());
 
-    let requested = sqls(&index, EventQuery { types: vec![EventType::TaskRequested], ..q() });
+    let requested = sqls(
+        &index,
+        EventQuery {
+            types: vec![EventType::TaskRequested],
+            ..q()
+        },
+    );
     assert_eq!(requested, ["task.requested"; 3]);
 
     // The window: [since, until).
-    let window = statements(&index, EventQuery { since: Some(at(5)), until: Some(at(30)), ..q() });
+    let window = statements(
+        &index,
+        EventQuery {
+            since: Some(at(5)),
+            until: Some(at(30)),
+            ..q()
+        },
+    );
     assert_eq!(
         window,
-        ["ALTER TABLE shop.orders ADD note text", "UPDATE orders SET note = ''", "SELECT * FROM customers"]
+        [
+            "ALTER TABLE shop.orders ADD note text",
+            "UPDATE orders SET note = ''",
+            "SELECT * FROM customers"
+        ]
     );
 }
 
@@ -192,15 +310,27 @@ async fn the_recipes_combine_filters() {
     let who: Vec<_> = changed
         .hits
         .iter()
-        .map(|h| h.event.identity.as_ref().map(|i| i.subject.as_str()).unwrap_or("?"))
+        .map(|h| {
+            h.event
+                .identity
+                .as_ref()
+                .map(|i| i.subject.as_str())
+                .unwrap_or("?")
+        })
         .collect();
     assert_eq!(who, ["copilot", "copilot"]);
     let first = &changed.hits[0];
     let task = first.task.as_ref().expect("task summary");
     assert_eq!(task.name.as_deref(), Some("migrate-orders"));
     assert_eq!(task.reference.as_deref(), Some("acme/shop#migrate-orders"));
-    assert_eq!(task.decision.as_ref().and_then(|d| d.by.as_deref()), Some("alice"));
-    assert_eq!(first.outcome.as_ref().map(|o| o["rows"].clone()), Some(json!(1)));
+    assert_eq!(
+        task.decision.as_ref().and_then(|d| d.by.as_deref()),
+        Some("alice")
+    );
+    assert_eq!(
+        first.outcome.as_ref().map(|o| o["rows"].clone()),
+        Some(json!(1))
+    );
 
     // Did any agent read customers between minute 15 and 35?
     let read = statements(
@@ -236,7 +366,11 @@ async fn pages_follow_the_sequence_and_completions_fold_into_their_start() {
     let mut after = 0;
     loop {
         let page = index
-            .search(&EventQuery { after, limit: 3, ..EventQuery::default() })
+            .search(&EventQuery {
+                after,
+                limit: 3,
+                ..EventQuery::default()
+            })
             .expect("search");
         assert!(page.hits.len() <= 3);
         seen.extend(page.hits.iter().map(|h| h.event.seq));
@@ -246,15 +380,28 @@ async fn pages_follow_the_sequence_and_completions_fold_into_their_start() {
         }
     }
     let all = index
-        .search(&EventQuery { limit: 1000, ..EventQuery::default() })
+        .search(&EventQuery {
+            limit: 1000,
+            ..EventQuery::default()
+        })
         .expect("search");
-    assert_eq!(seen, all.hits.iter().map(|h| h.event.seq).collect::<Vec<_>>());
+    assert_eq!(
+        seen,
+        all.hits.iter().map(|h| h.event.seq).collect::<Vec<_>>()
+    );
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
-    assert!(all.hits.iter().all(|h| h.event.event_type != EventType::CommandCompleted));
-    let completed = sqls(&index, EventQuery {
-        types: vec![EventType::CommandCompleted],
-        ..EventQuery::default()
-    });
+    assert!(
+        all.hits
+            .iter()
+            .all(|h| h.event.event_type != EventType::CommandCompleted)
+    );
+    let completed = sqls(
+        &index,
+        EventQuery {
+            types: vec![EventType::CommandCompleted],
+            ..EventQuery::default()
+        },
+    );
     assert_eq!(completed.len(), 6);
 }
 
@@ -268,9 +415,20 @@ async fn a_rebuilt_index_gives_the_same_answers() {
     assert_eq!(state.through_seq, 9);
     append(&path, rest.to_vec()).await;
     let queries = [
-        EventQuery { table: Some("orders".into()), ..EventQuery::default() },
-        EventQuery { kind: Some(IdentityKind::Agent), since: Some(at(3)), ..EventQuery::default() },
-        EventQuery { classes: vec!["read".into()], until: Some(at(25)), ..EventQuery::default() },
+        EventQuery {
+            table: Some("orders".into()),
+            ..EventQuery::default()
+        },
+        EventQuery {
+            kind: Some(IdentityKind::Agent),
+            since: Some(at(3)),
+            ..EventQuery::default()
+        },
+        EventQuery {
+            classes: vec!["read".into()],
+            until: Some(at(25)),
+            ..EventQuery::default()
+        },
     ];
     let answers = |index: &AuditIndex| -> Vec<Vec<String>> {
         queries.iter().map(|q| sqls(index, q.clone())).collect()
@@ -278,7 +436,10 @@ async fn a_rebuilt_index_gives_the_same_answers() {
     let incremental = answers(&index);
     let rebuilt = index.rebuild().expect("rebuild");
     assert!(rebuilt.rebuilt);
-    assert_eq!(rebuilt.through_seq, u64::try_from(drafts.len()).unwrap_or(0));
+    assert_eq!(
+        rebuilt.through_seq,
+        u64::try_from(drafts.len()).unwrap_or(0)
+    );
     assert_eq!(answers(&index), incremental);
 }
 
@@ -295,7 +456,11 @@ async fn an_index_of_another_history_is_rebuilt() {
     let bob = who("bob", IdentityKind::Human);
     append(
         &path,
-        vec![EventDraft::new(EventType::TaskRequested, at(0)).identity(&bob).task("t_new")],
+        vec![
+            EventDraft::new(EventType::TaskRequested, at(0))
+                .identity(&bob)
+                .task("t_new"),
+        ],
     )
     .await;
     let index = AuditIndex::open(&path).expect("index");
@@ -314,13 +479,22 @@ async fn a_time_window_finds_events_recorded_out_of_time_order() {
     let alice = who("alice", IdentityKind::Human);
     let drafts: Vec<EventDraft> = [10, 50, 20, 60]
         .into_iter()
-        .map(|m| EventDraft::new(EventType::TaskEnded, at(m)).identity(&alice).task(format!("t{m}")))
+        .map(|m| {
+            EventDraft::new(EventType::TaskEnded, at(m))
+                .identity(&alice)
+                .task(format!("t{m}"))
+        })
         .collect();
     let (_dir, path) = store_with(drafts).await;
     let index = AuditIndex::open(&path).expect("index");
     let tasks = |since, until| -> Vec<String> {
         index
-            .search(&EventQuery { since, until, limit: 10, ..EventQuery::default() })
+            .search(&EventQuery {
+                since,
+                until,
+                limit: 10,
+                ..EventQuery::default()
+            })
             .expect("search")
             .hits
             .iter()
@@ -340,6 +514,12 @@ async fn a_task_s_events_come_back_in_order() {
     let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
         types,
-        ["task.requested", "task.activated", "command.started", "command.completed", "command.denied"]
+        [
+            "task.requested",
+            "task.activated",
+            "command.started",
+            "command.completed",
+            "command.denied"
+        ]
     );
 }

@@ -3,13 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use anyhow::Context;
 use taskgate_audit::{CheckpointKey, PublicKey, Story, Timestamp, Verifier};
-use taskgate_store::checkpoints::CheckpointDir;
 use taskgate_gateway::audit_search::AuditSearchParams;
 use taskgate_store::StoreRead;
+use taskgate_store::checkpoints::CheckpointDir;
 use taskgate_store::index::AuditIndex;
 use taskgate_store::sqlite;
 
@@ -364,7 +364,9 @@ async fn verify(
         println!(
             "checkpoints: {} in the log ({signed}), newest covers record {}; {} external copies checked",
             report["checkpoints"],
-            report["checkpoint_seq"].as_u64().map_or("-".into(), |s| s.to_string()),
+            report["checkpoint_seq"]
+                .as_u64()
+                .map_or("-".into(), |s| s.to_string()),
             report["external_checkpoints"],
         );
     } else {

@@ -192,7 +192,7 @@ pub fn search_page(page: &Value) {
         let time = text(event, "time");
         let mut line = format!(
             "{:>8} {} {} {}",
-            event["seq"],
+            event["seq"].as_u64().unwrap_or(0),
             time.get(..19).unwrap_or(time).replace('T', " "),
             subject(event, "identity"),
             text(event, "type"),
@@ -203,7 +203,11 @@ pub fn search_page(page: &Value) {
                 line.push_str(&format!(" ref={reference}"));
             }
             if let Some(by) = task["decision"]["by"].as_str() {
-                let verb = if task["decision"]["approved"] == true { "approved" } else { "denied" };
+                let verb = if task["decision"]["approved"] == true {
+                    "approved"
+                } else {
+                    "denied"
+                };
                 line.push_str(&format!(
                     " (grant {verb} by {by} {})",
                     hh_mm(text(&task["decision"], "at"))
@@ -212,11 +216,23 @@ pub fn search_page(page: &Value) {
         }
         if let Some(sql) = payload["sql"].as_str() {
             let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-            line.push_str(&format!(" | {} {sql} | {}", text(payload, "class"), outcome(hit)));
+            line.push_str(&format!(
+                " | {} {sql} | {}",
+                text(payload, "class"),
+                outcome(hit)
+            ));
         }
         if let Some(a) = hit.get("approval").filter(|a| !a.is_null()) {
-            let verb = if a["approved"] == true { "approved" } else { "denied" };
-            line.push_str(&format!(" ({verb} by {} {})", text(a, "by"), hh_mm(text(a, "at"))));
+            let verb = if a["approved"] == true {
+                "approved"
+            } else {
+                "denied"
+            };
+            line.push_str(&format!(
+                " ({verb} by {} {})",
+                text(a, "by"),
+                hh_mm(text(a, "at"))
+            ));
         }
         println!("{line}");
     }
