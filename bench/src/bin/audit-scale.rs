@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use taskgate_audit::{EventDraft, EventType, Identity, IdentityKind, Story, Timestamp, Verifier};
+use taskgate_audit::{EventDraft, EventType, Identity, IdentityKind, Story, Timestamp};
 use taskgate_store::index::{AuditIndex, EventQuery};
 use taskgate_store::sqlite::{self, Durability};
 use taskgate_store::{StoreRead, Writer};
@@ -458,9 +458,7 @@ fn measure(path: &Path, big_task: &str, reuse_index: bool) -> anyhow::Result<()>
 
     let reader = sqlite::open_read_only(path)?;
     let started = Instant::now();
-    let mut verifier = Verifier::new();
-    reader.scan_events(&mut |row| verifier.push(row))?;
-    let report = verifier.finish();
+    let report = reader.verify_chain(None, &[])?;
     let took = started.elapsed();
     println!(
         "audit verify: {} events in {:.1}s: {:.0} events/s, ok = {}",

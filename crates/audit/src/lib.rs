@@ -23,4 +23,4 @@ pub use facts::{EventFacts, TableUse, table_search_names};
 pub use identity::{Identity, IdentityKind};
 pub use story::{Decision, Entry, Story, What};
 pub use timestamp::{Timestamp, TimestampError};
-pub use verify::{EventRow, Problem, ProblemKind, Verifier, VerifyReport};
+pub use verify::{EventRow, EventRowRef, Problem, ProblemKind, Verifier, VerifyReport};

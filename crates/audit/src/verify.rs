@@ -32,6 +32,37 @@ pub struct EventRow {
     pub hash: Vec<u8>,
 }
 
+/// [`EventRow`] borrowed from wherever the store keeps it, so a scan of
+/// millions of rows copies nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct EventRowRef<'a> {
+    pub seq: i64,
+    pub time_micros: i64,
+    pub event_type: &'a str,
+    pub task: Option<&'a str>,
+    pub session: Option<&'a str>,
+    pub connection: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub body: &'a [u8],
+    pub hash: &'a [u8],
+}
+
+impl EventRow {
+    pub fn as_ref(&self) -> EventRowRef<'_> {
+        EventRowRef {
+            seq: self.seq,
+            time_micros: self.time_micros,
+            event_type: &self.event_type,
+            task: self.task.as_deref(),
+            session: self.session.as_deref(),
+            connection: self.connection.as_deref(),
+            subject: self.subject.as_deref(),
+            body: &self.body,
+            hash: &self.hash,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProblemKind {
@@ -99,6 +130,9 @@ impl VerifyReport {
 pub struct Verifier {
     events: u64,
     chain: Option<String>,
+    /// Where this verifier started: the empty chain, or (for a later part
+    /// of a parallel verification) the stored head of the part before.
+    start: ChainHead,
     head: ChainHead,
     checkpoints: Checkpoints,
     problem: Option<Problem>,
@@ -118,23 +152,110 @@ impl Verifier {
 
     /// Checks checkpoint signatures against `key`, the trusted public key.
     pub fn with_key(key: Option<PublicKey>) -> Self {
+        Self::resume_after(key, ChainHead::EMPTY)
+    }
+
+    /// A verifier of the records after `start`, the *stored* sequence and
+    /// hash of the record before them: one part of a verification split
+    /// across threads. Each record's link is checked against the stored
+    /// hash before it, which holds for every record exactly when the
+    /// recomputed chain does; [`Verifier::join`] then checks that the part
+    /// before really ends at `start`, and links the first checkpoint here to
+    /// the last one there.
+    pub fn resume_after(key: Option<PublicKey>, start: ChainHead) -> Self {
         Self {
             events: 0,
             chain: None,
-            head: ChainHead::EMPTY,
-            checkpoints: Checkpoints::new(key),
+            start,
+            head: start,
+            checkpoints: Checkpoints::new(key, start.seq > 0),
             problem: None,
         }
     }
 
-    /// The chain seen so far, so a caller can pick its external checkpoints.
-    pub fn chain(&self) -> Option<&str> {
-        self.chain.as_deref()
+    /// Joins this verifier (of the records before) with `next` (resumed
+    /// where this part was to end). The earliest problem of either, or of
+    /// the seam between them, is the one reported.
+    pub fn join(self, next: Verifier) -> Verifier {
+        if self.problem.is_some() {
+            return self;
+        }
+        let seam = next.start.seq + 1;
+        let seam_problem = if self.head.seq < next.start.seq {
+            Some(Problem {
+                kind: ProblemKind::Removed,
+                seq: self.head.seq + 1,
+                detail: format!(
+                    "records {} to {} are missing",
+                    self.head.seq + 1,
+                    next.start.seq
+                ),
+            })
+        } else if self.head != next.start {
+            Some(Problem {
+                kind: ProblemKind::Changed,
+                seq: seam,
+                detail: "its hash does not match its body and the previous record".into(),
+            })
+        } else {
+            match (&self.chain, &next.chain) {
+                (Some(a), Some(b)) if a != b => Some(Problem {
+                    kind: ProblemKind::Changed,
+                    seq: seam,
+                    detail: format!("names chain {b:?}, not {a:?}"),
+                }),
+                _ => None,
+            }
+        };
+        if let Some(problem) = seam_problem {
+            return Verifier {
+                events: self.events + 1,
+                problem: Some(problem),
+                ..self
+            };
+        }
+        let Verifier {
+            events,
+            chain,
+            start,
+            head,
+            checkpoints,
+            ..
+        } = self;
+        let joined = checkpoints.join(next.checkpoints);
+        // The first checkpoint of `next` not following the last one here:
+        // a single pass would have stopped there, before `next`'s own
+        // problem if that comes later.
+        if let Some((problem, before)) = joined.problem
+            && next.problem.as_ref().is_none_or(|p| problem.seq <= p.seq)
+        {
+            return Verifier {
+                events: problem.seq - start.seq,
+                chain,
+                start,
+                head: before,
+                checkpoints: joined.checkpoints,
+                problem: Some(problem),
+            };
+        }
+        Verifier {
+            events: events + next.events,
+            chain: chain.or(next.chain),
+            start,
+            head: if next.events > 0 { next.head } else { head },
+            checkpoints: joined.checkpoints,
+            problem: next.problem,
+        }
     }
 
     /// Checks the next row. Returns false once a problem has been found:
     /// the caller may stop reading.
     pub fn push(&mut self, row: &EventRow) -> bool {
+        self.push_ref(&row.as_ref())
+    }
+
+    /// [`Verifier::push`] for a borrowed row.
+    pub fn push_ref(&mut self, row: &EventRowRef<'_>) -> bool {
         if self.problem.is_some() {
             return false;
         }
@@ -178,7 +299,7 @@ impl Verifier {
         }
     }
 
-    fn check(&mut self, row: &EventRow) -> Result<ChainHead, Problem> {
+    fn check(&mut self, row: &EventRowRef<'_>) -> Result<ChainHead, Problem> {
         let expected = self.head.seq + 1;
         let position = u64::try_from(row.seq).unwrap_or(0);
         let problem = |kind, seq, detail: String| Problem { kind, seq, detail };
@@ -198,7 +319,7 @@ impl Verifier {
                 problem(ProblemKind::Inserted, position, detail)
             });
         }
-        let event = lean::parse(&row.body).map_err(|e| {
+        let event = lean::parse(row.body).map_err(|e| {
             problem(
                 ProblemKind::Changed,
                 position,
@@ -230,8 +351,8 @@ impl Verifier {
         } else {
             self.head.hash
         };
-        let computed: Hash = link(&prev, &row.body);
-        if row.hash.as_slice() != computed.as_slice() {
+        let computed: Hash = link(&prev, row.body);
+        if row.hash != computed.as_slice() {
             let detail = "its hash does not match its body and the previous record".to_owned();
             return Err(problem(ProblemKind::Changed, position, detail));
         }
@@ -240,7 +361,7 @@ impl Verifier {
             return Err(problem(ProblemKind::Changed, position, detail));
         }
         if event.event_type == EventType::Checkpoint {
-            self.checkpoints.check(position, self.head, &row.body)?;
+            self.checkpoints.check(position, self.head, row.body)?;
         }
         Ok(ChainHead {
             seq: position,
@@ -249,9 +370,9 @@ impl Verifier {
     }
 }
 
-fn mismatched_column(row: &EventRow, event: &Fields<'_>) -> Option<&'static str> {
-    let same = |column: &Option<String>, body: &Option<lean::Str<'_>>| {
-        column.as_deref() == body.as_ref().map(lean::Str::as_str)
+fn mismatched_column(row: &EventRowRef<'_>, event: &Fields<'_>) -> Option<&'static str> {
+    let same = |column: &Option<&str>, body: &Option<lean::Str<'_>>| {
+        *column == body.as_ref().map(lean::Str::as_str)
     };
     if row.time_micros != event.time {
         return Some("time");
@@ -558,6 +679,62 @@ mod tests {
         let foreign = Checkpoint::sign(&key, "elsewhere", head, T, None)?;
         let report = verify_with(verifier(), &rows, &[foreign]);
         assert_eq!(kind_and_seq(&report), Some((ProblemKind::Truncated, 1)));
+        Ok(())
+    }
+
+    /// Verifies `rows` in two parts split after each record in turn (the
+    /// second resumed from the stored head before it), and checks that the
+    /// joined answer is the single pass's.
+    fn split_everywhere(key: Option<PublicKey>, rows: &[EventRow], external: &[Checkpoint]) {
+        let whole = verify_with(Verifier::with_key(key), rows, external);
+        for split in 0..=rows.len() {
+            let start = match split.checked_sub(1).map(|i| &rows[i]) {
+                None => ChainHead::EMPTY,
+                Some(r) => ChainHead {
+                    seq: u64::try_from(r.seq).unwrap_or(0),
+                    hash: r.hash.clone().try_into().unwrap_or([0; 32]),
+                },
+            };
+            let mut first = Verifier::with_key(key);
+            rows[..split].iter().all(|r| first.push(r));
+            let mut second = Verifier::resume_after(key, start);
+            rows[split..].iter().all(|r| second.push(r));
+            let joined = first.join(second).finish_with_external(external);
+            assert_eq!(
+                (kind_and_seq(&joined), joined.head_seq, joined.checkpoints),
+                (kind_and_seq(&whole), whole.head_seq, whole.checkpoints),
+                "split after {split}: {joined:?} vs {whole:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_chain_verified_in_parts_gives_the_single_pass_answer() -> TestResult {
+        let key = CheckpointKey::generate()?;
+        let trusted = Some(key.public_key());
+        let trail = trail(&key, 10, 3)?;
+        let intact = seal(&trail.drafts)?;
+        split_everywhere(trusted, &intact, &trail.checkpoints);
+        assert!(verify_with(Verifier::with_key(trusted), &intact, &[]).ok());
+
+        let mut changed = intact.clone();
+        changed[4].body[12] ^= 1;
+        split_everywhere(trusted, &changed, &[]);
+
+        let mut removed = intact.clone();
+        removed.remove(6);
+        split_everywhere(trusted, &removed, &[]);
+
+        // A checkpoint removed and the chain re-hashed: only the link from
+        // the next checkpoint to the one before tells, across any split.
+        let mut drafts = trail.drafts.clone();
+        drafts.remove(3);
+        let rechained = seal(&drafts)?;
+        split_everywhere(trusted, &rechained, &[]);
+        split_everywhere(None, &rechained, &[]);
+
+        // Cut off after the last external checkpoint.
+        split_everywhere(trusted, &intact[..9], &trail.checkpoints);
         Ok(())
     }
 

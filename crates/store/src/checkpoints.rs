@@ -132,11 +132,9 @@ mod tests {
     fn verify(store: &Path, key: &CheckpointKey, dir: &Path) -> VerifyReport {
         let reader = sqlite::open_read_only(store).expect("reader");
         let external = CheckpointDir::read_all(dir).expect("external");
-        let mut verifier = Verifier::with_key(Some(key.public_key()));
         reader
-            .scan_events(&mut |row| verifier.push(row))
-            .expect("scan");
-        verifier.finish_with_external(&external)
+            .verify_chain(Some(key.public_key()), &external)
+            .expect("verify")
     }
 
     fn types(store: &Path) -> Vec<EventType> {

@@ -10,7 +10,9 @@ pub mod index;
 pub mod sqlite;
 mod writer;
 
-use taskgate_audit::{ChainHead, EventRow, SealedEvent, Timestamp};
+use taskgate_audit::{
+    ChainHead, Checkpoint, EventRow, PublicKey, SealedEvent, Timestamp, VerifyReport,
+};
 use taskgate_policy::{Review, ReviewState, Task, TaskState};
 
 pub use writer::{OpError, Writer, WriterStats, WriterThread};
@@ -69,9 +71,13 @@ pub trait StoreRead: Send + Sync {
     fn reviews(&self, query: &ReviewQuery) -> Result<Vec<Review>>;
     /// The earliest moment a pending or active task must change by itself.
     fn next_deadline(&self) -> Result<Option<Timestamp>>;
-    /// Every event in sequence order, for verification; stop early by
-    /// returning false from `visit`.
+    /// Every event in sequence order; stop early by returning false from
+    /// `visit`.
     fn scan_events(&self, visit: &mut dyn FnMut(&EventRow) -> bool) -> Result<()>;
+    /// Verifies the whole chain and its checkpoints (signatures against
+    /// `key`, if given), then the `external` checkpoint copies.
+    fn verify_chain(&self, key: Option<PublicKey>, external: &[Checkpoint])
+    -> Result<VerifyReport>;
 }
 
 /// Makes every transaction committed so far durable (e.g. fsyncs a log).

@@ -11,13 +11,45 @@ pub(super) struct Checkpoints {
     key: Option<PublicKey>,
     /// In chain order, so by `seq`.
     seen: Vec<Checkpoint>,
+    /// For a part that starts mid-chain: the checkpoint before is in the
+    /// part before, so the first one here is linked to it at the join.
+    resumed: bool,
+    /// The first checkpoint's position, `prev_signature` and the head
+    /// before it, while resumed.
+    first_link: Option<(u64, Option<String>, ChainHead)>,
+}
+
+/// Two parts' checkpoints joined, or, if the second part's first checkpoint
+/// does not follow the first part's last, the first part's alone with the
+/// problem and the head before that checkpoint.
+pub(super) struct Joined {
+    pub checkpoints: Checkpoints,
+    pub problem: Option<(Problem, ChainHead)>,
 }
 
 impl Checkpoints {
-    pub fn new(key: Option<PublicKey>) -> Self {
+    pub fn new(key: Option<PublicKey>, resumed: bool) -> Self {
         Self {
             key,
             seen: Vec::new(),
+            resumed,
+            first_link: None,
+        }
+    }
+
+    /// Links `next`'s first checkpoint to this part's last one.
+    pub fn join(mut self, next: Checkpoints) -> Joined {
+        let problem = next.first_link.and_then(|(position, prev, before)| {
+            let previous = self.seen.last();
+            (prev.as_ref() != previous.map(|c| &c.signature))
+                .then(|| (unlinked(position, &prev, previous), before))
+        });
+        if problem.is_none() {
+            self.seen.extend(next.seen);
+        }
+        Joined {
+            checkpoints: self,
+            problem,
         }
     }
 
@@ -65,24 +97,10 @@ impl Checkpoints {
                 .map_err(|e| changed(format!("its checkpoint is not genuine: {e}")))?;
         }
         let previous = self.seen.last();
-        if checkpoint.prev_signature.as_ref() != previous.map(|c| &c.signature) {
-            return Err(match (&checkpoint.prev_signature, previous) {
-                (None, Some(previous)) => changed(format!(
-                    "its checkpoint claims to be the chain's first, but record {} holds one",
-                    previous.seq + 1
-                )),
-                (_, previous) => {
-                    let since = previous.map_or_else(
-                        || "the chain's start".to_owned(),
-                        |p| format!("record {}", p.seq + 1),
-                    );
-                    let detail = format!(
-                        "its checkpoint follows a checkpoint that is not in the log: \
-                         one between {since} and this record was removed"
-                    );
-                    problem(ProblemKind::Removed, detail)
-                }
-            });
+        if self.resumed && previous.is_none() {
+            self.first_link = Some((position, checkpoint.prev_signature.clone(), head));
+        } else if checkpoint.prev_signature.as_ref() != previous.map(|c| &c.signature) {
+            return Err(unlinked(position, &checkpoint.prev_signature, previous));
         }
         if checkpoint.seq.saturating_add(1) != position {
             return Err(changed(format!(
@@ -186,5 +204,37 @@ impl Checkpoints {
                 ),
             )),
         }
+    }
+}
+
+/// The problem of a checkpoint at `position` whose `prev_signature` is not
+/// the signature of `previous`, the checkpoint before it in the log.
+fn unlinked(position: u64, prev: &Option<String>, previous: Option<&Checkpoint>) -> Problem {
+    let (kind, detail) = match (prev, previous) {
+        (None, Some(previous)) => (
+            ProblemKind::Changed,
+            format!(
+                "its checkpoint claims to be the chain's first, but record {} holds one",
+                previous.seq + 1
+            ),
+        ),
+        (_, previous) => {
+            let since = previous.map_or_else(
+                || "the chain's start".to_owned(),
+                |p| format!("record {}", p.seq + 1),
+            );
+            (
+                ProblemKind::Removed,
+                format!(
+                    "its checkpoint follows a checkpoint that is not in the log: \
+                     one between {since} and this record was removed"
+                ),
+            )
+        }
+    };
+    Problem {
+        kind,
+        seq: position,
+        detail,
     }
 }

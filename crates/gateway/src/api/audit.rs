@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use taskgate_audit::{Story, Timestamp, Verifier};
+use taskgate_audit::{Story, Timestamp};
 use taskgate_store::checkpoints::CheckpointDir;
 use taskgate_store::index::AuditIndex;
 use utoipa::IntoParams;
@@ -131,9 +131,7 @@ pub async fn verify(
     let report = state
         .read(move |r| {
             let external = CheckpointDir::read_all(&dir)?;
-            let mut verifier = Verifier::with_key(Some(key));
-            r.scan_events(&mut |row| verifier.push(row))?;
-            Ok(verifier.finish_with_external(&external))
+            r.verify_chain(Some(key), &external)
         })
         .await?;
     Ok(Json(VerifyView::from(report)))

@@ -3,6 +3,7 @@
 mod checkpoint;
 mod read;
 mod schema;
+mod verify;
 mod write;
 
 use std::path::{Path, PathBuf};

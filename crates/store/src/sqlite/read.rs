@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use taskgate_audit::{EventRow, Timestamp};
+use taskgate_audit::{Checkpoint, EventRow, PublicKey, Timestamp, VerifyReport};
 use taskgate_policy::{Review, Task};
 
 use super::{open_reader, schema};
@@ -15,7 +15,7 @@ use crate::{ReviewQuery, StoreError, StoreRead, TaskQuery, TaskSecrets};
 /// Idle connections kept for reuse; more are opened under load and dropped.
 const MAX_IDLE_READERS: usize = 8;
 /// Rows fetched per query while scanning the whole log.
-const SCAN_PAGE_ROWS: usize = 2_000;
+const SCAN_PAGE_ROWS: usize = 10_000;
 
 pub struct SqliteReader {
     path: PathBuf,
@@ -66,7 +66,15 @@ impl SqliteReader {
         }
     }
 
-    fn with<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    pub(super) fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    pub(super) fn with<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match pooled {
             Some(conn) => conn,
@@ -185,70 +193,41 @@ impl StoreRead for SqliteReader {
         })
     }
 
+    fn verify_chain(
+        &self,
+        key: Option<PublicKey>,
+        external: &[Checkpoint],
+    ) -> Result<VerifyReport> {
+        self.verify_in_parts(key, external, super::verify::MIN_PART)
+    }
+
     fn scan_events(&self, visit: &mut dyn FnMut(&EventRow) -> bool) -> Result<()> {
-        // Reading rows and checking them each take about as long, so a
-        // thread of its own reads pages ahead while the caller checks the
-        // previous ones: on two cores a whole-log scan runs at nearly the
-        // speed of the slower half rather than of both added up.
-        let (pages, received) = std::sync::mpsc::sync_channel::<Result<Vec<EventRow>>>(4);
-        std::thread::scope(|scope| {
-            let reader = scope.spawn(move || {
-                let result = self.with(|conn| read_pages(conn, &pages));
-                if let Err(error) = result {
-                    let _ = pages.send(Err(error));
-                }
-            });
-            let mut outcome = Ok(());
-            'pages: for page in received.iter() {
-                match page {
-                    Ok(rows) => {
-                        for row in &rows {
-                            if !visit(row) {
-                                break 'pages;
-                            }
+        // One read transaction, so the scan sees a single consistent snapshot.
+        self.with(|conn| {
+            conn.execute_batch("BEGIN")?;
+            let result = (|| {
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ))?;
+                let mut after = i64::MIN;
+                loop {
+                    let mut rows = stmt.query(params![after, SCAN_PAGE_ROWS as i64])?;
+                    let mut seen = 0usize;
+                    while let Some(row) = rows.next()? {
+                        let event = event_row(row)?;
+                        after = event.seq;
+                        seen += 1;
+                        if !visit(&event) {
+                            return Ok(());
                         }
                     }
-                    Err(error) => {
-                        outcome = Err(error);
-                        break;
+                    if seen < SCAN_PAGE_ROWS {
+                        return Ok(());
                     }
                 }
-            }
-            // Dropping the receiver stops the reader at its next page.
-            drop(received);
-            if reader.join().is_err() {
-                outcome = Err(StoreError::Corrupt("the scanning thread panicked".into()));
-            }
-            outcome
+            })();
+            conn.execute_batch("COMMIT")?;
+            result
         })
     }
-}
-
-/// Sends every event, a page at a time, in one read transaction (one
-/// consistent snapshot), until the receiver hangs up.
-fn read_pages(
-    conn: &Connection,
-    pages: &std::sync::mpsc::SyncSender<Result<Vec<EventRow>>>,
-) -> Result<()> {
-    conn.execute_batch("BEGIN")?;
-    let result = (|| {
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-        ))?;
-        let mut after = i64::MIN;
-        loop {
-            let page: Vec<EventRow> = stmt
-                .query_map(params![after, SCAN_PAGE_ROWS as i64], event_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            let full = page.len() == SCAN_PAGE_ROWS;
-            if let Some(last) = page.last() {
-                after = last.seq;
-            }
-            if page.is_empty() || pages.send(Ok(page)).is_err() || !full {
-                return Ok(());
-            }
-        }
-    })();
-    conn.execute_batch("COMMIT")?;
-    result
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use taskgate_audit::{CheckpointKey, PublicKey, Story, Timestamp, Verifier};
+use taskgate_audit::{CheckpointKey, PublicKey, Story, Timestamp};
 use taskgate_gateway::audit_search::AuditSearchParams;
 use taskgate_store::StoreRead;
 use taskgate_store::checkpoints::CheckpointDir;
@@ -320,12 +320,8 @@ async fn verify(
                 None => Vec::new(),
             };
             let key = offline.key;
-            let report = tokio::task::spawn_blocking(move || {
-                let mut verifier = Verifier::with_key(key);
-                reader.scan_events(&mut |row| verifier.push(row))?;
-                Ok::<_, taskgate_store::StoreError>(verifier.finish_with_external(&external))
-            })
-            .await??;
+            let report =
+                tokio::task::spawn_blocking(move || reader.verify_chain(key, &external)).await??;
             json!({
                 "ok": report.ok(),
                 "events": report.events,
