@@ -434,14 +434,15 @@ fn measure(path: &Path, big_task: &str, reuse_index: bool) -> anyhow::Result<()>
         );
     }
 
-    let (cold, median, (entries, lines)) = time(5, || {
+    let (cold, median, (run, denied, lines)) = time(5, || {
         let events = index.task_events(big_task)?;
         let story = Story::from_events(big_task, events);
         let text = story.render();
-        Ok((story.commands, text.lines().count()))
+        Ok((story.commands, story.denied, text.lines().count()))
     })?;
     println!(
-        "story of a task with {entries} commands ({lines} lines): first {} ms, median {} ms",
+        "story of a task with {} statements ({run} run, {denied} denied; {lines} lines): first {} ms, median {} ms",
+        run + denied,
         ms(cold),
         ms(median)
     );

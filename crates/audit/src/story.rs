@@ -93,21 +93,32 @@ pub enum What {
     },
 }
 
-fn text(payload: &Value, key: &str) -> Option<String> {
-    payload.get(key).and_then(Value::as_str).map(str::to_owned)
+/// Reading a field out of an event's payload moves it: a long task's story
+/// is thousands of events, each read once.
+fn take(payload: &mut Value, key: &str) -> Option<Value> {
+    payload
+        .as_object_mut()
+        .and_then(|fields| fields.remove(key))
 }
 
-fn strings(payload: &Value, key: &str) -> Vec<String> {
-    payload
-        .get(key)
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+fn text(payload: &mut Value, key: &str) -> Option<String> {
+    match take(payload, key) {
+        Some(Value::String(text)) => Some(text),
+        _ => None,
+    }
+}
+
+fn strings(payload: &mut Value, key: &str) -> Vec<String> {
+    match take(payload, key) {
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::String(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 impl Story {
@@ -139,17 +150,18 @@ impl Story {
 
     fn take(
         &mut self,
-        event: Event,
+        mut event: Event,
         commands: &mut HashMap<(String, u64), usize>,
         reviews: &mut HashMap<String, Decision>,
     ) {
-        let p = &event.payload;
+        let p = &mut event.payload;
         let subject = event.identity.as_ref().map(|i| i.subject.clone());
-        let decision = |approved| Decision {
+        let at = event.time;
+        let decision = |approved, comment| Decision {
             approved,
             by: subject.clone(),
-            at: event.time,
-            comment: text(p, "comment"),
+            at,
+            comment,
         };
         let what = match event.event_type {
             EventType::TaskRequested => {
@@ -164,7 +176,7 @@ impl Story {
             }
             EventType::TaskApproved | EventType::TaskDenied => {
                 let approved = event.event_type == EventType::TaskApproved;
-                self.decision = Some(decision(approved));
+                self.decision = Some(decision(approved, text(p, "comment")));
                 if !approved {
                     self.ending = Some("denied".into());
                     self.ended_at = Some(event.time);
@@ -191,17 +203,18 @@ impl Story {
             }
             EventType::ReviewRequested | EventType::ReviewApproved | EventType::ReviewDenied => {
                 let review = text(p, "review");
+                let comment = text(p, "comment");
                 if event.event_type != EventType::ReviewRequested
                     && let Some(id) = &review
                 {
                     let approved = event.event_type == EventType::ReviewApproved;
-                    reviews.insert(id.clone(), decision(approved));
+                    reviews.insert(id.clone(), decision(approved, comment.clone()));
                 }
                 What::Review {
                     review,
                     event: event.event_type.to_string(),
                     by: subject.clone(),
-                    comment: text(p, "comment"),
+                    comment,
                 }
             }
             EventType::SessionOpened => {
@@ -396,17 +409,21 @@ fn line(what: &What) -> String {
     }
 }
 
+fn field(value: &Value, key: &str) -> Option<String> {
+    value.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
 fn outcome_text(outcome: &Value) -> String {
     match outcome.get("outcome").and_then(Value::as_str) {
         Some("ok") => match outcome.get("rows").and_then(Value::as_u64) {
             Some(1) => "1 row".into(),
             Some(n) => format!("{n} rows"),
-            None => text(outcome, "tag").unwrap_or_else(|| "ok".into()),
+            None => field(outcome, "tag").unwrap_or_else(|| "ok".into()),
         },
         Some("error") => format!(
             "ERROR {} {}",
-            text(outcome, "sqlstate").unwrap_or_default(),
-            text(outcome, "error").unwrap_or_default()
+            field(outcome, "sqlstate").unwrap_or_default(),
+            field(outcome, "error").unwrap_or_default()
         ),
         Some(other) => other.to_owned(),
         None => "?".into(),
