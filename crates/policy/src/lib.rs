@@ -16,7 +16,7 @@ mod task;
 pub use duration::{HumanDuration, parse_duration, parse_time_bound};
 pub use grant::{GrantDecision, TaskRequest, evaluate_request};
 pub use matcher::{Matcher, MatcherError};
-pub use review::{Review, ReviewKind, ReviewState};
+pub use review::{Review, ReviewKind, ReviewState, statement_sha256};
 pub use secret::{Secret, SecretRef};
 pub use statement::{RuleError, StatementDecision, StatementPolicy};
 pub use task::{

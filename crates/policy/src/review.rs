@@ -5,9 +5,16 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use taskgate_audit::{EventDraft, Identity, Timestamp};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use taskgate_audit::{EventDraft, EventType, Identity, Timestamp};
 
-use crate::task::{Actor, Decision, DomainError, Task};
+use crate::task::{Actor, Decision, DomainError, Task, TaskState};
+
+/// The hash a statement review is bound to: of the exact text, byte for byte.
+pub fn statement_sha256(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -82,6 +89,131 @@ impl Review {
             approvers: task.approvers.clone(),
             decision: None,
         }
+    }
+
+    /// A review of one statement a task's session wants to run: bound to
+    /// the task and the SHA-256 of the statement's exact text.
+    pub fn for_statement(
+        id: String,
+        task_id: &str,
+        requester: &Identity,
+        text: &str,
+        approvers: Vec<String>,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            task_id: task_id.to_owned(),
+            kind: ReviewKind::Statement {
+                text: text.to_owned(),
+                sha256: statement_sha256(text),
+            },
+            state: ReviewState::Pending,
+            requested_at: now,
+            requested_by: requester.clone(),
+            approvers,
+            decision: None,
+        }
+    }
+
+    /// Whether an identity may decide this review: one of its approvers,
+    /// never the one whose request it is.
+    pub fn may_decide(&self, identity: &Identity) -> bool {
+        !identity.same_principal(&self.requested_by)
+            && self
+                .approvers
+                .iter()
+                .filter_map(|text| text.parse::<crate::Matcher>().ok())
+                .any(|m| m.matches(identity))
+    }
+
+    /// The `review.requested` event of a statement review, in the session
+    /// that is held.
+    pub fn requested_event(&self, session: &str, connection: &str, reason: &str) -> EventDraft {
+        let (text, sha256) = match &self.kind {
+            ReviewKind::Statement { text, sha256 } => (Some(text.as_str()), Some(sha256.as_str())),
+            ReviewKind::Grant => (None, None),
+        };
+        EventDraft::new(EventType::ReviewRequested, self.requested_at)
+            .identity(&self.requested_by)
+            .task(self.task_id.clone())
+            .session(session)
+            .connection(connection)
+            .payload(json!({
+                "review": self.id,
+                "sql": text,
+                "sql_sha256": sha256,
+                "reason": reason,
+                "approvers": self.approvers,
+            }))
+    }
+
+    /// Decides a statement review. The task must still be active: a
+    /// decision cannot outlive its window.
+    pub fn decide_statement(
+        &mut self,
+        task: &Task,
+        actor: &Actor,
+        approve: bool,
+        comment: Option<String>,
+        now: Timestamp,
+    ) -> Result<Vec<EventDraft>, DomainError> {
+        let ReviewKind::Statement { sha256, .. } = &self.kind else {
+            return Err(DomainError::Invalid(format!(
+                "review {} is not a statement review",
+                self.id
+            )));
+        };
+        if actor.identity.same_principal(&self.requested_by) {
+            return Err(DomainError::SelfApproval);
+        }
+        if !self.may_decide(&actor.identity) {
+            return Err(DomainError::Forbidden(format!(
+                "{} is not among this statement's approvers ({})",
+                actor.identity.subject,
+                self.approvers.join(", ")
+            )));
+        }
+        self.ensure_pending()?;
+        if task.state != TaskState::Active {
+            return Err(DomainError::Conflict(format!(
+                "task {} is {}: its statements can no longer run",
+                task.id, task.state
+            )));
+        }
+        let event_type = if approve {
+            EventType::ReviewApproved
+        } else {
+            EventType::ReviewDenied
+        };
+        let event = EventDraft::new(event_type, now)
+            .identity(&actor.identity)
+            .task(task.id.clone())
+            .connection(task.connection.clone())
+            .payload(json!({"review": self.id, "comment": comment, "sql_sha256": sha256}));
+        self.state = if approve {
+            ReviewState::Approved
+        } else {
+            ReviewState::Denied
+        };
+        self.decision = Some(Decision {
+            by: actor.identity.clone(),
+            at: now,
+            comment,
+        });
+        Ok(vec![event])
+    }
+
+    /// Closes a statement review nobody decided in time (or whose session
+    /// ended while it waited), with the event that says so.
+    pub fn lapse(&mut self, now: Timestamp, why: &str) -> Result<Vec<EventDraft>, DomainError> {
+        self.ensure_pending()?;
+        self.state = ReviewState::Expired;
+        Ok(vec![
+            EventDraft::new(EventType::ReviewDenied, now)
+                .task(self.task_id.clone())
+                .payload(json!({"review": self.id, "comment": null, "reason": why})),
+        ])
     }
 
     fn ensure_pending(&self) -> Result<(), DomainError> {

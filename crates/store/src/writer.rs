@@ -15,7 +15,7 @@ use std::time::Instant;
 use taskgate_audit::{
     Chain, Checkpoint, CheckpointKey, Event, EventDraft, PreparedEvent, Timestamp,
 };
-use taskgate_policy::{Actor, DomainError, Review, Task};
+use taskgate_policy::{Actor, DomainError, Review, ReviewKind, ReviewState, Task, TaskState};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpoints::Checkpointing;
@@ -59,6 +59,19 @@ enum Op {
         comment: Option<String>,
     },
     ExpireDue,
+    /// Holds a statement for review: stores the review and its
+    /// `review.requested`, if the task is still active.
+    RequestStatementReview {
+        review: Box<Review>,
+        session: String,
+        connection: String,
+        reason: String,
+    },
+    /// Closes a statement review nobody decided in time.
+    LapseReview {
+        review_id: String,
+        why: String,
+    },
     /// A signed checkpoint now, if anything was appended since the last.
     Checkpoint,
 }
@@ -68,6 +81,7 @@ enum Outcome {
     Task(Box<Task>),
     Decided(Box<(Review, Task)>),
     Expired(Vec<Task>),
+    Review(Box<Review>),
     /// The checkpoint event's sequence number; None if nothing was new.
     Checkpoint(Option<u64>),
 }
@@ -270,6 +284,40 @@ impl Writer {
         };
         match self.submit(op).await? {
             Outcome::Task(task) => Ok(*task),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Stores a statement review (the task must be active) with its
+    /// `review.requested` event.
+    pub async fn request_statement_review(
+        &self,
+        review: Review,
+        session: &str,
+        connection: &str,
+        reason: &str,
+    ) -> Result<Review, OpError> {
+        let op = Op::RequestStatementReview {
+            review: Box::new(review),
+            session: session.to_owned(),
+            connection: connection.to_owned(),
+            reason: reason.to_owned(),
+        };
+        match self.submit(op).await? {
+            Outcome::Review(review) => Ok(*review),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Closes a pending statement review as undecided; a review decided
+    /// meanwhile is returned as it is.
+    pub async fn lapse_review(&self, review_id: &str, why: &str) -> Result<Review, OpError> {
+        let op = Op::LapseReview {
+            review_id: review_id.to_owned(),
+            why: why.to_owned(),
+        };
+        match self.submit(op).await? {
+            Outcome::Review(review) => Ok(*review),
             _ => Err(unexpected()),
         }
     }
@@ -692,7 +740,13 @@ fn apply(
             if let Some(too_late) = expire_if_overdue(tx, chain, &mut task, now)? {
                 return Ok(Err(too_late));
             }
-            match review.decide_grant(&mut task, &actor, approve, comment, now) {
+            let decided = match review.kind {
+                ReviewKind::Grant => review.decide_grant(&mut task, &actor, approve, comment, now),
+                ReviewKind::Statement { .. } => {
+                    review.decide_statement(&task, &actor, approve, comment, now)
+                }
+            };
+            match decided {
                 Err(refused) => Ok(Err(refused.into())),
                 Ok(events) => {
                     tx.update_review(&review)?;
@@ -712,6 +766,45 @@ fn apply(
         } => transition(tx, chain, now, &task_id, |task| {
             task.revoke(&actor, now, comment)
         }),
+        Op::RequestStatementReview {
+            review,
+            session,
+            connection,
+            reason,
+        } => {
+            let Some(mut task) = tx.task(&review.task_id)? else {
+                return Ok(Err(OpError::NotFound(format!("task {}", review.task_id))));
+            };
+            if let Some(too_late) = expire_if_overdue(tx, chain, &mut task, now)? {
+                return Ok(Err(too_late));
+            }
+            if task.state != TaskState::Active {
+                return Ok(Err(OpError::Domain(DomainError::Conflict(format!(
+                    "task {} is {}",
+                    task.id, task.state
+                )))));
+            }
+            tx.insert_review(&review)?;
+            seal_all(
+                tx,
+                chain,
+                vec![review.requested_event(&session, &connection, &reason)],
+            )?;
+            Ok(Ok(Outcome::Review(review)))
+        }
+        Op::LapseReview { review_id, why } => {
+            let Some(mut review) = tx.review(&review_id)? else {
+                return Ok(Err(OpError::NotFound(format!("review {review_id}"))));
+            };
+            if review.state == ReviewState::Pending {
+                let events = review
+                    .lapse(now, &why)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                tx.update_review(&review)?;
+                seal_all(tx, chain, events)?;
+            }
+            Ok(Ok(Outcome::Review(Box::new(review))))
+        }
         // Signed once the batch's other operations are in (commit_batch).
         Op::Checkpoint => Ok(Ok(Outcome::Checkpoint(None))),
         Op::ExpireDue => {

@@ -60,6 +60,7 @@ pub struct Fields<'a> {
     pub severity: &'a str,
     pub code: &'a str,
     pub message: &'a str,
+    pub hint: Option<&'a str>,
 }
 
 fn fields<'a>(r: &mut Reader<'a>) -> Result<Fields<'a>, DecodeError> {
@@ -75,6 +76,7 @@ fn fields<'a>(r: &mut Reader<'a>) -> Result<Fields<'a>, DecodeError> {
             b'S' if out.severity.is_empty() => out.severity = value,
             b'C' => out.code = value,
             b'M' => out.message = value,
+            b'H' => out.hint = Some(value),
             _ => {}
         }
     }

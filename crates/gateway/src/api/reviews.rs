@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use taskgate_policy::{ReviewState, Task};
+use taskgate_policy::{ReviewKind, ReviewState, Task};
 use taskgate_store::ReviewQuery;
 
 use super::AppState;
@@ -39,9 +39,12 @@ pub async fn list_reviews(
         .await?;
     let views = pending
         .iter()
-        .filter(|(review, task)| {
-            !caller.identity.same_principal(&review.requested_by)
-                && task.may_decide(&caller.identity)
+        .filter(|(review, task)| match review.kind {
+            ReviewKind::Grant => {
+                !caller.identity.same_principal(&review.requested_by)
+                    && task.may_decide(&caller.identity)
+            }
+            ReviewKind::Statement { .. } => review.may_decide(&caller.identity),
         })
         .map(|(review, task)| ReviewView::new(review, task))
         .collect();
@@ -60,8 +63,10 @@ async fn decide(
         .writer
         .decide_review(&id, caller.actor(), approve, comment)
         .await?;
-    state.deadlines.notify_one();
-    state.metrics.task_entered(task.state.as_str());
+    if review.kind == ReviewKind::Grant {
+        state.deadlines.notify_one();
+        state.metrics.task_entered(task.state.as_str());
+    }
     tracing::info!(review = %review.id, task = %task.id, by = %caller.identity.subject,
         decision = %review.state, "review decided");
     Ok(Json(ReviewView::new(&review, &task)))

@@ -44,6 +44,8 @@ pub struct Statement<'a> {
     pub params: &'a [Value],
     /// Prepared statement and portal names, for the extended protocol.
     pub names: Option<(&'a str, &'a str)>,
+    /// The review that let it run, when it was held.
+    pub review: Option<&'a str>,
 }
 
 fn cut(text: &str, max: usize) -> &str {
@@ -148,6 +150,9 @@ impl SessionRecord {
         if let Some((name, portal)) = statement.names {
             fields.insert("statement_name".into(), json!(name));
             fields.insert("portal".into(), json!(portal));
+        }
+        if let Some(review) = statement.review {
+            fields.insert("review".into(), json!(review));
         }
         fields
     }

@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::record::SessionRecord;
-use super::relay::{self, ClientHalf, Ending, Shared};
+use super::relay::{self, ClientHalf, Ending, Holds, Shared};
 use super::{ClientStream, PgContext, fatal, login, sessions, upstream};
 use crate::secrets;
 
@@ -308,9 +308,14 @@ impl Session {
             task.ends_at,
             stop_rx,
         ));
+        let holds = Holds {
+            reader: Arc::clone(&ctx.reader),
+            wait: ctx.config.server.review_hold.0,
+        };
         let mut half = ClientHalf::new(
             Arc::clone(&shared),
             policy,
+            holds,
             Arc::clone(&ctx.classifier),
             task.ends_at,
             guard.closing.clone(),

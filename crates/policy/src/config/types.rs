@@ -91,6 +91,10 @@ pub struct ServerConfig {
     /// Largest client message carrying SQL, parameters or COPY data.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// How long a statement held for review waits for a decision before it
+    /// is refused.
+    #[serde(default = "default_review_hold")]
+    pub review_hold: HumanDuration,
     /// PEM certificate chain and key for TLS on the PostgreSQL listener.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -108,6 +112,10 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn default_max_connections() -> usize {
     DEFAULT_MAX_CONNECTIONS
+}
+
+fn default_review_hold() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(300))
 }
 
 fn default_max_connections_per_task() -> usize {
@@ -138,6 +146,7 @@ impl Default for ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_task: DEFAULT_MAX_CONNECTIONS_PER_TASK,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            review_hold: default_review_hold(),
             tls_cert: None,
             tls_key: None,
             require_tls: false,

@@ -27,6 +27,7 @@ pub struct Answer {
     pub tag: char,
     pub sqlstate: Option<String>,
     pub text: String,
+    pub hint: Option<String>,
 }
 
 impl RawPg {
@@ -93,6 +94,40 @@ impl RawPg {
         }
     }
 
+    /// Reads answers until a ReadyForQuery or until the gateway closes the
+    /// connection (after a FATAL, say).
+    pub fn until_ready_or_closed(&mut self) -> Vec<Answer> {
+        let mut answers = Vec::new();
+        loop {
+            let mut chunk = [0u8; 8192];
+            while let Some(f) =
+                frame::decode(&mut self.buf, Direction::Backend, &Limits::default()).unwrap()
+            {
+                let (sqlstate, text, hint) = match backend::decode(&f).unwrap() {
+                    BackendMessage::ErrorResponse(e) | BackendMessage::NoticeResponse(e) => (
+                        Some(e.code.to_owned()),
+                        e.message.to_owned(),
+                        e.hint.map(str::to_owned),
+                    ),
+                    _ => (None, String::new(), None),
+                };
+                answers.push(Answer {
+                    tag: f.tag as char,
+                    sqlstate,
+                    text,
+                    hint,
+                });
+                if f.tag == b'Z' {
+                    return answers;
+                }
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return answers,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
     /// Reads answers until the `n`th ReadyForQuery (included).
     pub fn until_ready(&mut self, n: usize) -> Vec<Answer> {
         let mut answers = Vec::new();
@@ -100,10 +135,14 @@ impl RawPg {
         while ready < n {
             let (tag, body) = self.next_raw();
             let frame = frame_of(tag, &body);
-            let (sqlstate, text) = match backend::decode(&frame).unwrap() {
-                BackendMessage::ErrorResponse(f) => (Some(f.code.to_owned()), f.message.to_owned()),
-                BackendMessage::CommandComplete(t) => (None, t.to_owned()),
-                _ => (None, String::new()),
+            let (sqlstate, text, hint) = match backend::decode(&frame).unwrap() {
+                BackendMessage::ErrorResponse(f) | BackendMessage::NoticeResponse(f) => (
+                    Some(f.code.to_owned()),
+                    f.message.to_owned(),
+                    f.hint.map(str::to_owned),
+                ),
+                BackendMessage::CommandComplete(t) => (None, t.to_owned(), None),
+                _ => (None, String::new(), None),
             };
             if tag == b'Z' {
                 ready += 1;
@@ -112,6 +151,7 @@ impl RawPg {
                 tag: tag as char,
                 sqlstate,
                 text,
+                hint,
             });
         }
         answers

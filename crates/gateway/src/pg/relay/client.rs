@@ -2,15 +2,18 @@
 //! statement, records it, and forwards the batch once its events are
 //! committed.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use taskgate_audit::{EventDraft, Timestamp};
-use taskgate_policy::{StatementDecision, StatementPolicy};
+use taskgate_policy::{
+    Review, ReviewKind, ReviewState, StatementDecision, StatementPolicy, statement_sha256,
+};
 use taskgate_sqlclass::{Classification, Classifier};
+use taskgate_store::StoreRead;
 use taskgate_wire_pg::encode::backend as enc;
 use taskgate_wire_pg::frame::{self, Direction, Frame};
 use taskgate_wire_pg::frontend::{self, FrontendMessage, param_format};
@@ -28,9 +31,25 @@ const INVALID_CURSOR_NAME: &str = "34000";
 /// Statements longer than this are classified off the async threads.
 const CLASSIFY_INLINE_MAX_BYTES: usize = 64 * 1024;
 
+/// What holding statements for review needs.
+pub struct Holds {
+    pub reader: Arc<dyn StoreRead>,
+    /// How long a held statement waits for a decision.
+    pub wait: Duration,
+}
+
+/// How often a held statement looks for its decision.
+const HOLD_POLL: Duration = Duration::from_millis(200);
+
 pub struct ClientHalf {
     shared: Arc<Shared>,
     policy: StatementPolicy,
+    holds: Holds,
+    /// Statements this task may run after an approval: the SHA-256 of the
+    /// exact text → the review that approved it.
+    approved: HashMap<String, Arc<str>>,
+    /// A message held for review and approved: it runs next.
+    resume: Option<Frame>,
     classifier: Arc<Classifier>,
     ends_at: Option<Timestamp>,
     closing: watch::Receiver<Option<CloseReason>>,
@@ -50,12 +69,52 @@ struct Batch {
     terminate: bool,
     /// Set when the client has more answers outstanding than allowed.
     overflow: Option<usize>,
+    /// A statement that waits for a review; nothing after it is read yet.
+    hold: Option<Held>,
+}
+
+/// A message held until a human decides.
+struct Held {
+    frame: Option<Frame>,
+    /// The exact text the review is bound to (a whole simple query).
+    sql: String,
+    reason: String,
+    by: Vec<String>,
+    /// Whether it came in a simple query (which ends with ReadyForQuery).
+    simple: bool,
+}
+
+/// Lapses a review its session stopped waiting for (the session ended
+/// mid-hold), so it does not stay pending.
+struct Waiting {
+    writer: taskgate_store::Writer,
+    review: Option<String>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(review) = self.review.take() {
+            let writer = self.writer.clone();
+            tokio::spawn(async move {
+                let _ = writer
+                    .lapse_review(&review, "its session ended while it was held")
+                    .await;
+            });
+        }
+    }
+}
+
+/// How a hold ended.
+enum Verdict {
+    Approved(Arc<str>),
+    Refused { review: String, why: String },
 }
 
 impl ClientHalf {
     pub fn new(
         shared: Arc<Shared>,
         policy: StatementPolicy,
+        holds: Holds,
         classifier: Arc<Classifier>,
         ends_at: Option<Timestamp>,
         closing: watch::Receiver<Option<CloseReason>>,
@@ -64,6 +123,9 @@ impl ClientHalf {
         Self {
             shared,
             policy,
+            holds,
+            approved: HashMap::new(),
+            resume: None,
             classifier,
             ends_at,
             closing,
@@ -83,11 +145,14 @@ impl ClientHalf {
         loop {
             let mut batch = Batch::default();
             loop {
-                let frame = match frame::decode(&mut buf, Direction::Frontend, &self.shared.limits)
-                {
-                    Ok(Some(f)) => f,
-                    Ok(None) => break,
-                    Err(e) => return Ending::ClientProtocol(e.to_string()),
+                let frame = match self.resume.take() {
+                    Some(approved) => approved,
+                    None => match frame::decode(&mut buf, Direction::Frontend, &self.shared.limits)
+                    {
+                        Ok(Some(f)) => f,
+                        Ok(None) => break,
+                        Err(e) => return Ending::ClientProtocol(e.to_string()),
+                    },
                 };
                 if let Err(ending) = self.on_frame(frame, &mut batch) {
                     return ending;
@@ -97,7 +162,7 @@ impl ClientHalf {
                         "more than {limit} answers outstanding: the client sends without reading"
                     ));
                 }
-                if batch.terminate {
+                if batch.terminate || batch.hold.is_some() {
                     break;
                 }
             }
@@ -124,6 +189,15 @@ impl ClientHalf {
             }
             if batch.terminate {
                 return Ending::ClientLeft;
+            }
+            if let Some(held) = batch.hold.take() {
+                // Only this session waits; what came before is on its way.
+                // Messages the client sent behind the held one stay in
+                // `buf` and are read once it is decided.
+                if let Err(ending) = self.hold(held).await {
+                    return ending;
+                }
+                continue;
             }
             match client.read_buf(&mut buf).await {
                 Ok(0) => return Ending::ClientLeft,
@@ -309,6 +383,7 @@ impl ClientHalf {
                     classification: &class,
                     params: &params,
                     names: None,
+                    review: None,
                 };
                 let decision = self.policy.decide(&sql, &class);
                 if decision == StatementDecision::Allow {
@@ -334,8 +409,206 @@ impl ClientHalf {
         };
         if forward {
             batch.out.extend_from_slice(&frame.raw);
+        } else if let Some(held) = batch.hold.as_mut()
+            && held.frame.is_none()
+        {
+            held.frame = Some(frame);
         }
         Ok(())
+    }
+
+    /// The policy's decision on `text` (a statement of `message`), with a
+    /// review this task already passed for the message's exact text.
+    fn decide(
+        &self,
+        message: &str,
+        text: &str,
+        class: &Classification,
+    ) -> (StatementDecision, Option<Arc<str>>) {
+        match self.policy.decide(text, class) {
+            StatementDecision::Review { reason, by } => {
+                match self.approved.get(&statement_sha256(message)) {
+                    Some(review) => (StatementDecision::Allow, Some(Arc::clone(review))),
+                    None => (StatementDecision::Review { reason, by }, None),
+                }
+            }
+            other => (other, None),
+        }
+    }
+
+    /// Holds a statement for review: records the review, tells the client
+    /// which one, waits for the decision (or the hold's end, or the
+    /// session's), then lets it run or refuses it.
+    async fn hold(&mut self, held: Held) -> Result<(), Ending> {
+        let verdict = self.wait_for_review(&held).await?;
+        match verdict {
+            Verdict::Approved(review) => {
+                self.approved
+                    .insert(statement_sha256(&held.sql), Arc::clone(&review));
+                self.resume = held.frame;
+            }
+            Verdict::Refused { review, why } => {
+                let class = self.classify(&held.sql);
+                let statement = Statement {
+                    protocol: if held.simple {
+                        Protocol::Simple
+                    } else {
+                        Protocol::Extended
+                    },
+                    sql: &held.sql,
+                    classification: &class,
+                    params: &[],
+                    names: None,
+                    review: Some(&review),
+                };
+                let reason = format!("review {review}: {why}");
+                let denied = self.shared.record.denied(&statement, "review", &reason);
+                if let Err(e) = self.shared.writer.append(denied).await {
+                    return Err(Ending::AuditUnavailable(e.to_string()));
+                }
+                let error = enc::error(
+                    "ERROR",
+                    INSUFFICIENT_PRIVILEGE,
+                    &format!("taskgate: the statement was not run: {reason}"),
+                    Some(&format!(
+                        "review {review}; ask an approver, or run a different statement"
+                    )),
+                );
+                let mut batch = Batch::default();
+                self.made(&mut batch, error, held.simple);
+                self.shared.made.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_for_review(&mut self, held: &Held) -> Result<Verdict, Ending> {
+        let sha256 = statement_sha256(&held.sql);
+        if let Some(review) = self.approved_before(&sha256).await {
+            return Ok(Verdict::Approved(review));
+        }
+        let record = &self.shared.record;
+        let id =
+            crate::token::new_id("rev").map_err(|e| Ending::AuditUnavailable(e.to_string()))?;
+        let review = Review::for_statement(
+            id,
+            &record.task,
+            &record.identity,
+            &held.sql,
+            held.by.clone(),
+            Timestamp::now(),
+        );
+        let review = match self
+            .shared
+            .writer
+            .request_statement_review(review, &record.session, &record.connection, &held.reason)
+            .await
+        {
+            Ok(review) => review,
+            Err(taskgate_store::OpError::Store(e)) => {
+                return Err(Ending::AuditUnavailable(e.to_string()));
+            }
+            Err(refused) => {
+                // The task ended (or lapsed) as the statement arrived.
+                tracing::info!(error = %refused, "statement review refused");
+                self.check_live()?;
+                return Err(Ending::Closed(CloseReason::WindowEnded));
+            }
+        };
+        let mut waiting = Waiting {
+            writer: self.shared.writer.clone(),
+            review: Some(review.id.clone()),
+        };
+        let wait = humantime::format_duration(self.holds.wait);
+        let notice = enc::notice(
+            "01000",
+            &format!(
+                "taskgate: statement held for review {} ({}); waiting up to {wait} for a decision",
+                review.id, held.reason
+            ),
+            Some(&format!(
+                "an approver ({}) runs: taskgate review approve {}",
+                held.by.join(", "),
+                review.id
+            )),
+        );
+        let mut batch = Batch::default();
+        self.expect(
+            &mut batch,
+            Expect::Made {
+                bytes: notice,
+                ready: false,
+            },
+        );
+        self.shared.made.notify_one();
+        let deadline = tokio::time::Instant::now() + self.holds.wait;
+        let mut closing = self.closing.clone();
+        loop {
+            self.check_live()?;
+            let current = self.review_state(&review.id).await;
+            if let Some(verdict) = verdict_of(current) {
+                waiting.review = None;
+                return Ok(verdict);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                waiting.review = None;
+                let why = format!("no decision within {wait}");
+                let lapsed = self
+                    .shared
+                    .writer
+                    .lapse_review(&review.id, &why)
+                    .await
+                    .map_err(|e| Ending::AuditUnavailable(e.to_string()))?;
+                // Decided just before it lapsed: that decision stands.
+                if lapsed.state == ReviewState::Expired {
+                    return Ok(Verdict::Refused {
+                        review: review.id,
+                        why,
+                    });
+                }
+                if let Some(verdict) = verdict_of(Some(lapsed)) {
+                    return Ok(verdict);
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(HOLD_POLL) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = closing.changed() => {}
+            }
+        }
+    }
+
+    async fn review_state(&self, id: &str) -> Option<Review> {
+        let reader = Arc::clone(&self.holds.reader);
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || reader.review(&id).ok().flatten())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// An approval this task already has for the same exact text (from
+    /// another of its sessions, say).
+    async fn approved_before(&mut self, sha256: &str) -> Option<Arc<str>> {
+        let reader = Arc::clone(&self.holds.reader);
+        let query = taskgate_store::ReviewQuery {
+            state: Some(ReviewState::Approved),
+            task: Some(self.shared.record.task.clone()),
+        };
+        let wanted = sha256.to_owned();
+        let found = tokio::task::spawn_blocking(move || {
+            reader.reviews(&query).ok().and_then(|reviews| {
+                reviews.into_iter().find(|r| {
+                    matches!(&r.kind, ReviewKind::Statement { sha256, .. } if *sha256 == wanted)
+                })
+            })
+        })
+        .await
+        .ok()
+        .flatten()?;
+        let id: Arc<str> = found.id.into();
+        self.approved.insert(sha256.to_owned(), Arc::clone(&id));
+        Some(id)
     }
 
     /// A simple Query: every statement in it is decided; if any is refused
@@ -344,20 +617,39 @@ impl ClientHalf {
         self.check_live()?;
         let parts = taskgate_sqlclass::split(sql);
         let classes: Vec<_> = parts.iter().map(|s| self.classify(s)).collect();
+        let mut review: Option<Arc<str>> = None;
+        let mut needs_review: Option<Held> = None;
         for (text, class) in parts.iter().zip(&classes) {
-            let decision = self.policy.decide(text, class);
-            if decision != StatementDecision::Allow {
-                self.refuse(batch, &simple(text, class), &decision, true);
-                return Ok(false);
+            match self.decide(sql, text, class) {
+                (StatementDecision::Allow, passed) => review = review.or(passed),
+                (StatementDecision::Review { reason, by }, _) => {
+                    needs_review.get_or_insert(Held {
+                        frame: None,
+                        sql: sql.to_owned(),
+                        reason,
+                        by: by.iter().map(|m| m.to_string()).collect(),
+                        simple: true,
+                    });
+                }
+                (deny, _) => {
+                    self.refuse(batch, &simple(text, class), &deny, true);
+                    return Ok(false);
+                }
             }
+        }
+        if let Some(held) = needs_review {
+            batch.hold = Some(held);
+            return Ok(false);
         }
         let now = Instant::now();
         let mut running = VecDeque::with_capacity(parts.len());
         for (text, class) in parts.iter().zip(&classes) {
             let id = self.next_command();
+            let mut statement = simple(text, class);
+            statement.review = review.as_deref();
             batch
                 .events
-                .push(self.shared.record.started(id, &simple(text, class)));
+                .push(self.shared.record.started(id, &statement));
             running.push_back(Running::new(id, now));
         }
         if classes.iter().any(|c| changes_prepared_names(c)) {
@@ -374,7 +666,17 @@ impl ClientHalf {
             return false;
         }
         let class = self.classify(sql);
-        let decision = self.policy.decide(sql, &class);
+        let (decision, review) = self.decide(sql, sql, &class);
+        if let StatementDecision::Review { reason, by } = decision {
+            batch.hold = Some(Held {
+                frame: None,
+                sql: sql.to_owned(),
+                reason,
+                by: by.iter().map(|m| m.to_string()).collect(),
+                simple: false,
+            });
+            return false;
+        }
         if decision != StatementDecision::Allow {
             let statement = Statement {
                 protocol: Protocol::Extended,
@@ -382,6 +684,7 @@ impl ClientHalf {
                 classification: &class,
                 params: &[],
                 names: Some((name, "")),
+                review: None,
             };
             self.refuse(batch, &statement, &decision, false);
             return false;
@@ -393,6 +696,7 @@ impl ClientHalf {
         let prepared = Arc::new(Prepared {
             sql: sql.into(),
             class,
+            review,
         });
         if let Err(limit) = tracker.parse(name, prepared) {
             batch.overflow = Some(limit);
@@ -415,6 +719,7 @@ impl ClientHalf {
                 classification: &self.unknown,
                 params: &[],
                 names: Some(("", portal)),
+                review: None,
             };
             let reason = format!(
                 "portal {portal:?} was not bound through the gateway (or its Bind failed), so it cannot be run"
@@ -438,6 +743,7 @@ impl ClientHalf {
             classification: &found.prepared.class,
             params: &found.params,
             names: Some((found.statement.as_str(), portal)),
+            review: found.prepared.review.as_deref(),
         };
         batch
             .events
@@ -464,5 +770,33 @@ fn simple<'a>(sql: &'a str, class: &'a Classification) -> Statement<'a> {
         classification: class,
         params: &[],
         names: None,
+        review: None,
+    }
+}
+
+/// The verdict a review's state gives, once it is decided.
+fn verdict_of(review: Option<Review>) -> Option<Verdict> {
+    let review = review?;
+    let by = || {
+        review
+            .decision
+            .as_ref()
+            .map(|d| match &d.comment {
+                Some(comment) => format!(" by {}: {comment}", d.by.subject),
+                None => format!(" by {}", d.by.subject),
+            })
+            .unwrap_or_default()
+    };
+    match review.state {
+        ReviewState::Pending => None,
+        ReviewState::Approved => Some(Verdict::Approved(review.id.as_str().into())),
+        ReviewState::Denied => Some(Verdict::Refused {
+            why: format!("denied{}", by()),
+            review: review.id,
+        }),
+        ReviewState::Expired => Some(Verdict::Refused {
+            why: "it lapsed undecided".into(),
+            review: review.id,
+        }),
     }
 }

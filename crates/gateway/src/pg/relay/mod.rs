@@ -21,7 +21,7 @@ use taskgate_wire_pg::encode::backend as enc;
 use taskgate_wire_pg::frame::Limits;
 use tokio::sync::Notify;
 
-pub use client::ClientHalf;
+pub use client::{ClientHalf, Holds};
 pub use server::server_half;
 
 use super::record::SessionRecord;

@@ -12,6 +12,8 @@ use taskgate_sqlclass::Classification;
 pub struct Prepared {
     pub sql: Arc<str>,
     pub class: Arc<Classification>,
+    /// The review that let it run, when it was held.
+    pub review: Option<Arc<str>>,
 }
 
 /// A portal: the statement it was bound to and the parameters.

@@ -13,6 +13,7 @@ fn error(code: &'static str) -> BackendMessage<'static> {
         severity: "ERROR",
         code,
         message: "boom",
+        hint: None,
     })
 }
 
@@ -94,6 +95,7 @@ fn prepared(sql: &str) -> Arc<Prepared> {
     Arc::new(Prepared {
         sql: sql.into(),
         class: Arc::new(taskgate_sqlclass::classify(sql)),
+        review: None,
     })
 }
 

@@ -1,0 +1,353 @@
+//! Statements held for a human's review, end to end: the agent's session
+//! waits, an approver decides over the API, and the statement runs (or is
+//! refused) with every step in the log. Real cluster, real gateway.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::TestGateway;
+use common::cluster::TestCluster;
+use common::raw::{Answer, RawPg, frontend, tags};
+use serde_json::{Value, json};
+
+/// DDL on shop needs a DBA's review (appended to the agents' policy).
+const REVIEW_DDL: &str = r#"
+[[policies.statements]]
+match = { class = ["ddl"] }
+action = "review"
+by = ["group:dba"]
+"#;
+
+struct Setup {
+    cluster: TestCluster,
+    gw: TestGateway,
+}
+
+fn setup(hold: &str) -> Setup {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_full(
+        &format!("review_hold = \"{hold}\""),
+        &format!("{}{REVIEW_DDL}", cluster.gateway_config()),
+    );
+    Setup { cluster, gw }
+}
+
+/// Runs `sql` as a simple query on a session of its own, on a thread.
+fn run_held(
+    gw: &TestGateway,
+    task: &str,
+    token: &str,
+    sql: &str,
+) -> thread::JoinHandle<Vec<Answer>> {
+    let mut pg = RawPg::connect(gw.postgres, task, token, "shop");
+    let query = frontend::query(sql);
+    thread::spawn(move || {
+        pg.send(&query);
+        pg.until_ready(1)
+    })
+}
+
+/// The pending statement review of `task`, once it shows up for Alice.
+fn pending_review(gw: &TestGateway, task: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let (status, reviews) = gw.http().get(&gw.tokens.alice, "/v1/reviews");
+        assert_eq!(status, 200, "{reviews}");
+        if let Some(review) = reviews
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == "statement" && r["task"]["id"] == task)
+        {
+            return review.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no review appeared"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn decide(gw: &TestGateway, token: &str, review: &str, verb: &str, comment: &str) -> (u16, Value) {
+    gw.http().post(
+        token,
+        &format!("/v1/reviews/{review}/{verb}"),
+        &json!({"comment": comment}),
+    )
+}
+
+fn error_of(answers: &[Answer]) -> &Answer {
+    answers
+        .iter()
+        .find(|a| a.tag == 'E')
+        .unwrap_or_else(|| panic!("no error in {}", tags(answers)))
+}
+
+#[test]
+fn a_held_statement_runs_once_approved_and_its_record_names_the_approver() {
+    let Setup { cluster, gw } = setup("30s");
+    let (task, token) = gw.active_task("shop", "write", "15m");
+    let sql = "CREATE INDEX IF NOT EXISTS orders_qty ON orders (qty)";
+    let client = run_held(&gw, &task, &token, sql);
+    let review = pending_review(&gw, &task);
+    let id = review["id"].as_str().unwrap();
+    assert_eq!(review["statement"], sql);
+    assert_eq!(review["task"]["requester"]["subject"], "copilot-agent");
+    // Not run yet: the database has not seen it.
+    assert!(!cluster.log().contains("orders_qty"), "ran before approval");
+
+    // The requester can never approve its own statement.
+    let (status, body) = decide(&gw, &gw.tokens.agent, id, "approve", "me");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("self_approval")),
+        "{body}"
+    );
+    // Bob is not a DBA.
+    let (status, _) = decide(&gw, &gw.tokens.bob, id, "approve", "me");
+    assert_eq!(status, 403);
+
+    let (status, body) = decide(&gw, &gw.tokens.alice, id, "approve", "index is fine");
+    assert_eq!(status, 200, "{body}");
+    let answers = client.join().unwrap();
+    assert_eq!(tags(&answers), "NCZ", "{answers:?}");
+    let notice = &answers[0];
+    assert!(notice.text.contains(id), "{notice:?}");
+    assert!(
+        notice
+            .hint
+            .as_deref()
+            .unwrap_or("")
+            .contains(&format!("taskgate review approve {id}")),
+        "{notice:?}"
+    );
+    assert!(cluster.log().contains("orders_qty"));
+
+    // The record: requested, approved by alice, then the command naming it.
+    let requested = gw.events_of("review.requested");
+    assert_eq!(requested[0]["payload"]["review"], id);
+    assert_eq!(requested[0]["payload"]["sql"], sql);
+    let approved = gw.events_of("review.approved");
+    assert_eq!(approved[0]["identity"]["subject"], "alice");
+    assert_eq!(approved[0]["payload"]["comment"], "index is fine");
+    let started: Vec<Value> = gw
+        .events_of("command.started")
+        .into_iter()
+        .filter(|e| e["payload"]["sql"] == sql)
+        .collect();
+    assert_eq!(started[0]["payload"]["review"], id);
+
+    // The story says who approved it.
+    let out = gw.cli(&gw.tokens.auditor, &["audit", "story", &task]);
+    assert!(out.stdout.contains("(approved by alice"), "{}", out.stdout);
+
+    // The same text again runs without a new review, in a new session too;
+    // a different statement needs its own.
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    pg.send(&frontend::query(sql));
+    let again = pg.until_ready(1);
+    // PostgreSQL's own notice ("already exists, skipping"), no hold.
+    assert_eq!(tags(&again), "NCZ", "{again:?}");
+    assert!(again[0].text.contains("already exists"), "{again:?}");
+    assert_eq!(gw.events_of("review.requested").len(), 1);
+    let other = "CREATE INDEX IF NOT EXISTS orders_item ON orders (item)";
+    let client = run_held(&gw, &task, &token, other);
+    let second = pending_review(&gw, &task);
+    assert_ne!(second["id"], id);
+    assert_eq!(second["statement"], other);
+    decide(
+        &gw,
+        &gw.tokens.alice,
+        second["id"].as_str().unwrap(),
+        "deny",
+        "not now",
+    );
+    let answers = client.join().unwrap();
+    assert_eq!(error_of(&answers).sqlstate.as_deref(), Some("42501"));
+}
+
+#[test]
+fn a_denied_statement_is_refused_with_its_review_and_the_session_goes_on() {
+    let Setup { cluster, gw } = setup("30s");
+    let (task, token) = gw.active_task("shop", "write", "15m");
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    pg.send(&frontend::query(
+        "ALTER TABLE orders ADD COLUMN denied_note text",
+    ));
+    let decider = {
+        let review = pending_review(&gw, &task);
+        let id = review["id"].as_str().unwrap().to_owned();
+        let (status, body) = decide(&gw, &gw.tokens.alice, &id, "deny", "use a migration");
+        assert_eq!(status, 200, "{body}");
+        id
+    };
+    let answers = pg.until_ready(1);
+    assert_eq!(tags(&answers), "NEZ", "{answers:?}");
+    let error = error_of(&answers);
+    assert_eq!(error.sqlstate.as_deref(), Some("42501"));
+    assert!(
+        error.text.contains("denied by alice: use a migration"),
+        "{error:?}"
+    );
+    assert!(
+        error.hint.as_deref().unwrap_or("").contains(&decider),
+        "{error:?}"
+    );
+    assert!(
+        !cluster.log().contains("denied_note"),
+        "a denied statement ran"
+    );
+    let denied = gw.events_of("command.denied");
+    assert_eq!(denied[0]["payload"]["decision"], "review");
+    assert_eq!(denied[0]["payload"]["review"], decider.as_str());
+
+    // The session goes on.
+    pg.send(&frontend::query("SELECT count(*) FROM orders"));
+    assert_eq!(tags(&pg.until_ready(1)), "TDCZ");
+}
+
+#[test]
+fn an_undecided_statement_is_refused_when_its_hold_ends() {
+    let Setup { cluster, gw } = setup("2s");
+    let (task, token) = gw.active_task("shop", "write", "15m");
+    let started = Instant::now();
+    let answers = run_held(
+        &gw,
+        &task,
+        &token,
+        "ALTER TABLE orders ADD COLUMN late text",
+    )
+    .join()
+    .unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let error = error_of(&answers);
+    assert_eq!(error.sqlstate.as_deref(), Some("42501"));
+    assert!(error.text.contains("no decision within 2s"), "{error:?}");
+    assert!(!cluster.log().contains("late text"));
+    // Lapsed: nobody can approve it any more.
+    let (_, reviews) = gw.http().get(&gw.tokens.alice, "/v1/reviews");
+    assert!(
+        reviews
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["kind"] != "statement"),
+        "{reviews}"
+    );
+}
+
+#[test]
+fn a_held_statement_blocks_only_its_own_session() {
+    let Setup {
+        cluster: _cluster,
+        gw,
+    } = setup("30s");
+    let (task, token) = gw.active_task("shop", "write", "15m");
+    let (other_task, other_token) = gw.active_task("shop", "read", "15m");
+    let held = run_held(
+        &gw,
+        &task,
+        &token,
+        "CREATE INDEX IF NOT EXISTS orders_held ON orders (qty)",
+    );
+    let review = pending_review(&gw, &task);
+    for (t, k) in [(&task, &token), (&other_task, &other_token)] {
+        let mut pg = RawPg::connect(gw.postgres, t, k, "shop");
+        pg.send(&frontend::query("SELECT count(*) FROM orders"));
+        assert_eq!(tags(&pg.until_ready(1)), "TDCZ");
+    }
+    decide(
+        &gw,
+        &gw.tokens.alice,
+        review["id"].as_str().unwrap(),
+        "approve",
+        "ok",
+    );
+    assert_eq!(tags(&held.join().unwrap()), "NCZ");
+}
+
+#[test]
+fn a_statement_held_when_the_window_ends_never_runs() {
+    let Setup { cluster, gw } = setup("60s");
+    let (task, token) = gw.active_task("shop", "write", "3s");
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    let started = Instant::now();
+    pg.send(&frontend::query(
+        "ALTER TABLE orders ADD COLUMN too_late text",
+    ));
+    let review = pending_review(&gw, &task);
+    let answers = pg.until_ready_or_closed();
+    assert!(started.elapsed() < Duration::from_secs(6), "cut too late");
+    let fatal = error_of(&answers);
+    assert_eq!(fatal.sqlstate.as_deref(), Some("57P01"), "{answers:?}");
+    // Approving after the window is refused, and nothing ever ran.
+    let (status, _) = decide(
+        &gw,
+        &gw.tokens.alice,
+        review["id"].as_str().unwrap(),
+        "approve",
+        "late",
+    );
+    assert_eq!(status, 409);
+    assert!(!cluster.log().contains("too_late"));
+}
+
+#[test]
+fn an_extended_protocol_statement_is_held_at_parse() {
+    let Setup { cluster, gw } = setup("30s");
+    let (task, token) = gw.active_task("shop", "write", "15m");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = gw.postgres.port();
+    let (t, k) = (task.clone(), token.clone());
+    let client = thread::spawn(move || {
+        rt.block_on(async move {
+            let (client, connection) = tokio_postgres::Config::new()
+                .host("127.0.0.1")
+                .port(port)
+                .user(&t)
+                .password(&k)
+                .dbname("shop")
+                .connect(tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .execute(
+                    "CREATE INDEX IF NOT EXISTS orders_ext ON orders (item)",
+                    &[],
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    });
+    let review = pending_review(&gw, &task);
+    decide(
+        &gw,
+        &gw.tokens.alice,
+        review["id"].as_str().unwrap(),
+        "approve",
+        "ok",
+    );
+    client.join().unwrap().unwrap();
+    assert!(cluster.log().contains("orders_ext"));
+    let started = gw.events_of("command.started");
+    let ours = started
+        .iter()
+        .find(|e| {
+            e["payload"]["sql"]
+                .as_str()
+                .unwrap_or("")
+                .contains("orders_ext")
+        })
+        .unwrap();
+    assert_eq!(ours["payload"]["protocol"], "extended");
+    assert_eq!(ours["payload"]["review"], review["id"]);
+}
