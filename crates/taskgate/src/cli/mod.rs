@@ -3,6 +3,7 @@
 mod audit;
 mod client;
 mod config;
+mod demo;
 mod output;
 mod review;
 mod serve;
@@ -63,6 +64,10 @@ pub enum Command {
         #[arg(long, short, default_value = "taskgate.toml")]
         config: PathBuf,
     },
+    /// The whole story on a throwaway database: an agent's task approved,
+    /// a statement held and approved, a DROP denied, the window cut; then
+    /// the story, the auditor's questions and the verified record.
+    Demo(demo::DemoArgs),
     /// Request, inspect and end tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
@@ -93,6 +98,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => serve::run(&config).await,
         Command::Config(command) => config::run(command),
+        Command::Demo(args) => demo::run(args).await,
         Command::Task(command) => task::run(&cli.global, command).await,
         Command::Review(command) => review::run(&cli.global, command).await,
         Command::Audit(command) => audit::run(&cli.global, command).await,
