@@ -38,7 +38,10 @@ fn assert_story(stdout: &str) {
         "audit verify: ok:",
         "the demo behaved as described",
     ] {
-        assert!(stdout.contains(expected), "{expected:?} missing from:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing from:\n{stdout}"
+        );
     }
 }
 
@@ -67,7 +70,11 @@ fn the_demo_runs_against_a_given_database_and_fails_loudly_without_one() {
     let (code, stdout, stderr) = demo(&["--target-url", &url]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_story(&stdout);
-    assert!(cluster.log().contains("ALTER TABLE orders ADD COLUMN IF NOT EXISTS note text"));
+    assert!(
+        cluster
+            .log()
+            .contains("ALTER TABLE orders ADD COLUMN IF NOT EXISTS note text")
+    );
 
     let (code, _, stderr) = demo(&["--target-url", "postgres://nobody:x@127.0.0.1:1/nothing"]);
     assert_eq!(code, 1);

@@ -192,3 +192,85 @@ fn task_names_are_checked() {
         assert!(validate_task_name(bad).is_err(), "{bad:?}");
     }
 }
+
+mod statement_reviews {
+    use super::*;
+    use crate::{Review, ReviewKind, ReviewState, statement_sha256};
+
+    fn held(task: &Task) -> Review {
+        Review::for_statement(
+            "rev_1".into(),
+            &task.id,
+            &task.requester,
+            "ALTER TABLE orders ADD note text",
+            vec!["group:dba".into()],
+            Timestamp::from_micros(2_000_000),
+        )
+    }
+
+    #[test]
+    fn a_statement_review_is_bound_to_the_exact_text() {
+        let review = held(&task(TaskState::Active));
+        let ReviewKind::Statement { text, sha256 } = &review.kind else {
+            panic!("not a statement review")
+        };
+        assert_eq!(sha256, &statement_sha256(text));
+        assert_ne!(
+            sha256,
+            &statement_sha256("ALTER TABLE orders ADD note  text")
+        );
+        assert!(review.may_decide(&alice().identity));
+        assert!(!review.may_decide(&agent().identity));
+    }
+
+    #[test]
+    fn only_an_approver_other_than_the_requester_decides_while_the_task_is_active() {
+        let active = task(TaskState::Active);
+        let now = Timestamp::from_micros(3_000_000);
+        let mut review = held(&active);
+        assert_eq!(
+            review.decide_statement(&active, &agent(), true, None, now),
+            Err(DomainError::SelfApproval)
+        );
+        let bob = Actor {
+            identity: identity("bob", IdentityKind::Human, &["dev"]),
+            admin: false,
+        };
+        assert!(matches!(
+            review.decide_statement(&active, &bob, true, None, now),
+            Err(DomainError::Forbidden(_))
+        ));
+        let ended = task(TaskState::Expired);
+        assert!(matches!(
+            review.decide_statement(&ended, &alice(), true, None, now),
+            Err(DomainError::Conflict(_))
+        ));
+        let events = review
+            .decide_statement(&active, &alice(), true, Some("ok".into()), now)
+            .unwrap_or_default();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            events[0].event_type,
+            taskgate_audit::EventType::ReviewApproved
+        );
+        assert_eq!(review.state, ReviewState::Approved);
+        // Decided once: a second decision, or a lapse, is a conflict.
+        assert!(
+            review
+                .decide_statement(&active, &alice(), false, None, now)
+                .is_err()
+        );
+        assert!(review.lapse(now, "late").is_err());
+    }
+
+    #[test]
+    fn an_undecided_review_lapses_with_the_reason() {
+        let mut review = held(&task(TaskState::Active));
+        let events = review
+            .lapse(Timestamp::from_micros(4_000_000), "no decision within 5m")
+            .unwrap_or_default();
+        assert_eq!(review.state, ReviewState::Expired);
+        assert_eq!(events[0].payload["reason"], "no decision within 5m");
+        assert!(events[0].identity.is_none());
+    }
+}
