@@ -245,7 +245,8 @@ fn a_task_s_story_tells_its_record() {
         "ddl   ALTER TABLE",
         "UPDATE customers SET name = name WHERE id = 1",
         "write 1 row",
-        "session closed: client disconnected",
+        // Bob's client leaves as he ends the task: either may close it.
+        "session closed: ",
     ] {
         assert!(
             body.contains(expected),
