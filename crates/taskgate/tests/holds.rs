@@ -107,9 +107,37 @@ fn a_held_statement_runs_once_approved_and_its_record_names_the_approver() {
         (403, Some("self_approval")),
         "{body}"
     );
+    // Nor over the CLI.
+    let out = gw.cli(
+        &gw.tokens.agent,
+        &["review", "approve", id, "--comment", "me"],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("self_approval") || out.stderr.contains("own"),
+        "{}",
+        out.stderr
+    );
     // Bob is not a DBA.
     let (status, _) = decide(&gw, &gw.tokens.bob, id, "approve", "me");
     assert_eq!(status, 403);
+    // Alice sees what she is asked to approve.
+    let out = gw.cli(&gw.tokens.alice, &["review", "list"]);
+    assert!(
+        out.stdout.contains(&format!("review {id} (statement)")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!("statement  {sql}")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("requester  copilot-agent (agent)"),
+        "{}",
+        out.stdout
+    );
 
     let (status, body) = decide(&gw, &gw.tokens.alice, id, "approve", "index is fine");
     assert_eq!(status, 200, "{body}");
