@@ -191,6 +191,12 @@ impl Review {
             .task(task.id.clone())
             .connection(task.connection.clone())
             .payload(json!({"review": self.id, "comment": comment, "sql_sha256": sha256}));
+        self.record(actor, approve, comment, now);
+        Ok(vec![event])
+    }
+
+    /// Records a decision on this review.
+    fn record(&mut self, actor: &Actor, approve: bool, comment: Option<String>, now: Timestamp) {
         self.state = if approve {
             ReviewState::Approved
         } else {
@@ -201,7 +207,6 @@ impl Review {
             at: now,
             comment,
         });
-        Ok(vec![event])
     }
 
     /// Closes a statement review nobody decided in time (or whose session
@@ -249,16 +254,7 @@ impl Review {
         } else {
             task.deny(actor, now, comment.clone(), &self.id)?
         };
-        self.state = if approve {
-            ReviewState::Approved
-        } else {
-            ReviewState::Denied
-        };
-        self.decision = Some(Decision {
-            by: actor.identity.clone(),
-            at: now,
-            comment,
-        });
+        self.record(actor, approve, comment, now);
         Ok(events)
     }
 
