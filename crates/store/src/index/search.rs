@@ -181,30 +181,24 @@ fn matching(
     };
     let mut sql = String::from("SELECT e.seq FROM ");
     let mut conditions = Vec::new();
-    let seq_column = if let Some(table) = &query.table {
+    // With a table, the table index drives the search (its class is kept
+    // beside each table use); without one, the events themselves.
+    let (seq_column, class_column) = if let Some(table) = &query.table {
         sql.push_str("ev_table t JOIN ev e ON e.seq = t.seq");
         conditions.push(format!("t.name = {}", arg(Sql::Text(table.clone()))));
-        if !query.classes.is_empty() {
-            let list: Vec<String> = query
-                .classes
-                .iter()
-                .map(|c| arg(Sql::Text(c.clone())))
-                .collect();
-            conditions.push(format!("t.class IN ({})", list.join(", ")));
-        }
-        "t.seq"
+        ("t.seq", "t.class")
     } else {
         sql.push_str("ev e");
-        if !query.classes.is_empty() {
-            let list: Vec<String> = query
-                .classes
-                .iter()
-                .map(|c| arg(Sql::Text(c.clone())))
-                .collect();
-            conditions.push(format!("e.class IN ({})", list.join(", ")));
-        }
-        "e.seq"
+        ("e.seq", "e.class")
     };
+    if !query.classes.is_empty() {
+        let list: Vec<String> = query
+            .classes
+            .iter()
+            .map(|c| arg(Sql::Text(c.clone())))
+            .collect();
+        conditions.push(format!("{class_column} IN ({})", list.join(", ")));
+    }
     conditions.push(format!("{seq_column} >= {}", arg(Sql::Integer(lo))));
     conditions.push(format!("{seq_column} <= {}", arg(Sql::Integer(hi))));
     if let Some(since) = query.since {
