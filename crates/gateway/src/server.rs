@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, Inner};
 use crate::identity::dev::DevProviderError;
-use crate::identity::{Authenticator, DevProvider, IdentityProvider};
+use crate::identity::oidc::OidcError;
+use crate::identity::{Authenticator, DevProvider, IdentityProvider, OidcProvider};
 use crate::metrics::Metrics;
 use crate::pg::sessions::Sessions;
 use crate::pg::{self, PgContext};
@@ -24,6 +25,8 @@ use crate::{checkpoints, expiry, indexer};
 pub enum GatewayError {
     #[error(transparent)]
     Identity(#[from] DevProviderError),
+    #[error(transparent)]
+    Oidc(#[from] OidcError),
     #[error("cannot open the store at {path}: {error}")]
     Store { path: String, error: StoreError },
     #[error("audit checkpoints ({path}): {error}")]
@@ -62,6 +65,10 @@ fn providers(config: &Config) -> Result<Vec<Box<dyn IdentityProvider>>, GatewayE
             "the dev identity provider is enabled: static tokens from the config, for local use and tests only, never production"
         );
         providers.push(Box::new(dev));
+    }
+    for issuer in &config.identity.oidc {
+        providers.push(Box::new(OidcProvider::from_config(&issuer.value)?));
+        tracing::info!(issuer = %issuer.value.issuer, kind = %issuer.value.kind, "OIDC issuer configured");
     }
     Ok(providers)
 }

@@ -12,6 +12,9 @@ pub struct IdentityView {
     /// `agent` or `human`.
     pub kind: String,
     pub groups: Vec<String>,
+    /// Claims kept from the identity's token (for GitHub Actions: the
+    /// repository, workflow, run id and actor).
+    pub claims: std::collections::BTreeMap<String, String>,
 }
 
 impl From<&Identity> for IdentityView {
@@ -21,6 +24,7 @@ impl From<&Identity> for IdentityView {
             issuer: i.issuer.clone(),
             kind: i.kind.as_str().to_owned(),
             groups: i.groups.clone(),
+            claims: i.claims.clone(),
         }
     }
 }

@@ -3,11 +3,13 @@
 //! provider; nothing else changes.
 
 pub mod dev;
+pub mod oidc;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use dev::DevProvider;
+pub use oidc::OidcProvider;
 use taskgate_policy::Identity;
 
 #[derive(Debug, thiserror::Error)]

@@ -265,18 +265,99 @@ impl DevIdentity {
     }
 }
 
+/// An OpenID Connect issuer whose ID or access tokens (JWTs) identify
+/// callers: people through a company IdP, agents through GitHub Actions.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcIssuer {
+    /// The issuer URL, exactly as tokens' `iss` says it.
     pub issuer: String,
+    /// The `aud` a token must carry: this gateway's name at the IdP.
     pub audience: String,
+    /// Whether its identities are agents or people.
     pub kind: IdentityKind,
+    /// The claim that names the identity.
     #[serde(default = "default_subject_claim")]
     pub subject_claim: String,
+    /// A claim holding the identity's groups (an array of strings).
+    pub groups_claim: Option<String>,
+    /// Claims kept with the identity in every event (for GitHub Actions,
+    /// repository, workflow, run id, actor... by default).
+    pub claims: Option<Vec<String>>,
+    /// Rules a token's claims must match, one rule at least (each claim of
+    /// a rule matching its pattern, `*` matching any run of characters), as
+    /// cloud providers' trust policies do. Required for GitHub Actions.
+    #[serde(default)]
+    pub trust: Vec<std::collections::BTreeMap<String, String>>,
+    /// How often the issuer's keys are fetched again.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh: HumanDuration,
+    /// The least time between two fetches, however many unknown key ids
+    /// arrive.
+    #[serde(default = "default_jwks_min_refetch")]
+    pub jwks_min_refetch: HumanDuration,
+    /// Connect and read timeout of every request to the issuer.
+    #[serde(default = "default_oidc_timeout")]
+    pub timeout: HumanDuration,
+    /// Clock difference allowed on `exp` and `nbf`.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew: HumanDuration,
+}
+
+/// GitHub Actions' token issuer.
+pub const GITHUB_ACTIONS_ISSUER: &str = "https://token.actions.githubusercontent.com";
+
+/// Claims of a GitHub Actions token kept with each identity by default.
+pub const GITHUB_ACTIONS_CLAIMS: &[&str] = &[
+    "repository",
+    "repository_id",
+    "repository_owner",
+    "repository_owner_id",
+    "workflow",
+    "workflow_ref",
+    "job_workflow_ref",
+    "ref",
+    "environment",
+    "event_name",
+    "run_id",
+    "run_attempt",
+    "actor",
+    "actor_id",
+    "sha",
+];
+
+impl OidcIssuer {
+    /// The claims kept with each identity.
+    pub fn kept_claims(&self) -> Vec<String> {
+        match &self.claims {
+            Some(claims) => claims.clone(),
+            None if self.issuer == GITHUB_ACTIONS_ISSUER => GITHUB_ACTIONS_CLAIMS
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
 }
 
 fn default_subject_claim() -> String {
     "sub".to_owned()
+}
+
+fn default_jwks_refresh() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(3600))
+}
+
+fn default_jwks_min_refetch() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
+
+fn default_oidc_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5))
+}
+
+fn default_clock_skew() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(60))
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use super::load::{ConfigProblem, Located};
-use super::types::{Config, Credential, RuleAction};
+use super::types::{Config, Credential, GITHUB_ACTIONS_ISSUER, OidcIssuer, RuleAction};
 
 struct Report<'a>(&'a mut Vec<ConfigProblem>);
 
@@ -98,12 +98,51 @@ fn identities(config: &Config, report: &mut Report<'_>) {
             _ => {}
         }
     }
+    let mut issuers = HashSet::new();
     for oidc in &config.identity.oidc {
+        oidc_issuer(oidc, report);
+        if !issuers.insert(oidc.issuer.as_str()) {
+            report.at(oidc, "issuer", "is configured twice");
+        }
+    }
+}
+
+fn oidc_issuer(oidc: &Located<OidcIssuer>, report: &mut Report<'_>) {
+    match url::Url::parse(&oidc.issuer) {
+        Err(e) => report.at(oidc, "issuer", format!("is not a URL: {e}")),
+        Ok(url) => {
+            let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+            if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+                report.at(
+                    oidc,
+                    "issuer",
+                    "must be an https URL (plain http only for a loopback test issuer)",
+                );
+            }
+        }
+    }
+    if oidc.audience.trim().is_empty() {
         report.at(
             oidc,
-            "",
-            "OIDC issuers are not supported by this build yet; use [[identity.dev]] for local use",
+            "audience",
+            "must not be empty: tokens for other audiences must be refused",
         );
+    }
+    if oidc.issuer == GITHUB_ACTIONS_ISSUER && oidc.trust.is_empty() {
+        report.at(
+            oidc,
+            "trust",
+            "GitHub Actions issues tokens to every repository on GitHub: add [[identity.oidc.trust]] rules naming yours (repository_owner_id, repository_id, ref...)",
+        );
+    }
+    for (i, rule) in oidc.trust.iter().enumerate() {
+        if rule.is_empty() {
+            report.at(
+                oidc,
+                &format!("trust[{i}]"),
+                "an empty rule would trust every token",
+            );
+        }
     }
 }
 

@@ -134,9 +134,7 @@ fn syntax_errors_have_a_line() {
 
 #[test]
 fn unsupported_features_are_refused_not_ignored() {
-    let source = format!(
-        "{GOOD}\n[[sinks]]\nkind = \"webhook\"\nurl = \"http://x\"\n\n[[identity.oidc]]\nissuer = \"https://i\"\naudience = \"taskgate\"\nkind = \"agent\"\n"
-    );
+    let source = format!("{GOOD}\n[[sinks]]\nkind = \"webhook\"\nurl = \"http://x\"\n");
     let found = problems(&source);
     assert!(
         found
@@ -144,12 +142,43 @@ fn unsupported_features_are_refused_not_ignored() {
             .any(|p| p.contains("sinks[0]") && p.contains("not supported")),
         "{found:?}"
     );
+}
+
+#[test]
+fn oidc_issuers_are_checked() {
+    let issuer = |body: &str| problems(&format!("{GOOD}\n[[identity.oidc]]\n{body}\n"));
+    let ok = issuer("issuer = \"https://idp.example\"\naudience = \"taskgate\"\nkind = \"human\"");
+    assert!(ok.is_empty(), "{ok:?}");
+    let loopback =
+        issuer("issuer = \"http://127.0.0.1:8123\"\naudience = \"taskgate\"\nkind = \"agent\"");
+    assert!(loopback.is_empty(), "{loopback:?}");
+    let plain =
+        issuer("issuer = \"http://idp.example\"\naudience = \"taskgate\"\nkind = \"human\"");
     assert!(
-        found
+        plain
             .iter()
-            .any(|p| p.contains("identity.oidc[0]") && p.contains("not supported")),
-        "{found:?}"
+            .any(|p| p.contains("issuer") && p.contains("https")),
+        "{plain:?}"
     );
+    let no_audience =
+        issuer("issuer = \"https://idp.example\"\naudience = \" \"\nkind = \"human\"");
+    assert!(
+        no_audience.iter().any(|p| p.contains("audience")),
+        "{no_audience:?}"
+    );
+    let github = issuer(
+        "issuer = \"https://token.actions.githubusercontent.com\"\naudience = \"taskgate\"\nkind = \"agent\"",
+    );
+    assert!(
+        github
+            .iter()
+            .any(|p| p.contains("trust") && p.contains("every repository")),
+        "{github:?}"
+    );
+    let trusted = issuer(
+        "issuer = \"https://token.actions.githubusercontent.com\"\naudience = \"taskgate\"\nkind = \"agent\"\n\n[[identity.oidc.trust]]\nrepository_owner_id = \"42\"\nref = \"refs/heads/*\"",
+    );
+    assert!(trusted.is_empty(), "{trusted:?}");
 }
 
 #[test]
