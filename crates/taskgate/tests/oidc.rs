@@ -74,6 +74,34 @@ struct IssuerState {
     /// Makes every request hang this long.
     delay: Duration,
     key_fetches: usize,
+    /// Signs the tokens its Actions token endpoint hands out.
+    actions_key: Option<TestKey>,
+}
+
+/// The GitHub Actions token endpoint, as the runner offers it to a job:
+/// the request token as bearer, the audience as a query parameter.
+async fn actions_token(
+    State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<axum::Json<Value>, axum::http::StatusCode> {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if bearer != "Bearer runner-request-token" {
+        return Err(axum::http::StatusCode::FORBIDDEN);
+    }
+    let (issuer, key) = {
+        let s = state.lock().unwrap();
+        (s.issuer.clone(), s.actions_key.clone())
+    };
+    let key = key.ok_or(axum::http::StatusCode::NOT_FOUND)?;
+    let mut claims = github_claims(&issuer);
+    claims["aud"] = json!(query.get("audience").cloned().unwrap_or_default());
+    Ok(axum::Json(
+        json!({"count": 1, "value": sign(&key, &claims)}),
+    ))
 }
 
 type Shared = Arc<Mutex<IssuerState>>;
@@ -132,6 +160,7 @@ impl Issuer {
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
+            .route("/actions/token", get(actions_token))
             .with_state(Arc::clone(&state));
         runtime.spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -386,4 +415,60 @@ fn a_hanging_or_bloated_issuer_does_not_stop_the_gateway() {
     );
     assert!(gw.log().contains("larger than"), "{}", gw.log());
     assert_eq!(gw.http().get_anonymous("/healthz").0, 200);
+}
+
+#[test]
+fn inside_github_actions_the_cli_fetches_its_own_token() {
+    let key = ec_key("ec-1");
+    let issuer = Issuer::start(vec![key.clone()]);
+    issuer.state.lock().unwrap().actions_key = Some(key);
+    let gw = issuer.gateway("");
+    let cli = |audience: &str, args: &[&str]| {
+        let out = std::process::Command::new(common::BIN)
+            .args(args)
+            .env("TASKGATE_SERVER", &gw.base)
+            .env_remove("TASKGATE_TOKEN")
+            .env("TASKGATE_AUDIENCE", audience)
+            .env("TASKGATE_STATE_DIR", gw.dir.path().join("cli-state"))
+            .env(
+                "ACTIONS_ID_TOKEN_REQUEST_URL",
+                format!("{}/actions/token?api-version=2.0", issuer.url),
+            )
+            .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-request-token")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = cli(
+        "taskgate",
+        &[
+            "task",
+            "request",
+            "--name",
+            "nightly-report",
+            "--connection",
+            "orders-db",
+            "--access",
+            "read",
+            "--window",
+            "5m",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let task: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        task["requester"]["subject"],
+        "repo:acme/shop:ref:refs/heads/main"
+    );
+    assert_eq!(task["requester"]["claims"]["workflow"], "agent");
+    // A token for another audience is refused by the gateway.
+    let (code, _, stderr) = cli("someone-else", &["task", "list"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("audience"), "{stderr}");
 }

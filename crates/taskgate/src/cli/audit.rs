@@ -203,7 +203,8 @@ async fn search(
             serde_json::to_value(page)?
         }
         None => {
-            Client::new(global)?
+            Client::new(global)
+                .await?
                 .get_query("/v1/audit/events", &params, "audit search")
                 .await?
         }
@@ -236,7 +237,7 @@ async fn story(
         }
         None => {
             let path = format!("/v1/audit/tasks/{task}/story");
-            Client::new(global)?.get(&path, "audit story").await?
+            Client::new(global).await?.get(&path, "audit story").await?
         }
     };
     if format == Format::Json {
@@ -336,7 +337,8 @@ async fn verify(
             })
         }
         None => {
-            Client::new(global)?
+            Client::new(global)
+                .await?
                 .get("/v1/audit/verify", "audit verify")
                 .await?
         }

@@ -14,9 +14,17 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(global: &Global) -> anyhow::Result<Self> {
-        let Some(token) = global.token.clone().filter(|t| !t.is_empty()) else {
-            bail!("no identity token: pass --token or set TASKGATE_TOKEN");
+    /// A client acting as `--token` (or `TASKGATE_TOKEN`), or, inside
+    /// GitHub Actions, as the job's own OIDC token.
+    pub async fn new(global: &Global) -> anyhow::Result<Self> {
+        let token = match global.token.clone().filter(|t| !t.is_empty()) {
+            Some(token) => token,
+            None => match super::actions::token(&global.audience).await? {
+                Some(token) => token,
+                None => bail!(
+                    "no identity token: pass --token or set TASKGATE_TOKEN (inside GitHub Actions, give the job `permissions: id-token: write`)"
+                ),
+            },
         };
         Ok(Self {
             http: reqwest::Client::new(),

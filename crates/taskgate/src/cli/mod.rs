@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch.
 
+mod actions;
 mod audit;
 mod client;
 mod config;
@@ -41,9 +42,19 @@ pub struct Global {
         global = true
     )]
     pub server: String,
-    /// Your identity token (a dev token or an OIDC JWT).
+    /// Your identity token (a dev token or an OIDC JWT). Inside GitHub
+    /// Actions, without one, the job's own OIDC token is fetched.
     #[arg(long, env = "TASKGATE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// The audience the gateway expects in OIDC tokens, for the token
+    /// fetched inside GitHub Actions.
+    #[arg(
+        long,
+        env = "TASKGATE_AUDIENCE",
+        default_value = "taskgate",
+        global = true
+    )]
+    pub audience: String,
     /// Log filter for the gateway's own log, e.g. `info` or `taskgate=debug`.
     #[arg(long, env = "TASKGATE_LOG", default_value = "info", global = true)]
     pub log: String,

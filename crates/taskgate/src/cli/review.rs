@@ -34,7 +34,7 @@ pub enum ReviewCommand {
 }
 
 pub async fn run(global: &Global, command: ReviewCommand) -> anyhow::Result<ExitCode> {
-    let client = Client::new(global)?;
+    let client = Client::new(global).await?;
     let (id, comment, format, verb) = match command {
         ReviewCommand::List { format } => {
             let reviews: Value = client.get("/v1/reviews", "review list").await?;

@@ -84,7 +84,7 @@ pub async fn run(global: &Global, command: TaskCommand) -> anyhow::Result<ExitCo
         println!("{}", state::load_connection_string(id)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let client = Client::new(global)?;
+    let client = Client::new(global).await?;
     match command {
         TaskCommand::Request {
             name,
