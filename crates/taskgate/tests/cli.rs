@@ -299,9 +299,12 @@ fn every_command_has_help() {
 
 #[test]
 fn client_commands_without_a_token_say_so() {
+    let empty = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
         .args(["task", "list"])
         .env_remove("TASKGATE_TOKEN")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+        .env("TASKGATE_CONFIG_DIR", empty.path())
         .env("TASKGATE_SERVER", "http://127.0.0.1:1")
         .output()
         .unwrap();

@@ -14,16 +14,19 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client acting as `--token` (or `TASKGATE_TOKEN`), or, inside
-    /// GitHub Actions, as the job's own OIDC token.
+    /// A client acting as `--token` (or `TASKGATE_TOKEN`); inside GitHub
+    /// Actions, as the job's own OIDC token; else as `taskgate login` left it.
     pub async fn new(global: &Global) -> anyhow::Result<Self> {
         let token = match global.token.clone().filter(|t| !t.is_empty()) {
             Some(token) => token,
             None => match super::actions::token(&global.audience).await? {
                 Some(token) => token,
-                None => bail!(
-                    "no identity token: pass --token or set TASKGATE_TOKEN (inside GitHub Actions, give the job `permissions: id-token: write`)"
-                ),
+                None => match super::login::cached_token().await? {
+                    Some(token) => token,
+                    None => bail!(
+                        "no identity token: run taskgate login, or pass --token or set TASKGATE_TOKEN (inside GitHub Actions, give the job `permissions: id-token: write`)"
+                    ),
+                },
             },
         };
         Ok(Self {

@@ -5,6 +5,7 @@ mod audit;
 mod client;
 mod config;
 mod demo;
+mod login;
 mod output;
 mod review;
 mod serve;
@@ -79,6 +80,9 @@ pub enum Command {
     /// a statement held and approved, a DROP denied, the window cut; then
     /// the story, the auditor's questions and the verified record.
     Demo(demo::DemoArgs),
+    /// Sign in at your IdP (OAuth 2.0 device flow); later commands use the
+    /// token kept for you, refreshing it when it expires.
+    Login(login::LoginArgs),
     /// Request, inspect and end tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
@@ -110,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => serve::run(&config).await,
         Command::Config(command) => config::run(command),
         Command::Demo(args) => demo::run(args).await,
+        Command::Login(args) => login::run(args).await,
         Command::Task(command) => task::run(&cli.global, command).await,
         Command::Review(command) => review::run(&cli.global, command).await,
         Command::Audit(command) => audit::run(&cli.global, command).await,

@@ -33,9 +33,30 @@ fn task_file(task_id: &str) -> anyhow::Result<PathBuf> {
     Ok(state_dir()?.join("tasks").join(task_id))
 }
 
+/// `$TASKGATE_CONFIG_DIR`, else `$XDG_CONFIG_HOME/taskgate`, else
+/// `~/.config/taskgate`: where `taskgate login` keeps its token.
+pub fn config_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("TASKGATE_CONFIG_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME") {
+        return Ok(PathBuf::from(dir).join("taskgate"));
+    }
+    let home =
+        std::env::var_os("HOME").context("cannot find a config directory: HOME is not set")?;
+    Ok(PathBuf::from(home).join(".config/taskgate"))
+}
+
 /// Saves a task's connection string with mode 0600 in a 0700 directory.
 pub fn save_connection_string(task_id: &str, url: &str) -> anyhow::Result<PathBuf> {
     let path = task_file(task_id)?;
+    write_private(&path, &format!("{url}\n"))?;
+    Ok(path)
+}
+
+/// Writes `contents` to `path` readable by its owner only (0600), in a
+/// directory only its owner can enter (0700).
+pub fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -48,10 +69,10 @@ pub fn save_connection_string(task_id: &str, url: &str) -> anyhow::Result<PathBu
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    writeln!(file, "{url}")?;
-    Ok(path)
+    file.write_all(contents.as_bytes())?;
+    Ok(())
 }
 
 pub fn load_connection_string(task_id: &str) -> anyhow::Result<String> {

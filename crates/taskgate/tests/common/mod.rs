@@ -290,6 +290,7 @@ approve = {{ when = ["write"], by = ["group:dba"] }}
             .env("TASKGATE_SERVER", &self.base)
             .env("TASKGATE_TOKEN", token)
             .env("TASKGATE_STATE_DIR", self.dir.path().join("cli-state"))
+            .env("TASKGATE_CONFIG_DIR", self.dir.path().join("cli-config"))
             .output()
             .unwrap();
         CliOutput {
