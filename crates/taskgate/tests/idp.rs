@@ -29,13 +29,17 @@ impl Drop for Idp {
 }
 
 fn start_idp() -> Idp {
+    start_idp_on(free_port())
+}
+
+/// Starts the provider on `port`; each start signs with a new key.
+fn start_idp_on(port: u16) -> Idp {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp");
     assert!(
         dir.join("node_modules/oidc-provider").exists(),
         "run `npm ci` in {} (.ci/run does)",
         dir.display()
     );
-    let port = free_port();
     let mut child = Command::new("node")
         .arg("idp.mjs")
         .arg(port.to_string())
@@ -65,9 +69,22 @@ audience = "taskgate"
 kind = "human"
 groups_claim = "groups"
 claims = ["email", "client_id"]
+jwks_min_refetch = "1s"
 "#,
         idp.url
     ))
+}
+
+fn service_token(idp: &Idp) -> String {
+    let answer: Value = browser()
+        .post(format!("{}/token", idp.url))
+        .basic_auth("taskgate-agent", Some("agent-secret"))
+        .form(&[("grant_type", "client_credentials"), ("scope", "groups")])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    answer["access_token"].as_str().unwrap().to_owned()
 }
 
 fn browser() -> reqwest::blocking::Client {
@@ -91,16 +108,8 @@ fn field(page: &str, name: &str) -> String {
 fn a_service_signs_in_with_client_credentials() {
     let idp = start_idp();
     let gw = gateway(&idp);
-    let answer: Value = browser()
-        .post(format!("{}/token", idp.url))
-        .basic_auth("taskgate-agent", Some("agent-secret"))
-        .form(&[("grant_type", "client_credentials"), ("scope", "groups")])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let token = answer["access_token"].as_str().unwrap();
-    let (status, tasks) = gw.http().get(token, "/v1/tasks");
+    let token = service_token(&idp);
+    let (status, tasks) = gw.http().get(&token, "/v1/tasks");
     assert_eq!(status, 200, "{tasks}");
     // Anything that is not one of its tokens is refused.
     let (status, _) = gw.http().get("not-a-jwt", "/v1/tasks");
@@ -209,4 +218,30 @@ fn a_person_signs_in_with_the_device_flow_and_the_token_is_kept_and_refreshed() 
     let after: Value = serde_json::from_str(&std::fs::read_to_string(&kept).unwrap()).unwrap();
     assert_ne!(after["access_token"], before["access_token"]);
     assert!(after["expires_at"].as_i64().unwrap() > 0);
+}
+
+#[test]
+fn the_gateway_follows_the_provider_s_key_rotation() {
+    let port = free_port();
+    let idp = start_idp_on(port);
+    let gw = gateway(&idp);
+    let old = service_token(&idp);
+    assert_eq!(gw.http().get(&old, "/v1/tasks").0, 200);
+    // The provider restarts with a new key: the gateway fetches it on the
+    // first token that names it, and the old key is gone with it.
+    drop(idp);
+    let idp = start_idp_on(port);
+    std::thread::sleep(Duration::from_millis(1100));
+    let new = service_token(&idp);
+    let (status, body) = gw.http().get(&new, "/v1/tasks");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = gw.http().get(&old, "/v1/tasks");
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unknown kid"),
+        "{body}"
+    );
 }

@@ -3,11 +3,19 @@
 // flow (and refresh tokens) and a confidential client using client credentials.
 // Access tokens are JWTs for audience "taskgate" carrying the account's groups.
 // Any login is accepted (devInteractions): the test plays the browser.
+import { randomUUID } from 'node:crypto';
+import { exportJWK, generateKeyPair } from 'jose';
 import Provider from 'oidc-provider';
 
 const port = Number(process.argv[2] || 0);
 const issuer = `http://127.0.0.1:${port}`;
+// A fresh signing key (and key id) each start: restarting the provider on the
+// same port is a key rotation.
+const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+const signing = { ...(await exportJWK(privateKey)), kid: randomUUID(), alg: 'RS256', use: 'sig' };
+
 const configuration = {
+  jwks: { keys: [signing] },
   clients: [
     { client_id: 'taskgate-cli', token_endpoint_auth_method: 'none',
       grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
@@ -47,5 +55,5 @@ const configuration = {
 const provider = new Provider(issuer, configuration);
 provider.proxy = false;
 const server = provider.listen(port, '127.0.0.1', () => {
-  console.log(`ready ${issuer}`);
+  console.log(`ready ${issuer} ${signing.kid}`);
 });
