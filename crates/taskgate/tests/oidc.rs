@@ -181,6 +181,7 @@ issuer = "{}"
 audience = "taskgate"
 kind = "agent"
 claims = ["repository", "workflow", "run_id", "actor"]
+name_claim = "actor"
 jwks_min_refetch = "1s"
 timeout = "1s"
 clock_skew = "30s"
@@ -267,6 +268,7 @@ fn github_shaped_tokens_identify_the_agent_with_its_claims() {
         assert_eq!(requester["claims"]["repository"], "acme/shop");
         assert_eq!(requester["claims"]["run_id"], "9876543210");
         assert_eq!(requester["claims"]["actor"], "octocat");
+        assert_eq!(requester["claims"]["name"], "octocat");
         // Only the configured claims are kept.
         assert!(
             requester["claims"].get("event_name").is_none(),

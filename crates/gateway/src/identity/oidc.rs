@@ -34,6 +34,7 @@ pub struct OidcProvider {
     audience: String,
     kind: taskgate_policy::IdentityKind,
     subject_claim: String,
+    name_claim: Option<String>,
     groups_claim: Option<String>,
     kept_claims: Vec<String>,
     trust: Vec<BTreeMap<String, String>>,
@@ -115,6 +116,7 @@ impl OidcProvider {
             audience: config.audience.clone(),
             kind: config.kind,
             subject_claim: config.subject_claim.clone(),
+            name_claim: config.name_claim.clone(),
             groups_claim: config.groups_claim.clone(),
             kept_claims: config.kept_claims(),
             trust: config.trust.clone(),
@@ -326,7 +328,7 @@ impl OidcProvider {
                 .unwrap_or_default(),
             None => Vec::new(),
         };
-        let kept = self
+        let mut kept: BTreeMap<String, String> = self
             .kept_claims
             .iter()
             .filter_map(|claim| {
@@ -336,6 +338,14 @@ impl OidcProvider {
                     .map(|v| (claim.clone(), v))
             })
             .collect();
+        if let Some(name) = self
+            .name_claim
+            .as_ref()
+            .and_then(|claim| claims.get(claim))
+            .and_then(claim_text)
+        {
+            kept.insert("name".into(), name);
+        }
         Ok(Identity {
             claims: kept,
             groups,

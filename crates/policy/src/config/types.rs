@@ -279,6 +279,8 @@ pub struct OidcIssuer {
     /// The claim that names the identity.
     #[serde(default = "default_subject_claim")]
     pub subject_claim: String,
+    /// A claim holding the identity's display name (kept as its `name`).
+    pub name_claim: Option<String>,
     /// A claim holding the identity's groups (an array of strings).
     pub groups_claim: Option<String>,
     /// Claims kept with the identity in every event (for GitHub Actions,
