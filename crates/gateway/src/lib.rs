@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod pg;
 pub mod secrets;
 mod server;
+pub mod sinks;
 pub mod token;
 
 pub use server::{Gateway, GatewayError};

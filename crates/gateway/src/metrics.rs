@@ -8,6 +8,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use taskgate_store::WriterStats;
 
@@ -23,11 +24,17 @@ pub struct TransitionLabels {
     pub to: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    pub sink: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
     pub api_auth_failures: Counter,
     pub task_transitions: Family<TransitionLabels, Counter>,
+    pub sink_lag: Family<SinkLabels, Gauge>,
 }
 
 #[derive(Debug)]
@@ -93,12 +100,19 @@ impl Metrics {
             "Tasks entering each state",
             task_transitions.clone(),
         );
+        let sink_lag = Family::<SinkLabels, Gauge>::default();
+        registry.register(
+            "taskgate_sink_lag_events",
+            "Events recorded but not yet acknowledged by each export sink",
+            sink_lag.clone(),
+        );
         registry.register_collector(Box::new(WriterCollector(writer)));
         Self {
             registry,
             http_requests,
             api_auth_failures,
             task_transitions,
+            sink_lag,
         }
     }
 
@@ -108,6 +122,14 @@ impl Metrics {
                 to: state.to_owned(),
             })
             .inc();
+    }
+
+    pub fn sink_lag(&self, sink: &str, lag: u64) {
+        self.sink_lag
+            .get_or_create(&SinkLabels {
+                sink: sink.to_owned(),
+            })
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
     }
 
     pub fn render(&self) -> Result<String, std::fmt::Error> {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use taskgate_policy::config::{Config, StoreDurability};
 use taskgate_store::checkpoints::{CheckpointDir, Checkpointing, load_or_create_key};
 use taskgate_store::index::AuditIndex;
+use taskgate_store::sinks::SinkState;
 use taskgate_store::sqlite::{self, Durability};
 use taskgate_store::{StoreError, StoreRead, Writer};
 use tokio::net::TcpListener;
@@ -27,6 +28,8 @@ pub enum GatewayError {
     Identity(#[from] DevProviderError),
     #[error(transparent)]
     Oidc(#[from] OidcError),
+    #[error(transparent)]
+    Sink(#[from] crate::sinks::SinkError),
     #[error("cannot open the store at {path}: {error}")]
     Store { path: String, error: StoreError },
     #[error("audit checkpoints ({path}): {error}")]
@@ -52,6 +55,7 @@ pub struct Gateway {
     expiry: JoinHandle<()>,
     indexer: JoinHandle<()>,
     checkpointer: JoinHandle<()>,
+    sinks: Vec<JoinHandle<()>>,
     writer_thread: taskgate_store::WriterThread,
 }
 
@@ -137,6 +141,21 @@ impl Gateway {
             shutdown_rx.clone(),
         ));
         let indexer = tokio::spawn(indexer::run(Arc::clone(&index), shutdown_rx.clone()));
+        let sink_state =
+            Arc::new(
+                SinkState::open(&store_path).map_err(|error| GatewayError::Store {
+                    path: SinkState::path_for(&store_path).display().to_string(),
+                    error,
+                })?,
+            );
+        let sink_configs: Vec<_> = config.sinks.iter().map(|s| s.value.clone()).collect();
+        let sinks = crate::sinks::start(
+            &sink_configs,
+            Arc::clone(&sink_state),
+            Arc::clone(&reader),
+            Arc::clone(&metrics),
+            shutdown_rx.clone(),
+        )?;
         let checkpointer = tokio::spawn(checkpoints::run(
             writer.clone(),
             config.audit.checkpoint_interval.0,
@@ -181,6 +200,7 @@ impl Gateway {
             writer,
             index,
             checkpoint_key: public_key,
+            sink_state,
             sessions,
             postgres_addr,
             auth,
@@ -210,6 +230,7 @@ impl Gateway {
             expiry,
             indexer,
             checkpointer,
+            sinks,
             writer_thread,
         })
     }
@@ -231,6 +252,9 @@ impl Gateway {
         let _ = self.expiry.await;
         let _ = self.indexer.await;
         let _ = self.checkpointer.await;
+        for sink in self.sinks {
+            let _ = sink.await;
+        }
         // Every writer handle is gone with the server and the scheduler, so
         // the writer thread drains its queue and ends.
         let thread = self.writer_thread;

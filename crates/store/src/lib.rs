@@ -7,6 +7,7 @@
 
 pub mod checkpoints;
 pub mod index;
+pub mod sinks;
 pub mod sqlite;
 mod writer;
 
@@ -71,6 +72,10 @@ pub trait StoreRead: Send + Sync {
     fn reviews(&self, query: &ReviewQuery) -> Result<Vec<Review>>;
     /// The earliest moment a pending or active task must change by itself.
     fn next_deadline(&self) -> Result<Option<Timestamp>>;
+    /// Up to `limit` events after `after`, in sequence order.
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<EventRow>>;
+    /// The last event's sequence number (0 for an empty log).
+    fn head_seq(&self) -> Result<u64>;
     /// Every event in sequence order; stop early by returning false from
     /// `visit`.
     fn scan_events(&self, visit: &mut dyn FnMut(&EventRow) -> bool) -> Result<()>;

@@ -136,3 +136,51 @@ pub async fn verify(
         .await?;
     Ok(Json(VerifyView::from(report)))
 }
+
+/// Each export sink: its cursor, how far behind the log it is, what it
+/// delivered and parked, and its last error.
+#[utoipa::path(
+    get, path = "/v1/sinks",
+    responses(
+        (status = 200, description = "one entry per configured sink", body = Object),
+        (status = 403, description = "not an auditor or admin", body = ErrorBody),
+    )
+)]
+pub async fn sinks(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    if !caller.reads_everything() {
+        return Err(ApiError::forbidden(
+            "only auditors and admins may see the export sinks",
+        ));
+    }
+    let head = state.read(|r| r.head_seq()).await?;
+    let sink_state = Arc::clone(&state.sink_state);
+    let configured: Vec<(String, String)> = state
+        .config
+        .sinks
+        .iter()
+        .map(|s| (s.value.name.clone(), s.value.kind.as_str().to_owned()))
+        .collect();
+    let entries = tokio::task::spawn_blocking(move || {
+        configured
+            .into_iter()
+            .map(|(name, kind)| {
+                let progress = sink_state.progress(&name)?;
+                Ok(json!({
+                    "name": name,
+                    "kind": kind,
+                    "cursor": progress.cursor,
+                    "head": head,
+                    "lag": head.saturating_sub(progress.cursor),
+                    "delivered": progress.delivered,
+                    "parked": progress.parked,
+                    "last_delivery": progress.last_delivery,
+                    "last_error": progress.last_error,
+                    "last_error_at": progress.last_error_at,
+                }))
+            })
+            .collect::<taskgate_store::Result<Vec<Value>>>()
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(Json(Value::Array(entries)))
+}

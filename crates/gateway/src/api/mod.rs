@@ -43,6 +43,8 @@ pub struct Inner {
     pub index: Arc<AuditIndex>,
     /// The key checkpoints are signed with, to verify them.
     pub checkpoint_key: taskgate_audit::PublicKey,
+    /// Export sinks' cursors.
+    pub sink_state: Arc<taskgate_store::sinks::SinkState>,
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
     /// Woken when a task gets a new deadline, so the expiry scheduler
@@ -97,6 +99,7 @@ impl AppState {
         audit::search,
         audit::story,
         audit::verify,
+        audit::sinks,
         ops::healthz,
         ops::metrics,
     ),
@@ -130,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/events", get(audit::search))
         .route("/v1/audit/tasks/{id}/story", get(audit::story))
         .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/sinks", get(audit::sinks))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))

@@ -535,14 +535,67 @@ pub enum SinkKind {
     Nats,
 }
 
-/// An export sink. Parsed and checked now; delivery arrives in its own issue,
-/// and until then `config check` refuses sinks rather than drop events silently.
+impl SinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::File => "file",
+            Self::Nats => "nats",
+        }
+    }
+}
+
+/// An export sink: every event (or those of `types`), in order, at least
+/// once, from a durable cursor.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sink {
+    /// Names the sink's cursor: renaming a sink starts it over.
+    pub name: String,
     pub kind: SinkKind,
+    /// `webhook`: where to POST; `nats`: the server.
     pub url: Option<String>,
+    /// `file`: the directory of JSON Lines files.
     pub path: Option<PathBuf>,
+    /// `webhook`: the signing secret(s), `whsec_...`, several separated by
+    /// spaces while rotating.
     pub secret_env: Option<String>,
     pub secret_file: Option<PathBuf>,
+    /// Only events of these types (`*` wildcards: `command.*`); all if empty.
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// Events per delivery (a webhook POSTs one event, or an array of up to
+    /// this many).
+    pub batch: Option<usize>,
+    /// Timeout of one delivery.
+    #[serde(default = "default_sink_timeout")]
+    pub timeout: HumanDuration,
+    /// `webhook`: park an event the receiver refuses with a 4xx (other than
+    /// 408 and 429) and go on; if false, retry it like a 5xx.
+    #[serde(default = "default_true")]
+    pub park_rejected: bool,
+    /// `file`: start a new file past this size...
+    #[serde(default = "default_rotate_bytes")]
+    pub rotate_bytes: u64,
+    /// ...or this age.
+    #[serde(default = "default_rotate_every")]
+    pub rotate_every: HumanDuration,
+}
+
+impl Sink {
+    pub fn secret_ref(&self) -> Option<SecretRef> {
+        secret_ref(&self.secret_env, &self.secret_file)
+    }
+}
+
+fn default_sink_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(10))
+}
+
+fn default_rotate_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+fn default_rotate_every() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(3600))
 }

@@ -5,7 +5,9 @@
 use std::collections::HashSet;
 
 use super::load::{ConfigProblem, Located};
-use super::types::{Config, Credential, GITHUB_ACTIONS_ISSUER, OidcIssuer, RuleAction};
+use super::types::{
+    Config, Credential, GITHUB_ACTIONS_ISSUER, OidcIssuer, RuleAction, Sink, SinkKind,
+};
 
 struct Report<'a>(&'a mut Vec<ConfigProblem>);
 
@@ -58,12 +60,16 @@ pub(super) fn validate(config: &Config, problems: &mut Vec<ConfigProblem>) {
             "a PostgreSQL store is not supported by this build yet; use store.path",
         );
     }
+    let mut names = HashSet::new();
     for sink in &config.sinks {
-        report.at(
-            sink,
-            "",
-            "export sinks are not supported by this build yet; remove the sink rather than believe events are exported",
-        );
+        sink_config(sink, &mut report);
+        if !names.insert(sink.name.as_str()) {
+            report.at(
+                sink,
+                "name",
+                "is used by another sink: each needs its own cursor",
+            );
+        }
     }
 }
 
@@ -104,6 +110,45 @@ fn identities(config: &Config, report: &mut Report<'_>) {
         if !issuers.insert(oidc.issuer.as_str()) {
             report.at(oidc, "issuer", "is configured twice");
         }
+    }
+}
+
+fn sink_config(sink: &Located<Sink>, report: &mut Report<'_>) {
+    let config = &sink.value;
+    if !is_plain_name(&config.name) {
+        report.at(sink, "name", "must be 1-63 letters, digits, '-' or '_'");
+    }
+    if sink.batch == Some(0) {
+        report.at(sink, "batch", "must be at least 1");
+    }
+    match sink.kind {
+        SinkKind::Webhook => {
+            match sink.url.as_deref().map(url::Url::parse) {
+                None => report.at(sink, "url", "a webhook sink needs the url to POST to"),
+                Some(Err(e)) => report.at(sink, "url", format!("is not a URL: {e}")),
+                Some(Ok(url)) if !matches!(url.scheme(), "http" | "https") => {
+                    report.at(sink, "url", "must be http or https")
+                }
+                Some(Ok(_)) => {}
+            }
+            if sink.secret_ref().is_none() {
+                report.at(
+                    sink,
+                    "secret_env",
+                    "a webhook sink signs every delivery: give secret_env or secret_file (whsec_...)",
+                );
+            }
+        }
+        SinkKind::File => {
+            if config.path.is_none() {
+                report.at(sink, "path", "a file sink needs the directory to write to");
+            }
+        }
+        SinkKind::Nats => report.at(
+            sink,
+            "kind",
+            "the nats sink is not in this build yet; use webhook or file",
+        ),
     }
 }
 

@@ -193,6 +193,31 @@ impl StoreRead for SqliteReader {
         })
     }
 
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<EventRow>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    i64::try_from(after).unwrap_or(i64::MAX),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                event_row,
+            )?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn head_seq(&self) -> Result<u64> {
+        self.with(|conn| {
+            let last: i64 = conn
+                .prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
+                .query_row([], |r| r.get(0))?;
+            Ok(u64::try_from(last).unwrap_or(0))
+        })
+    }
+
     fn verify_chain(
         &self,
         key: Option<PublicKey>,

@@ -9,6 +9,7 @@ mod login;
 mod output;
 mod review;
 mod serve;
+mod sinks;
 mod state;
 mod task;
 
@@ -92,6 +93,9 @@ pub enum Command {
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// See how the export sinks are doing.
+    #[command(subcommand)]
+    Sinks(sinks::SinksCommand),
     /// Validate configuration files.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -118,5 +122,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Task(command) => task::run(&cli.global, command).await,
         Command::Review(command) => review::run(&cli.global, command).await,
         Command::Audit(command) => audit::run(&cli.global, command).await,
+        Command::Sinks(command) => sinks::run(&cli.global, command).await,
     }
 }

@@ -134,13 +134,44 @@ fn syntax_errors_have_a_line() {
 
 #[test]
 fn unsupported_features_are_refused_not_ignored() {
-    let source = format!("{GOOD}\n[[sinks]]\nkind = \"webhook\"\nurl = \"http://x\"\n");
+    let source = format!(
+        "{GOOD}\n[[sinks]]\nname = \"stream\"\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n"
+    );
     let found = problems(&source);
     assert!(
         found
             .iter()
-            .any(|p| p.contains("sinks[0]") && p.contains("not supported")),
+            .any(|p| p.contains("sinks[0]") && p.contains("not in this build")),
         "{found:?}"
+    );
+}
+
+#[test]
+fn sinks_are_checked() {
+    let sink = |body: &str| problems(&format!("{GOOD}\n[[sinks]]\n{body}\n"));
+    let ok = sink(
+        "name = \"siem\"\nkind = \"webhook\"\nurl = \"https://siem.example/in\"\nsecret_env = \"WHSEC\"",
+    );
+    assert!(ok.is_empty(), "{ok:?}");
+    let unsigned = sink("name = \"siem\"\nkind = \"webhook\"\nurl = \"https://siem.example/in\"");
+    assert!(
+        unsigned.iter().any(|p| p.contains("signs every delivery")),
+        "{unsigned:?}"
+    );
+    let no_path = sink("name = \"archive\"\nkind = \"file\"");
+    assert!(
+        no_path.iter().any(|p| p.contains("directory")),
+        "{no_path:?}"
+    );
+    let bad_name = sink("name = \"a b\"\nkind = \"file\"\npath = \"x\"\nbatch = 0");
+    assert!(bad_name.iter().any(|p| p.contains("name")), "{bad_name:?}");
+    assert!(bad_name.iter().any(|p| p.contains("batch")), "{bad_name:?}");
+    let twice = problems(&format!(
+        "{GOOD}\n[[sinks]]\nname = \"a\"\nkind = \"file\"\npath = \"x\"\n\n[[sinks]]\nname = \"a\"\nkind = \"file\"\npath = \"y\"\n"
+    ));
+    assert!(
+        twice.iter().any(|p| p.contains("another sink")),
+        "{twice:?}"
     );
 }
 

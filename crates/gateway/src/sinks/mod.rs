@@ -1,0 +1,242 @@
+//! Export: every event reaches each configured sink in order, at least once,
+//! across restarts and outages. One task per sink reads events after its
+//! durable cursor, delivers a batch, and moves the cursor only once the
+//! sink acknowledged it. A failure is retried on a growing schedule with
+//! jitter (seconds, then minutes, then hours, in the spirit of Svix's);
+//! an event the sink refuses for good is parked, logged, and passed.
+
+mod file;
+mod webhook;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use taskgate_audit::exported;
+use taskgate_policy::config::{Sink as SinkConfig, SinkKind};
+use taskgate_store::StoreRead;
+use taskgate_store::sinks::SinkState;
+use tokio::sync::watch;
+use wildmatch::WildMatch;
+
+use crate::metrics::Metrics;
+
+/// Delays between attempts at the same events; the last repeats.
+const RETRY_SCHEDULE: &[u64] = &[1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
+/// How long a sink with nothing to send waits before looking again.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+/// A sink behind by more than this logs its lag (at most once a minute).
+const LAG_LOG_EVENTS: u64 = 10_000;
+
+/// One event ready to send.
+pub struct Outgoing {
+    pub seq: u64,
+    /// `<chain>:<seq>`: the same on every attempt.
+    pub id: String,
+    pub json: Value,
+}
+
+/// Why a delivery did not go through.
+pub enum Failure {
+    /// Try the same events again later.
+    Retry(String),
+    /// The sink refuses these events for good: park them and go on.
+    Park(String),
+}
+
+pub type Delivery<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'a>>;
+
+/// A destination for events.
+pub trait Deliver: Send + Sync {
+    fn deliver<'a>(&'a mut self, events: &'a [Outgoing]) -> Delivery<'a>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("sink {name}: {error}")]
+    Setup { name: String, error: String },
+}
+
+struct Runner {
+    name: String,
+    types: Vec<WildMatch>,
+    batch: usize,
+    deliver: Box<dyn Deliver>,
+    state: Arc<SinkState>,
+    reader: Arc<dyn StoreRead>,
+    metrics: Arc<Metrics>,
+}
+
+/// Starts one delivery task per configured sink.
+pub fn start(
+    sinks: &[SinkConfig],
+    state: Arc<SinkState>,
+    reader: Arc<dyn StoreRead>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, SinkError> {
+    let mut tasks = Vec::new();
+    for config in sinks {
+        let setup = |error: String| SinkError::Setup {
+            name: config.name.clone(),
+            error,
+        };
+        let (deliver, default_batch): (Box<dyn Deliver>, usize) = match config.kind {
+            SinkKind::Webhook => (Box::new(webhook::Webhook::new(config).map_err(setup)?), 1),
+            SinkKind::File => (Box::new(file::FileSink::new(config).map_err(setup)?), 500),
+            SinkKind::Nats => return Err(setup("the nats sink is not in this build".into())),
+        };
+        let runner = Runner {
+            name: config.name.clone(),
+            types: config.types.iter().map(|t| WildMatch::new(t)).collect(),
+            batch: config.batch.unwrap_or(default_batch).max(1),
+            deliver,
+            state: Arc::clone(&state),
+            reader: Arc::clone(&reader),
+            metrics: Arc::clone(&metrics),
+        };
+        tracing::info!(sink = %config.name, kind = config.kind.as_str(), "export sink started");
+        tasks.push(tokio::spawn(runner.run(shutdown.clone())));
+    }
+    Ok(tasks)
+}
+
+/// A delay from the schedule, give or take a fifth, so sinks that failed
+/// together do not retry together.
+fn backoff(attempt: usize) -> Duration {
+    let base = RETRY_SCHEDULE[attempt.min(RETRY_SCHEDULE.len() - 1)] as f64;
+    let mut bytes = [0u8; 2];
+    let unit = match getrandom::fill(&mut bytes) {
+        Ok(()) => f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX),
+        Err(_) => 0.5,
+    };
+    Duration::from_secs_f64(base * (0.8 + 0.4 * unit))
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> taskgate_store::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Runner {
+    fn wanted(&self, event_type: &str) -> bool {
+        self.types.is_empty() || self.types.iter().any(|t| t.matches(event_type))
+    }
+
+    /// The next events to send after `cursor`, and the last sequence number
+    /// looked at (events filtered out are passed over with the rest).
+    async fn next(&self, cursor: u64) -> Result<(Vec<Outgoing>, u64), String> {
+        let reader = Arc::clone(&self.reader);
+        let limit = self.batch.max(100);
+        let rows = blocking(move || reader.events_after(cursor, limit)).await?;
+        let mut out = Vec::new();
+        let mut through = cursor;
+        for row in rows {
+            let seq = u64::try_from(row.seq).unwrap_or(0);
+            if self.wanted(&row.event_type) {
+                if out.len() == self.batch {
+                    break;
+                }
+                let json = exported(&row.body, &row.hash)
+                    .map_err(|e| format!("record {seq} cannot be read: {e}"))?;
+                let id = json["id"].as_str().unwrap_or_default().to_owned();
+                out.push(Outgoing { seq, id, json });
+            }
+            through = seq;
+        }
+        Ok((out, through))
+    }
+
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut attempt = 0usize;
+        let mut last_lag_log: Option<tokio::time::Instant> = None;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let state = Arc::clone(&self.state);
+            let name = self.name.clone();
+            let step = async {
+                let cursor = blocking(move || state.cursor(&name)).await?;
+                let (events, through) = self.next(cursor).await?;
+                Ok::<_, String>((cursor, events, through))
+            };
+            let (cursor, events, through) = match step.await {
+                Ok(next) => next,
+                Err(error) => {
+                    tracing::error!(sink = %self.name, %error, "cannot read events for the sink");
+                    self.pause(&mut shutdown, backoff(attempt)).await;
+                    attempt += 1;
+                    continue;
+                }
+            };
+            self.report_lag(through, &mut last_lag_log).await;
+            if through == cursor {
+                self.pause(&mut shutdown, IDLE_POLL).await;
+                continue;
+            }
+            let outcome = if events.is_empty() {
+                Ok(())
+            } else {
+                self.deliver.deliver(&events).await
+            };
+            let state = Arc::clone(&self.state);
+            let name = self.name.clone();
+            let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+            let recorded = match outcome {
+                Ok(()) => {
+                    attempt = 0;
+                    let delivered = seqs.len() as u64;
+                    blocking(move || state.advance(&name, through, delivered)).await
+                }
+                Err(Failure::Park(reason)) => {
+                    attempt = 0;
+                    tracing::warn!(sink = %self.name, first = seqs.first(), last = seqs.last(), %reason, "the sink refused events for good: parked, going on");
+                    blocking(move || state.park(&name, &seqs, through, &reason)).await
+                }
+                Err(Failure::Retry(reason)) => {
+                    let wait = backoff(attempt);
+                    tracing::warn!(sink = %self.name, first = seqs.first(), attempt = attempt + 1, retry_in = ?wait, %reason, "delivery failed; will retry");
+                    attempt += 1;
+                    let error = reason.clone();
+                    let _ = blocking(move || state.failed(&name, &error)).await;
+                    self.pause(&mut shutdown, wait).await;
+                    continue;
+                }
+            };
+            if let Err(error) = recorded {
+                tracing::error!(sink = %self.name, %error, "cannot record the sink's progress; it will resend");
+                self.pause(&mut shutdown, backoff(0)).await;
+            }
+        }
+    }
+
+    async fn report_lag(&self, through: u64, last_log: &mut Option<tokio::time::Instant>) {
+        let reader = Arc::clone(&self.reader);
+        let Ok(head) = blocking(move || reader.head_seq()).await else {
+            return;
+        };
+        let lag = head.saturating_sub(through);
+        self.metrics.sink_lag(&self.name, lag);
+        if lag > LAG_LOG_EVENTS && last_log.is_none_or(|at| at.elapsed() > Duration::from_secs(60))
+        {
+            tracing::warn!(sink = %self.name, lag, "export sink is behind");
+            *last_log = Some(tokio::time::Instant::now());
+        }
+    }
+
+    async fn pause(&self, shutdown: &mut watch::Receiver<bool>, wait: Duration) {
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
