@@ -6,6 +6,7 @@
 //! an event the sink refuses for good is parked, logged, and passed.
 
 mod file;
+mod nats;
 mod webhook;
 
 use std::future::Future;
@@ -86,7 +87,7 @@ pub fn start(
         let (deliver, default_batch): (Box<dyn Deliver>, usize) = match config.kind {
             SinkKind::Webhook => (Box::new(webhook::Webhook::new(config).map_err(setup)?), 1),
             SinkKind::File => (Box::new(file::FileSink::new(config).map_err(setup)?), 500),
-            SinkKind::Nats => return Err(setup("the nats sink is not in this build".into())),
+            SinkKind::Nats => (Box::new(nats::NatsSink::new(config).map_err(setup)?), 100),
         };
         let runner = Runner {
             name: config.name.clone(),

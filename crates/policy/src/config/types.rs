@@ -557,6 +557,12 @@ pub struct Sink {
     pub url: Option<String>,
     /// `file`: the directory of JSON Lines files.
     pub path: Option<PathBuf>,
+    /// `nats`: the subject events are published on (default
+    /// `taskgate.events`)...
+    pub subject: Option<String>,
+    /// ...and the JetStream stream that keeps them (default `TASKGATE`;
+    /// created with a one-hour duplicate window if missing).
+    pub stream: Option<String>,
     /// `webhook`: the signing secret(s), `whsec_...`, several separated by
     /// spaces while rotating.
     pub secret_env: Option<String>,

@@ -144,11 +144,18 @@ fn sink_config(sink: &Located<Sink>, report: &mut Report<'_>) {
                 report.at(sink, "path", "a file sink needs the directory to write to");
             }
         }
-        SinkKind::Nats => report.at(
-            sink,
-            "kind",
-            "the nats sink is not in this build yet; use webhook or file",
-        ),
+        SinkKind::Nats => match config.url.as_deref().map(url::Url::parse) {
+            None => report.at(
+                sink,
+                "url",
+                "a nats sink needs the server's url (nats://host:4222)",
+            ),
+            Some(Err(e)) => report.at(sink, "url", format!("is not a URL: {e}")),
+            Some(Ok(url)) if !matches!(url.scheme(), "nats" | "tls") => {
+                report.at(sink, "url", "must be nats:// or tls://")
+            }
+            Some(Ok(_)) => {}
+        },
     }
 }
 

@@ -134,14 +134,12 @@ fn syntax_errors_have_a_line() {
 
 #[test]
 fn unsupported_features_are_refused_not_ignored() {
-    let source = format!(
-        "{GOOD}\n[[sinks]]\nname = \"stream\"\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n"
-    );
+    let source = format!("{GOOD}\n[store]\nurl = \"postgres://db/taskgate\"\n");
     let found = problems(&source);
     assert!(
         found
             .iter()
-            .any(|p| p.contains("sinks[0]") && p.contains("not in this build")),
+            .any(|p| p.contains("store.url") && p.contains("not supported")),
         "{found:?}"
     );
 }
