@@ -26,6 +26,8 @@ use crate::metrics::Metrics;
 
 /// Delays between attempts at the same events; the last repeats.
 const RETRY_SCHEDULE: &[u64] = &[1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
+/// Events read from the store at a time.
+const PAGE_EVENTS: usize = 1_000;
 /// How long a sink with nothing to send waits before looking again.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 /// A sink behind by more than this logs its lag (at most once a minute).
@@ -132,46 +134,53 @@ impl Runner {
         self.types.is_empty() || self.types.iter().any(|t| t.matches(event_type))
     }
 
-    /// The next events to send after `cursor`, and the last sequence number
-    /// looked at (events filtered out are passed over with the rest).
-    async fn next(&self, cursor: u64) -> Result<(Vec<Outgoing>, u64), String> {
+    /// The next page after `cursor`: the events this sink wants, and the
+    /// last sequence number looked at (events filtered out are passed over).
+    async fn page(&self, cursor: u64) -> Result<(Vec<Outgoing>, u64), String> {
         let reader = Arc::clone(&self.reader);
-        let limit = self.batch.max(100);
-        let rows = blocking(move || reader.events_after(cursor, limit)).await?;
-        let mut out = Vec::new();
+        let rows = blocking(move || reader.events_after(cursor, PAGE_EVENTS)).await?;
+        let mut wanted = Vec::new();
         let mut through = cursor;
         for row in rows {
             let seq = u64::try_from(row.seq).unwrap_or(0);
             if self.wanted(&row.event_type) {
-                if out.len() == self.batch {
-                    break;
-                }
                 let json = exported(&row.body, &row.hash)
                     .map_err(|e| format!("record {seq} cannot be read: {e}"))?;
                 let id = json["id"].as_str().unwrap_or_default().to_owned();
-                out.push(Outgoing { seq, id, json });
+                wanted.push(Outgoing { seq, id, json });
             }
             through = seq;
         }
-        Ok((out, through))
+        Ok((wanted, through))
     }
 
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut attempt = 0usize;
         let mut last_lag_log: Option<tokio::time::Instant> = None;
+        // Read once, then kept here: the store is written only as it moves.
+        let mut cursor: Option<u64> = None;
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let state = Arc::clone(&self.state);
-            let name = self.name.clone();
-            let step = async {
-                let cursor = blocking(move || state.cursor(&name)).await?;
-                let (events, through) = self.next(cursor).await?;
-                Ok::<_, String>((cursor, events, through))
+            let at = match cursor {
+                Some(at) => at,
+                None => {
+                    let state = Arc::clone(&self.state);
+                    let name = self.name.clone();
+                    match blocking(move || state.cursor(&name)).await {
+                        Ok(at) => *cursor.insert(at),
+                        Err(error) => {
+                            tracing::error!(sink = %self.name, %error, "cannot read the sink's cursor");
+                            self.pause(&mut shutdown, backoff(attempt)).await;
+                            attempt += 1;
+                            continue;
+                        }
+                    }
+                }
             };
-            let (cursor, events, through) = match step.await {
-                Ok(next) => next,
+            let (events, through) = match self.page(at).await {
+                Ok(page) => page,
                 Err(error) => {
                     tracing::error!(sink = %self.name, %error, "cannot read events for the sink");
                     self.pause(&mut shutdown, backoff(attempt)).await;
@@ -179,45 +188,76 @@ impl Runner {
                     continue;
                 }
             };
-            self.report_lag(through, &mut last_lag_log).await;
-            if through == cursor {
+            self.report_lag(at, &mut last_lag_log).await;
+            if through == at {
                 self.pause(&mut shutdown, IDLE_POLL).await;
                 continue;
             }
-            let outcome = if events.is_empty() {
-                Ok(())
-            } else {
-                self.deliver.deliver(&events).await
-            };
-            let state = Arc::clone(&self.state);
-            let name = self.name.clone();
-            let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-            let recorded = match outcome {
+            match self.send_page(&events, through, &mut shutdown).await {
                 Ok(()) => {
                     attempt = 0;
+                    cursor = Some(through);
+                }
+                Err(moved) => {
+                    // Retry from where the sink got to.
+                    cursor = moved;
+                    attempt += 1;
+                    self.pause(&mut shutdown, backoff(attempt - 1)).await;
+                }
+            }
+        }
+    }
+
+    /// Delivers a page in batches, moving the cursor after each; on a
+    /// failure, returns where the cursor stands (None: read it again).
+    async fn send_page(
+        &mut self,
+        events: &[Outgoing],
+        through: u64,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Option<u64>> {
+        let mut done: Option<u64> = None;
+        for chunk in events.chunks(self.batch) {
+            if *shutdown.borrow() {
+                return Err(done);
+            }
+            let last = chunk.last().map_or(0, |e| e.seq);
+            let seqs: Vec<u64> = chunk.iter().map(|e| e.seq).collect();
+            let state = Arc::clone(&self.state);
+            let name = self.name.clone();
+            let recorded = match self.deliver.deliver(chunk).await {
+                Ok(()) => {
                     let delivered = seqs.len() as u64;
-                    blocking(move || state.advance(&name, through, delivered)).await
+                    blocking(move || state.advance(&name, last, delivered)).await
                 }
                 Err(Failure::Park(reason)) => {
-                    attempt = 0;
                     tracing::warn!(sink = %self.name, first = seqs.first(), last = seqs.last(), %reason, "the sink refused events for good: parked, going on");
-                    blocking(move || state.park(&name, &seqs, through, &reason)).await
+                    blocking(move || state.park(&name, &seqs, last, &reason)).await
                 }
                 Err(Failure::Retry(reason)) => {
-                    let wait = backoff(attempt);
-                    tracing::warn!(sink = %self.name, first = seqs.first(), attempt = attempt + 1, retry_in = ?wait, %reason, "delivery failed; will retry");
-                    attempt += 1;
-                    let error = reason.clone();
-                    let _ = blocking(move || state.failed(&name, &error)).await;
-                    self.pause(&mut shutdown, wait).await;
-                    continue;
+                    tracing::warn!(sink = %self.name, first = seqs.first(), %reason, "delivery failed; will retry");
+                    let _ = blocking(move || state.failed(&name, &reason)).await;
+                    return Err(done);
                 }
             };
             if let Err(error) = recorded {
                 tracing::error!(sink = %self.name, %error, "cannot record the sink's progress; it will resend");
-                self.pause(&mut shutdown, backoff(0)).await;
+                return Err(None);
+            }
+            done = Some(last);
+        }
+        // Events filtered out at the page's end are passed over too.
+        if done != Some(through) {
+            let state = Arc::clone(&self.state);
+            let name = self.name.clone();
+            if blocking(move || state.advance(&name, through, 0))
+                .await
+                .is_err()
+            {
+                return Err(None);
             }
         }
+        Ok(())
     }
 
     async fn report_lag(&self, through: u64, last_log: &mut Option<tokio::time::Instant>) {
