@@ -185,6 +185,18 @@ fn a_receiver_down_for_a_while_gets_every_event_in_order_once_up() {
     assert_eq!(first["type"], "task.requested");
     assert_eq!(first["hash"].as_str().unwrap().len(), 64);
 
+    // Every one matches the documented schema.
+    let schema: Value =
+        serde_json::from_str(include_str!("../../../docs/schema/event.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for (_, event) in receiver.events() {
+        let errors: Vec<String> = validator
+            .iter_errors(&event)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{event}: {errors:?}");
+    }
+
     let out = gw.cli(&gw.tokens.auditor, &["sinks", "status"]);
     assert!(
         out.stdout
