@@ -1,0 +1,144 @@
+//! Invariant 1 under crashes: pgbench runs through the gateway against a
+//! cluster that logs every statement it receives, the gateway is killed with
+//! SIGKILL at random moments and restarted, and every statement the
+//! database saw must have its `command.started` committed in the log. After
+//! each crash the log verifies, and a task whose window passed while the
+//! gateway was down is expired when it comes back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::TestGateway;
+use common::cluster::{TestCluster, pg_bindir};
+
+/// A random pause between `min` and `max` milliseconds.
+fn random_ms(min: u64, max: u64) -> Duration {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap();
+    Duration::from_millis(min + u64::from_le_bytes(bytes) % (max - min))
+}
+
+/// What the database logged from sessions the gateway opened:
+/// `app=taskgate/<task> ...  LOG:  statement: <sql>`.
+fn statements_via_gateway(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("app=taskgate/"))
+        .filter_map(|l| {
+            l.split_once("LOG:  statement: ")
+                .map(|(_, sql)| normal(sql))
+        })
+        .collect()
+}
+
+/// The gateway records each statement of a query string without its
+/// terminating semicolon; the database logs the string as sent.
+fn normal(sql: &str) -> String {
+    sql.trim().trim_end_matches(';').trim().to_owned()
+}
+
+fn verify_offline(gw: &TestGateway) -> (i32, String) {
+    let store = gw.store_path();
+    let out = gw.cli("", &["audit", "verify", "--store", store.to_str().unwrap()]);
+    (out.code, out.stdout)
+}
+
+#[test]
+fn killed_at_random_moments_the_gateway_forwards_nothing_unrecorded() {
+    let cluster = TestCluster::start();
+    let mut gw = TestGateway::start_with(&cluster.gateway_config());
+    let pgbench = pg_bindir().join("pgbench");
+    let init = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(&pgbench)
+        .args(["-i", "-q", "-s", "1", "-h"])
+        .arg(cluster.socket_dir())
+        .args(["-p", &cluster.port.to_string(), "-U", "postgres", "shop"])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    cluster.psql(
+        "shop",
+        "GRANT ALL ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO shop_rw",
+    );
+    let (task, token) = gw.active_task("shop", "write", "30m");
+    let (short, _) = gw.active_task("shop", "read", "2s");
+
+    let rounds = 4;
+    for round in 0..rounds {
+        // pgbench for far longer than the gateway will live.
+        let mut load = Command::new(&pgbench)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &gw.postgres.port().to_string(),
+                "-U",
+                &task,
+            ])
+            .args([
+                "-n", "-M", "simple", "-c", "4", "-j", "1", "-T", "60", "shop",
+            ])
+            .env("PGPASSWORD", &token)
+            .env("PGSSLMODE", "disable")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(random_ms(400, 1500));
+        gw.kill();
+        let _ = load.kill();
+        let _ = load.wait();
+        if round == 0 {
+            // The short task's window passes while the gateway is down.
+            std::thread::sleep(Duration::from_millis(2500));
+        }
+        let (code, report) = verify_offline(&gw);
+        assert_eq!(code, 0, "after crash {round}: {report}");
+        gw.restart();
+        if round == 0 {
+            let expired = gw.events_of("task.expired");
+            assert!(
+                expired.iter().any(|e| e["task"] == short.as_str()),
+                "the short task was not expired on restart"
+            );
+        }
+    }
+
+    // Every statement the database received has its command.started.
+    let logged = statements_via_gateway(&cluster.log());
+    assert!(
+        logged.len() > 200,
+        "the load barely ran: {} statements",
+        logged.len()
+    );
+    let mut recorded: HashMap<String, usize> = HashMap::new();
+    for event in gw.events_of("command.started") {
+        *recorded
+            .entry(normal(event["payload"]["sql"].as_str().unwrap()))
+            .or_default() += 1;
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for sql in &logged {
+        let count = seen.entry(sql.as_str()).or_default();
+        *count += 1;
+        assert!(
+            recorded.get(sql).copied().unwrap_or(0) >= *count,
+            "the database ran {sql:?} {count} time(s), the log records it {} time(s)",
+            recorded.get(sql).copied().unwrap_or(0)
+        );
+    }
+    let (code, report) = verify_offline(&gw);
+    assert_eq!(code, 0, "{report}");
+    eprintln!(
+        "{rounds} crashes; {} statements reached the database, every one recorded first",
+        logged.len()
+    );
+}
