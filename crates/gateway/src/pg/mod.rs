@@ -36,9 +36,6 @@ use tokio::sync::{Semaphore, watch};
 use self::ratelimit::LoginLimiter;
 use self::sessions::Sessions;
 
-/// Longest time from TCP accept to a logged-in session; a client that
-/// stalls during startup is closed after it.
-pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Classifications kept in the shared cache.
 const CLASSIFIER_CAPACITY: usize = 10_000;
 
@@ -160,7 +157,7 @@ async fn serve_connection(ctx: Arc<PgContext>, stream: TcpStream, peer: SocketAd
     };
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut tls = false;
-    let started = tokio::time::timeout(STARTUP_TIMEOUT, async {
+    let started = tokio::time::timeout(ctx.config.server.startup_timeout.0, async {
         let startup = handshake::read_startup(&ctx, &mut client, &mut buf, &mut tls).await?;
         handshake::negotiate(&ctx, &mut client, &mut buf, peer, startup, tls).await
     })

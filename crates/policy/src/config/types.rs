@@ -91,6 +91,9 @@ pub struct ServerConfig {
     /// Largest client message carrying SQL, parameters or COPY data.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// How long a client may take from connecting to finishing its login.
+    #[serde(default = "default_startup_timeout")]
+    pub startup_timeout: HumanDuration,
     /// How long a statement held for review waits for a decision before it
     /// is refused.
     #[serde(default = "default_review_hold")]
@@ -112,6 +115,10 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn default_max_connections() -> usize {
     DEFAULT_MAX_CONNECTIONS
+}
+
+fn default_startup_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(15))
 }
 
 fn default_review_hold() -> HumanDuration {
@@ -146,6 +153,7 @@ impl Default for ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_task: DEFAULT_MAX_CONNECTIONS_PER_TASK,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            startup_timeout: default_startup_timeout(),
             review_hold: default_review_hold(),
             tls_cert: None,
             tls_key: None,
