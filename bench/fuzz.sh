@@ -20,7 +20,7 @@ run() {
     runs=$(grep -o 'Done [0-9]* runs' "$log" | tail -1 | grep -o '[0-9]*' || echo "?")
     echo "$target: $runs executions in ${seconds}s, no crash"
   else
-    echo "$target: CRASH (see $dir/fuzz/artifacts/$target or $log)"
+    echo "$target: CRASH (see $dir/artifacts/$target and $log)"
     failed=1
   fi
 }
