@@ -201,6 +201,9 @@ impl Session {
             upstream_tls,
             &params,
             password.as_ref(),
+            connection
+                .connect_timeout
+                .map_or(upstream::UPSTREAM_CONNECT_TIMEOUT, |t| t.0),
         )
         .await
         {

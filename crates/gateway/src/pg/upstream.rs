@@ -16,10 +16,9 @@ use tokio::net::TcpStream;
 
 use super::ClientStream;
 
-/// Longest wait for the target to accept a TCP connection.
+/// Longest wait to reach a target, and again to be logged in, unless its
+/// connection sets `connect_timeout`.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest wait for the target to finish logging the gateway in.
-pub const UPSTREAM_LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
 const SCRAM: &str = "SCRAM-SHA-256";
 
 #[derive(Debug, thiserror::Error)]
@@ -96,14 +95,16 @@ async fn read_frame(stream: &mut ClientStream, buf: &mut BytesMut) -> Result<Fra
 }
 
 /// Connects to `address` and logs in as `user` with `params` as the
-/// startup parameters (user and database among them).
+/// startup parameters (user and database among them), within `timeout`
+/// for the connection and again for the login.
 pub async fn connect(
     address: &str,
     tls: Option<&super::tls::Upstream>,
     params: &[(&str, &str)],
     password: Option<&Secret>,
+    timeout: Duration,
 ) -> Result<Upstream, UpstreamError> {
-    let mut stream = tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(address))
+    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(address))
         .await
         .map_err(|_| UpstreamError::Timeout {
             address: address.to_owned(),
@@ -133,14 +134,11 @@ pub async fn connect(
         }
     };
     let encrypted = tls.is_some();
-    tokio::time::timeout(
-        UPSTREAM_LOGIN_TIMEOUT,
-        login(stream, params, password, encrypted),
-    )
-    .await
-    .map_err(|_| UpstreamError::Timeout {
-        address: address.to_owned(),
-    })?
+    tokio::time::timeout(timeout, login(stream, params, password, encrypted))
+        .await
+        .map_err(|_| UpstreamError::Timeout {
+            address: address.to_owned(),
+        })?
 }
 
 async fn login(

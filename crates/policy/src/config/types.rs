@@ -398,6 +398,8 @@ pub struct Connection {
     pub read: Option<Credential>,
     pub write: Option<Credential>,
     pub admin: Option<Credential>,
+    /// Longest wait to reach the target and be logged in (default 10s).
+    pub connect_timeout: Option<HumanDuration>,
     /// Server-side `statement_timeout` for every session (`0s` turns it off).
     pub statement_timeout: Option<HumanDuration>,
     /// Server-side `lock_timeout` for every session (`0s` turns it off).

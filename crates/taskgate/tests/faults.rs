@@ -1,0 +1,131 @@
+//! Upstream faults: the database restarted mid-session, refusing
+//! connections, or accepting and then saying nothing. Clients get a clear
+//! error naming the connection, and the gateway goes on serving; once the
+//! database is back, new sessions work.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::TestGateway;
+use common::cluster::TestCluster;
+use tokio_postgres::{Client, NoTls};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn connect(
+    gw: &TestGateway,
+    task: &str,
+    token: &str,
+    db: &str,
+) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(gw.postgres.port())
+        .user(task)
+        .password(token)
+        .dbname(db)
+        .connect(NoTls)
+        .await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+fn failure(e: &tokio_postgres::Error) -> (String, String) {
+    match e.as_db_error() {
+        Some(db) => (db.code().code().to_owned(), db.message().to_owned()),
+        None => (String::new(), e.to_string()),
+    }
+}
+
+#[test]
+fn a_database_restart_or_outage_gives_clear_errors_and_recovery() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let (task, token) = gw.active_task("shop", "read", "10m");
+    rt().block_on(async {
+        let client = connect(&gw, &task, &token, "shop").await.unwrap();
+        client.simple_query("SELECT 1").await.unwrap();
+
+        // Restarted under a live session: that session ends with an error.
+        cluster.restart();
+        let err = client.simple_query("SELECT 1").await.unwrap_err();
+        assert!(err.is_closed() || err.as_db_error().is_some(), "{err}");
+        // New sessions work once it is back.
+        let again = connect(&gw, &task, &token, "shop").await.unwrap();
+        again.simple_query("SELECT 1").await.unwrap();
+    });
+
+    // Down: a login through the gateway is refused with the reason.
+    cluster.stop();
+    let err = rt()
+        .block_on(connect(&gw, &task, &token, "shop"))
+        .err()
+        .unwrap();
+    let (code, message) = failure(&err);
+    assert_eq!(code, "08006", "{message}");
+    assert!(
+        message.contains("connection shop: the database is unreachable"),
+        "{message}"
+    );
+    // The gateway itself is fine.
+    assert_eq!(gw.http().get_anonymous("/healthz").0, 200);
+    cluster.restart();
+    rt().block_on(async {
+        let back = connect(&gw, &task, &token, "shop").await.unwrap();
+        back.simple_query("SELECT 1").await.unwrap();
+    });
+    assert!(gw.log().contains("upstream login failed"), "{}", gw.log());
+}
+
+#[test]
+fn a_database_that_accepts_and_stalls_times_out() {
+    // A "database" that accepts connections and never says a word.
+    let stall = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = stall.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in stall.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let gw = TestGateway::start_with(&format!(
+        r#"
+[[connections]]
+name = "stall"
+kind = "postgres"
+address = "{address}"
+database = "nothing"
+connect_timeout = "1s"
+read = {{ user = "nobody", password_env = "TG_TEST_UPSTREAM_PW" }}
+
+[[policies]]
+name = "agents-on-stall"
+who = ["kind:agent"]
+connections = ["stall"]
+access = ["read"]
+max_window = "30m"
+"#
+    ));
+    let (task, token) = gw.active_task("stall", "read", "10m");
+    rt().block_on(async {
+        let started = Instant::now();
+        let err = connect(&gw, &task, &token, "stall").await.err().unwrap();
+        let (code, message) = failure(&err);
+        assert_eq!(code, "08006", "{message}");
+        assert!(message.contains("did not answer in time"), "{message}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    });
+    assert_eq!(gw.http().get_anonymous("/healthz").0, 200);
+}
