@@ -121,24 +121,7 @@ fn psql_scripts_and_copy_both_ways_are_recorded() {
 fn pgbench_in_every_mode_is_recorded_statement_by_statement() {
     let cluster = TestCluster::start();
     let gw = TestGateway::start_with(&cluster.gateway_config());
-    let pgbench = pg_bindir().join("pgbench");
-    let init = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(&pgbench)
-        .args(["-i", "-q", "-s", "1", "-h"])
-        .arg(cluster.socket_dir())
-        .args(["-p", &cluster.port.to_string(), "-U", "postgres", "shop"])
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    cluster.psql(
-        "shop",
-        "GRANT ALL ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO shop_rw",
-    );
+    cluster.pgbench_init();
     let work = tempfile::tempdir().unwrap();
     for mode in ["simple", "extended", "prepared"] {
         let t = task(&gw, "write");

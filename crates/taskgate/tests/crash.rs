@@ -51,23 +51,7 @@ fn killed_at_random_moments_the_gateway_forwards_nothing_unrecorded() {
     let cluster = TestCluster::start();
     let mut gw = TestGateway::start_with(&cluster.gateway_config());
     let pgbench = pg_bindir().join("pgbench");
-    let init = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(&pgbench)
-        .args(["-i", "-q", "-s", "1", "-h"])
-        .arg(cluster.socket_dir())
-        .args(["-p", &cluster.port.to_string(), "-U", "postgres", "shop"])
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    cluster.psql(
-        "shop",
-        "GRANT ALL ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO shop_rw",
-    );
+    cluster.pgbench_init();
     let (task, token) = gw.active_task("shop", "write", "30m");
     let (short, _) = gw.active_task("shop", "read", "2s");
 

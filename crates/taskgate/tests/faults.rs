@@ -9,34 +9,8 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::TestGateway;
 use common::cluster::TestCluster;
-use tokio_postgres::{Client, NoTls};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn connect(
-    gw: &TestGateway,
-    task: &str,
-    token: &str,
-    db: &str,
-) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(gw.postgres.port())
-        .user(task)
-        .password(token)
-        .dbname(db)
-        .connect(NoTls)
-        .await?;
-    tokio::spawn(connection);
-    Ok(client)
-}
+use common::{TestGateway, connect, rt};
 
 fn failure(e: &tokio_postgres::Error) -> (String, String) {
     match e.as_db_error() {

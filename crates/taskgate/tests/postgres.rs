@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cluster::TestCluster;
-use common::{TestGateway, UPSTREAM_PASSWORD};
+use common::{TestGateway, UPSTREAM_PASSWORD, connect, rt};
 use serde_json::Value;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
@@ -26,34 +26,6 @@ fn setup() -> Setup {
 
 fn task(gw: &TestGateway, connection: &str, access: &str, window: &str) -> (String, String) {
     gw.active_task(connection, access, window)
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn connect(
-    gw: &TestGateway,
-    user: &str,
-    password: &str,
-    db: &str,
-) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(gw.postgres.port())
-        .user(user)
-        .password(password)
-        .dbname(db)
-        .application_name("e2e-test")
-        .connect(NoTls)
-        .await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
 }
 
 /// Every event as JSON, in log order, once every started command has its

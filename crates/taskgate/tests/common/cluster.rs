@@ -269,6 +269,28 @@ impl TestCluster {
         );
     }
 
+    /// Creates pgbench's tables (scale 1) in `shop`, writable by the
+    /// gateway's write role.
+    pub fn pgbench_init(&self) {
+        let init = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pgbench"))
+            .args(["-i", "-q", "-s", "1", "-h"])
+            .arg(self.socket_dir())
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "shop"])
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        self.psql(
+            "shop",
+            &format!("GRANT ALL ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO {RW_USER}"),
+        );
+    }
+
     /// Config for a gateway in front of this cluster: connections named
     /// `shop` (SCRAM), `shop-md5` and `shop-trust`, and a policy letting
     /// agents take any access without approval, with two statement rules.

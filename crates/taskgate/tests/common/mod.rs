@@ -454,3 +454,33 @@ pub fn event_bodies(store: &Path) -> Vec<String> {
         .unwrap();
     bodies
 }
+
+/// A single-threaded runtime for a test's async client code.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A tokio-postgres session through the gateway's PostgreSQL listener.
+pub async fn connect(
+    gw: &TestGateway,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(gw.postgres.port())
+        .user(user)
+        .password(password)
+        .dbname(db)
+        .application_name("e2e-test")
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
