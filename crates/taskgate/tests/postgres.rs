@@ -565,6 +565,27 @@ fn a_full_audit_disk_refuses_statements_before_they_reach_the_database() {
         "{}",
         gw.log()
     );
+
+    // The disk has room again (the file limit lifted on the running
+    // gateway): new sessions work and are recorded, no restart needed.
+    let pid = gw.pid().unwrap().to_string();
+    let lifted = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, "--fsize=unlimited:"])
+        .status()
+        .unwrap();
+    assert!(lifted.success());
+    rt().block_on(async {
+        let c = connect(&gw, &id, &token, "shop").await.unwrap();
+        c.simple_query("SELECT 'after-the-disk-freed' AS m")
+            .await
+            .unwrap();
+    });
+    assert!(
+        gw.events_of("command.started")
+            .iter()
+            .any(|e| e["payload"]["sql"] == "SELECT 'after-the-disk-freed' AS m"),
+        "the statement after recovery was not recorded"
+    );
 }
 
 #[test]

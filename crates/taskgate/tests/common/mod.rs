@@ -198,7 +198,7 @@ approve = {{ when = ["write"], by = ["group:dba"] }}
                 let mut c = Command::new("sh");
                 c.arg("-c")
                     .arg(format!(
-                        "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\""
+                        "trap '' XFSZ; ulimit -S -f {blocks}; exec \"$0\" \"$@\""
                     ))
                     .arg(BIN);
                 c
@@ -261,6 +261,11 @@ approve = {{ when = ["write"], by = ["group:dba"] }}
                 .status();
             let _ = child.wait();
         }
+    }
+
+    /// The gateway process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: a crash.
