@@ -23,6 +23,6 @@ pub use event::{Event, EventDraft, EventType, SCHEMA_VERSION};
 pub use export::exported;
 pub use facts::{EventFacts, TableUse, table_search_names};
 pub use identity::{Identity, IdentityKind};
-pub use story::{Decision, Entry, Story, What};
+pub use story::{Decision, Entry, Story, What, outcome_text};
 pub use timestamp::{Timestamp, TimestampError};
 pub use verify::{EventRow, EventRowRef, Problem, ProblemKind, Verifier, VerifyReport};

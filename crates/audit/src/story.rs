@@ -413,7 +413,9 @@ fn field(value: &Value, key: &str) -> Option<String> {
     value.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
-fn outcome_text(outcome: &Value) -> String {
+/// A command's outcome in a few words: its row count or tag, or its error:
+/// what the story and `audit search` show on a statement's line.
+pub fn outcome_text(outcome: &Value) -> String {
     match outcome.get("outcome").and_then(Value::as_str) {
         Some("ok") => match outcome.get("rows").and_then(Value::as_u64) {
             Some(1) => "1 row".into(),

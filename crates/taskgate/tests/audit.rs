@@ -352,11 +352,11 @@ fn the_documented_recipes_answer_in_text() {
         "{changed}"
     );
     assert!(
-        changed.contains("| ddl ALTER TABLE orders ADD COLUMN note text | ok, ALTER TABLE"),
+        changed.contains("| ddl ALTER TABLE orders ADD COLUMN note text | ALTER TABLE"),
         "{changed}"
     );
     assert!(
-        changed.contains("| write UPDATE orders SET qty = qty WHERE id = 1 | ok, 1 row"),
+        changed.contains("| write UPDATE orders SET qty = qty WHERE id = 1 | 1 row"),
         "{changed}"
     );
     let read = run(&[
@@ -370,7 +370,7 @@ fn the_documented_recipes_answer_in_text() {
         "2h",
     ]);
     assert!(
-        read.contains("| read SELECT name FROM customers WHERE id = 1 | ok, 1 row"),
+        read.contains("| read SELECT name FROM customers WHERE id = 1 | 1 row"),
         "{read}"
     );
     let ddl = run(&[

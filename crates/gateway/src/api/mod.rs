@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use utoipa::OpenApi;
 
 pub use error::ApiError;
+pub use views::VerifyView;
 
 use crate::identity::Authenticator;
 use crate::metrics::{HttpLabels, Metrics};

@@ -26,11 +26,7 @@ impl SqliteReader {
         external: &[Checkpoint],
         min_part: i64,
     ) -> Result<VerifyReport> {
-        let last: i64 = self.with(|conn| {
-            Ok(conn
-                .prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
-                .query_row([], |r| r.get(0))?)
-        })?;
+        let last = i64::try_from(crate::StoreRead::head_seq(self)?).unwrap_or(i64::MAX);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let parts = i64::try_from(cores)
             .unwrap_or(1)

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use taskgate_audit::{CheckpointKey, PublicKey, Story, Timestamp};
+use taskgate_gateway::api::VerifyView;
 use taskgate_gateway::audit_search::AuditSearchParams;
 use taskgate_store::StoreRead;
 use taskgate_store::checkpoints::CheckpointDir;
@@ -323,18 +324,8 @@ async fn verify(
             let key = offline.key;
             let report =
                 tokio::task::spawn_blocking(move || reader.verify_chain(key, &external)).await??;
-            json!({
-                "ok": report.ok(),
-                "events": report.events,
-                "chain": report.chain,
-                "head_seq": report.head_seq,
-                "head_hash": report.head_hash,
-                "checkpoints": report.checkpoints,
-                "checkpoint_seq": report.checkpoint_seq,
-                "signatures_checked": report.signatures_checked,
-                "external_checkpoints": report.external_checkpoints,
-                "problem": report.problem.map(|p| p.to_string()),
-            })
+            // The same shape the gateway's API answers with.
+            serde_json::to_value(VerifyView::from(report))?
         }
         None => {
             Client::new(global)

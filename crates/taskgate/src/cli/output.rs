@@ -168,16 +168,7 @@ fn outcome(hit: &Value) -> String {
             String::new()
         };
     };
-    match o["outcome"].as_str() {
-        Some("ok") => match o["rows"].as_u64() {
-            Some(1) => "ok, 1 row".into(),
-            Some(n) => format!("ok, {n} rows"),
-            None => format!("ok, {}", text(o, "tag")),
-        },
-        Some("error") => format!("ERROR {} {}", text(o, "sqlstate"), text(o, "error")),
-        Some(other) => other.to_owned(),
-        None => "-".into(),
-    }
+    taskgate_audit::outcome_text(o)
 }
 
 /// One page of search hits, one line each, then how to go on.
