@@ -11,40 +11,15 @@
 #
 # Needs PostgreSQL's server binaries, pgbench, psql and pgbouncer (apt-get
 # install postgresql pgbouncer). Prints each endpoint's rows and a ratio table.
-set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
+source "$here/lib.sh"
 export DURATION=${DURATION:-20}
 DURABILITY=${DURABILITY:-full}
 SCALE=${SCALE:-10}
-bindir=${TASKGATE_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
 command -v pgbouncer >/dev/null || { echo "pgbouncer is missing: apt-get install pgbouncer" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/tg-bench.XXXXXX)
-chmod 755 "$work"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  as_pg "$bindir/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-[ "$(id -u)" = 0 ] && chown postgres "$work"
-
-echo "# building taskgate (release)" >&2
-cargo build --release -q -p taskgate --manifest-path "$root/Cargo.toml"
-
-pg_port=$(free_port); bouncer_port=$(free_port)
-as_pg "$bindir/initdb" -D "$work/data" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
-echo "host all all 127.0.0.1/32 scram-sha-256" > "$work/hba"
-{ echo "local all all trust"; cat "$work/hba"; } | as_pg tee "$work/data/pg_hba.conf" >/dev/null
-as_pg "$bindir/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
-  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB" start >/dev/null
-psql_super() { psql -X -q -h "$work" -p "$pg_port" -U postgres "$@"; }
-psql_super -d postgres -c "CREATE ROLE bench LOGIN PASSWORD 'benchpw'" -c "CREATE DATABASE bench OWNER bench"
-PGPASSWORD=benchpw pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$pg_port" -U bench bench >/dev/null 2>&1
+start_cluster "$SCALE" "-c max_connections=200 -c shared_buffers=256MB"
+bouncer_port=$(free_port)
 
 # pgbouncer in session mode, so every pgbench mode works through it.
 cat > "$work/pgbouncer.ini" <<INI
@@ -68,45 +43,7 @@ pids+=($!)
 bouncer_pid=$!
 
 # taskgate with one connection and an agent allowed to write without approval.
-echo "bench-agent-token-$(date +%s%N)" > "$work/agent.token"
-cat > "$work/taskgate.toml" <<TOML
-[server]
-api_listen = "127.0.0.1:0"
-postgres_listen = "127.0.0.1:0"
-max_connections_per_task = 100
-
-[store]
-path = "taskgate.db"
-durability = "$DURABILITY"
-
-[[identity.dev]]
-subject = "bench-agent"
-kind = "agent"
-token_file = "agent.token"
-
-[[connections]]
-name = "bench"
-kind = "postgres"
-address = "127.0.0.1:$pg_port"
-database = "bench"
-write = { user = "bench", password_env = "BENCH_DB_PASSWORD" }
-
-[[policies]]
-who = ["kind:agent"]
-connections = ["bench"]
-access = ["write"]
-max_window = "24h"
-TOML
-BENCH_DB_PASSWORD=benchpw TASKGATE_LOG=warn "$root/target/release/taskgate" serve --config "$work/taskgate.toml" > "$work/taskgate.out" 2> "$work/taskgate.log" &
-pids+=($!)
-gateway_pid=$!
-for _ in $(seq 100); do [ "$(wc -l < "$work/taskgate.out")" -ge 2 ] && break; sleep 0.1; done
-api=$(sed -n 's/^taskgate api listening on //p' "$work/taskgate.out")
-gw_port=$(sed -n 's/^taskgate postgres listening on .*://p' "$work/taskgate.out")
-task=$(curl -s -H "Authorization: Bearer $(cat "$work/agent.token")" -H 'content-type: application/json' \
-  -d '{"name":"pgbench","connection":"bench","access":"write","window":"12h","reason":"benchmark"}' "$api/v1/tasks")
-task_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$task")
-token=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' <<<"$task")
+start_taskgate write "max_connections_per_task = 100" "durability = \"$DURABILITY\""
 
 echo "# $(date -u +%FT%TZ) scale=$SCALE duration=${DURATION}s durability=$DURABILITY $(nproc) cores" >&2
 rows="$work/rows.tsv"
