@@ -62,6 +62,33 @@ pub struct SealedEvent {
     pub hash: Hash,
 }
 
+impl SealedEvent {
+    /// Rebuilds a sealed event from its stored bytes, linking it to `prev`:
+    /// for reading events back from somewhere other than the store (the
+    /// writer's journal). Fails if the bytes are not an event numbered `seq`.
+    pub fn from_stored(prev: &Hash, seq: u64, body: Vec<u8>) -> Result<SealedEvent, String> {
+        let event: crate::Event =
+            serde_json::from_slice(&body).map_err(|e| format!("not an event: {e}"))?;
+        if event.seq != seq {
+            return Err(format!("framed as event {seq} but numbered {}", event.seq));
+        }
+        let hash = link(prev, &body);
+        Ok(SealedEvent {
+            seq,
+            columns: EventColumns {
+                time: event.time,
+                event_type: event.event_type,
+                task: event.task,
+                session: event.session,
+                connection: event.connection,
+                subject: event.identity.map(|i| i.subject),
+            },
+            body,
+            hash,
+        })
+    }
+}
+
 /// The fields before `seq`, in canonical (alphabetical) order.
 #[derive(Serialize)]
 struct Head<'a> {

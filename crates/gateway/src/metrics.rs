@@ -8,7 +8,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 use taskgate_store::WriterStats;
 
@@ -74,6 +74,24 @@ impl Collector for WriterCollector {
             let counter = ConstCounter::new(value.load(Ordering::Relaxed));
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;
+        }
+        let gauges = [
+            (
+                "taskgate_audit_sealed_seq",
+                "Last audit event sequence number committed to the journal",
+                &stats.sealed_seq,
+            ),
+            (
+                "taskgate_audit_stored_seq",
+                "Last audit event sequence number moved into the store",
+                &stats.stored_seq,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let seq = i64::try_from(value.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+            let gauge = ConstGauge::new(seq);
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
         }
         Ok(())
     }

@@ -7,9 +7,12 @@
 
 pub mod checkpoints;
 pub mod index;
+pub mod journal;
 pub mod sinks;
 pub mod sqlite;
 mod writer;
+
+use std::path::PathBuf;
 
 use taskgate_audit::{
     ChainHead, Checkpoint, EventRow, PublicKey, SealedEvent, Timestamp, VerifyReport,
@@ -94,6 +97,9 @@ pub trait StoreWrite: Send {
     /// writer calls, on its own thread, before telling callers their
     /// operations are committed.
     fn commit_sync(&mut self) -> Result<Option<CommitSync>>;
+    /// Where the writer keeps its journal of events not yet in the store
+    /// (see `journal.rs`).
+    fn journal_dir(&self) -> PathBuf;
     /// This node's chain id and the last committed event.
     fn chain(&mut self) -> Result<(String, ChainHead)>;
     /// The body of the last `checkpoint` event, if there is one.

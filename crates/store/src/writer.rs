@@ -1,30 +1,39 @@
-//! The single group-committing writer.
+//! The single writer.
 //!
-//! Many callers submit operations; one thread takes whatever has queued up,
-//! applies it all in one transaction, commits once, and then answers each
-//! caller. A caller's future resolves only after its own event is committed,
-//! so "committed before forwarded" holds for every statement the data plane
-//! sends. While one commit (and its fsync) runs, the next batch queues: the
-//! busier the gateway, the bigger the batches and the cheaper each event.
+//! Events reach the log in two steps. First the caller itself seals its
+//! events onto the chain and writes them to the journal (see
+//! `journal.rs`): that write is the commit a statement waits for before it
+//! goes upstream. Then the writer thread moves journaled events into the
+//! store every few milliseconds, many per transaction.
+//!
+//! Every other change (a task, a review, a checkpoint) is an operation the
+//! writer thread applies in one store transaction together with its events,
+//! holding the journal's lock so the chain stays in one order; its caller
+//! hears once it is committed.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use taskgate_audit::{
-    Chain, Checkpoint, CheckpointKey, Event, EventDraft, PreparedEvent, Timestamp,
+    Chain, ChainHead, Checkpoint, CheckpointKey, Event, EventDraft, PreparedEvent, SealedEvent,
+    Timestamp,
 };
 use taskgate_policy::{Actor, DomainError, Review, ReviewKind, ReviewState, Task, TaskState};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::checkpoints::Checkpointing;
+use crate::journal::{self, Front};
 use crate::{CommitSync, Result, StoreError, StoreWrite, TaskSecrets, WriteTx};
 
-/// Operations queued but not yet taken by the writer; callers wait beyond.
-const QUEUE_CAPACITY: usize = 16_384;
-/// Most operations committed in one transaction.
-const MAX_BATCH_OPS: usize = 4_096;
+/// How long journaled events may wait for the store while events keep
+/// coming: the store's lag behind the journal, and its batch size.
+const STORE_EVERY: Duration = Duration::from_millis(2);
+/// Journaled events waiting for the store beyond which appenders wait too,
+/// so a store that cannot keep up slows callers instead of filling memory.
+const MAX_PENDING: usize = 200_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
@@ -37,7 +46,6 @@ pub enum OpError {
 }
 
 enum Op {
-    Append(PreparedEvent),
     CreateTask {
         task: Box<Task>,
         secrets: TaskSecrets,
@@ -74,53 +82,90 @@ enum Op {
     },
     /// A signed checkpoint now, if anything was appended since the last.
     Checkpoint,
+    /// Nothing but storing every event journaled so far.
+    Flush,
 }
 
 enum Outcome {
-    Appended(u64),
     Task(Box<Task>),
     Decided(Box<(Review, Task)>),
     Expired(Vec<Task>),
     Review(Box<Review>),
     /// The checkpoint event's sequence number; None if nothing was new.
     Checkpoint(Option<u64>),
+    Flushed,
 }
+
+type Reply = oneshot::Sender<Result<Outcome, OpError>>;
 
 struct Request {
     /// Taken by the writer when applied.
     op: Option<Op>,
-    reply: oneshot::Sender<Result<Outcome, OpError>>,
+    reply: Reply,
+}
+
+/// What the writer thread is sent.
+enum Message {
+    Op(Request),
+    /// Events were journaled while the writer was idle.
+    Wake,
 }
 
 /// Counters for metrics; read with [`Writer::stats`].
 #[derive(Debug, Default)]
 pub struct WriterStats {
+    /// Events moved into the store.
     pub events: AtomicU64,
     pub batches: AtomicU64,
     pub ops: AtomicU64,
     pub failed_batches: AtomicU64,
     pub commit_micros: AtomicU64,
+    /// The last sequence number sealed and journaled.
+    pub sealed_seq: AtomicU64,
+    /// The last sequence number in the store.
+    pub stored_seq: AtomicU64,
 }
 
-/// A handle to submit operations; cheap to clone.
+/// A handle to submit events and operations; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Request>,
-    /// The chain's id, so callers can encode their events before queueing.
+    front: Arc<Mutex<Front>>,
+    ops: Sender<Message>,
+    /// Set by the writer thread before it sleeps with nothing to store.
+    idle: Arc<AtomicBool>,
+    /// With `Durability::Full`: asks the sync thread to make the journal
+    /// durable through what is written now.
+    syncer: Option<Sender<SyncWait>>,
+    /// The chain's id, so callers can encode their events before sealing.
     chain_id: Arc<str>,
     stats: Arc<WriterStats>,
 }
 
-/// The writer's thread; [`WriterThread::join`] waits for it to finish once
-/// every [`Writer`] handle is dropped.
-pub struct WriterThread(JoinHandle<()>);
+type SyncWait = oneshot::Sender<Result<(), OpError>>;
+
+/// The writer's threads; [`WriterThread::join`] waits for them to finish
+/// once every [`Writer`] handle is dropped.
+pub struct WriterThread(JoinHandle<()>, Option<JoinHandle<()>>);
 
 impl WriterThread {
     pub fn join(self) {
         if self.0.join().is_err() {
             tracing::error!("audit writer thread panicked");
         }
+        if let Some(sync) = self.1
+            && sync.join().is_err()
+        {
+            tracing::error!("audit sync thread panicked");
+        }
     }
+}
+
+fn lock(front: &Mutex<Front>) -> MutexGuard<'_, Front> {
+    front.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn corrupt(why: impl Into<String>) -> OpError {
+    OpError::Store(StoreError::Corrupt(why.into()))
 }
 
 impl Writer {
@@ -129,32 +174,69 @@ impl Writer {
         Self::start_with(store, None)
     }
 
-    /// Starts the writer thread over a store; with `checkpointing`, it signs
-    /// a checkpoint every so many events, on [`Writer::checkpoint`], and
+    /// Starts the writer over a store: first moves into the store whatever
+    /// the journal holds that the store lacks (events journaled before a
+    /// crash), then opens a new journal. With `checkpointing`, it signs a
+    /// checkpoint every so many events, on [`Writer::checkpoint`], and
     /// when it stops.
     pub fn start_with<S: StoreWrite + 'static>(
         mut store: S,
         checkpointing: Option<Checkpointing>,
     ) -> Result<(Writer, WriterThread)> {
-        let (chain_id, head) = store.chain()?;
-        let chain = Chain::new(chain_id.clone(), head);
+        let mut store_sync = store.commit_sync()?;
+        let head = recover(&mut store, &mut store_sync)?;
+        let (chain_id, _) = store.chain()?;
         let signer = match checkpointing {
             Some(c) => Some(Signer::resume(&mut store, c, &chain_id)?),
             None => None,
         };
-        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let durable = store_sync.is_some();
+        let front = Front::open(
+            &store.journal_dir(),
+            Chain::new(chain_id.clone(), head),
+            durable,
+        )?;
+        let front = Arc::new(Mutex::new(front));
         let stats = Arc::new(WriterStats::default());
-        let thread_stats = Arc::clone(&stats);
+        stats.sealed_seq.store(head.seq, Ordering::Relaxed);
+        stats.stored_seq.store(head.seq, Ordering::Relaxed);
+        let (syncer, sync_thread) = if durable {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let front = Arc::clone(&front);
+            let thread = std::thread::Builder::new()
+                .name("audit-sync".into())
+                .spawn(move || sync_loop(&front, &rx))
+                .map_err(|e| StoreError::Corrupt(format!("cannot start the sync thread: {e}")))?;
+            (Some(tx), Some(thread))
+        } else {
+            (None, None)
+        };
+        let (ops, rx) = std::sync::mpsc::channel();
+        let idle = Arc::new(AtomicBool::new(false));
+        let state = State {
+            store,
+            store_sync,
+            front: Arc::clone(&front),
+            signer,
+            stats: Arc::clone(&stats),
+            unstored: Vec::new(),
+            spare: Vec::new(),
+            failing: false,
+        };
+        let thread_idle = Arc::clone(&idle);
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || run(store, chain, rx, &thread_stats, signer))
+            .spawn(move || run(state, &rx, &thread_idle))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the audit writer: {e}")))?;
         let writer = Writer {
-            queue,
+            front,
+            ops,
+            idle,
+            syncer,
             chain_id: chain_id.into(),
             stats,
         };
-        Ok((writer, WriterThread(handle)))
+        Ok((writer, WriterThread(handle, sync_thread)))
     }
 
     /// Counters shared with the writer thread, for metrics.
@@ -163,63 +245,93 @@ impl Writer {
     }
 
     async fn submit(&self, op: Op) -> Result<Outcome, OpError> {
-        let answer = self.enqueue(op).await?;
+        let (reply, answer) = oneshot::channel();
+        self.ops
+            .send(Message::Op(Request {
+                op: Some(op),
+                reply,
+            }))
+            .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
-    }
-
-    /// Appends one event; resolves with its sequence number once committed.
-    /// The event is encoded here, on the caller's thread; the writer only
-    /// numbers, hashes and stores it.
-    pub async fn append(&self, draft: EventDraft) -> Result<u64, OpError> {
-        match self.submit(Op::Append(self.prepare(draft)?)).await? {
-            Outcome::Appended(seq) => Ok(seq),
-            _ => Err(unexpected()),
-        }
     }
 
     fn prepare(&self, draft: EventDraft) -> Result<PreparedEvent, OpError> {
         draft
             .prepare(&self.chain_id)
-            .map_err(|e| OpError::Store(StoreError::Corrupt(e.to_string())))
+            .map_err(|e| corrupt(e.to_string()))
     }
 
-    /// Queues an operation; the receiver hears once it is committed.
-    async fn enqueue(
+    /// Seals and journals events on the caller's thread; returns the last
+    /// sequence number. Wakes the writer thread if it was idle.
+    fn journal(
         &self,
-        op: Op,
-    ) -> Result<oneshot::Receiver<Result<Outcome, OpError>>, OpError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Request {
-                op: Some(op),
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        Ok(answer)
+        events: Vec<PreparedEvent>,
+        write_now: bool,
+    ) -> Result<(u64, usize), OpError> {
+        let (seq, was_empty, waiting) = {
+            let mut front = lock(&self.front);
+            let was_empty = front.pending_len() == 0;
+            let seq = front.append(events, write_now)?;
+            (seq, was_empty, front.pending_len())
+        };
+        self.stats.sealed_seq.fetch_max(seq, Ordering::Relaxed);
+        if was_empty && self.idle.swap(false, Ordering::SeqCst) {
+            let _ = self.ops.send(Message::Wake);
+        }
+        Ok((seq, waiting))
     }
 
-    /// Appends several events, in order, and resolves once all are
-    /// committed. They are queued together, so they usually share a commit.
-    pub async fn append_all(&self, drafts: Vec<EventDraft>) -> Result<(), OpError> {
-        let mut answers = Vec::with_capacity(drafts.len());
-        for draft in drafts {
-            answers.push(self.enqueue(Op::Append(self.prepare(draft)?)).await?);
+    /// With `Durability::Full`, resolves once the journal is synced through
+    /// everything written so far; then, if the store has fallen far
+    /// behind, waits for it to catch up.
+    async fn settle(&self, waiting: usize) -> Result<(), OpError> {
+        if let Some(syncer) = &self.syncer {
+            let (tx, rx) = oneshot::channel();
+            syncer.send(tx).map_err(|_| StoreError::WriterGone)?;
+            rx.await.map_err(|_| StoreError::WriterGone)??;
         }
-        for answer in answers {
-            answer.await.map_err(|_| StoreError::WriterGone)??;
+        if waiting > MAX_PENDING {
+            while lock(&self.front).pending_len() > MAX_PENDING / 2 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
         Ok(())
     }
 
-    /// Queues an event without waiting for its commit: for records nothing
-    /// waits on (a command's outcome). Its place in the chain is fixed by
-    /// the queue's order; a failed commit marks the writer broken, which
-    /// refuses every later event, so no gap can go unnoticed.
+    /// Appends one event; resolves with its sequence number once committed.
+    /// The event is encoded, sealed and journaled on the caller's thread.
+    pub async fn append(&self, draft: EventDraft) -> Result<u64, OpError> {
+        let (seq, waiting) = self.journal(vec![self.prepare(draft)?], true)?;
+        self.settle(waiting).await?;
+        Ok(seq)
+    }
+
+    /// Appends several events, in order, with one write, and resolves once
+    /// all are committed.
+    pub async fn append_all(&self, drafts: Vec<EventDraft>) -> Result<(), OpError> {
+        let prepared = drafts
+            .into_iter()
+            .map(|d| self.prepare(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (_, waiting) = self.journal(prepared, true)?;
+        self.settle(waiting).await
+    }
+
+    /// Seals an event without waiting for it to be written: for records
+    /// nothing waits on (a command's outcome). Its place in the chain is
+    /// fixed now; the next event that is waited on, or the writer within a
+    /// few milliseconds, writes it.
     pub async fn append_queued(&self, draft: EventDraft) -> Result<(), OpError> {
-        self.enqueue(Op::Append(self.prepare(draft)?))
-            .await
-            .map(drop)
+        self.journal(vec![self.prepare(draft)?], false).map(drop)
+    }
+
+    /// Resolves once every event journaled before the call is in the
+    /// store, for readers that must see them (search, story, verify).
+    pub async fn flush(&self) -> Result<(), OpError> {
+        match self.submit(Op::Flush).await? {
+            Outcome::Flushed => Ok(()),
+            _ => Err(unexpected()),
+        }
     }
 
     /// Stores a new task (with its grant review, if it needs one) and its
@@ -346,47 +458,342 @@ fn unexpected() -> OpError {
     ))
 }
 
-type Reply = (
-    oneshot::Sender<Result<Outcome, OpError>>,
-    Result<Outcome, OpError>,
-);
-
-/// A committed batch's answers, and the checkpoint it signed, if any.
-type Committed = (Vec<Reply>, Option<Checkpoint>);
-
-/// Where a checkpoint goes once it is durable (the external copy).
-type Export = Option<std::sync::mpsc::Sender<Checkpoint>>;
-
-/// Where answers go once a batch is committed.
-enum Acks {
-    /// The commit itself is durable: answer at once.
-    Direct(Export),
-    /// Answer after the sync thread has made the commit durable.
-    AfterSync(std::sync::mpsc::Sender<Committed>),
+/// Moves into the store the events the journal holds beyond its head (the
+/// gateway stopped before storing them) and clears the journal; returns
+/// the chain's head.
+fn recover<S: StoreWrite>(store: &mut S, store_sync: &mut Option<CommitSync>) -> Result<ChainHead> {
+    let (_, stored) = store.chain()?;
+    let dir = store.journal_dir();
+    let found = journal::recover(&dir, stored)?;
+    let mut head = stored;
+    if let Some(last) = found.events.last() {
+        head = ChainHead {
+            seq: last.seq,
+            hash: last.hash,
+        };
+        store.transaction(&mut |tx| found.events.iter().try_for_each(|e| tx.append(e)))?;
+        if let Some(sync) = store_sync.as_mut() {
+            sync()?;
+        }
+        tracing::warn!(
+            events = found.events.len(),
+            through = head.seq,
+            "moved audit events from the journal into the store (the gateway had stopped before storing them)"
+        );
+    }
+    for segment in &found.segments {
+        if found.dropped_bytes > 0 {
+            // Kept for inspection: either a write cut short by a crash (its
+            // statement never went upstream) or damage to the file.
+            let mut kept = segment.clone().into_os_string();
+            kept.push(".damaged");
+            let _ = std::fs::rename(segment, kept);
+        } else {
+            journal::remove(segment);
+        }
+    }
+    if found.dropped_bytes > 0 {
+        tracing::warn!(
+            bytes = found.dropped_bytes,
+            dir = %dir.display(),
+            "the audit journal ended in bytes that are not a whole event linked to the chain; they were not stored (a write the crash cut short is never forwarded) and the segments are kept as *.damaged"
+        );
+    }
+    Ok(head)
 }
 
-fn export(to: &Export, checkpoint: Option<Checkpoint>) {
-    if let (Some(to), Some(checkpoint)) = (to, checkpoint) {
-        let _ = to.send(checkpoint);
+const BROKEN: &str =
+    "a sync of the audit journal failed; restart the gateway once its disk is healthy";
+
+/// Makes the journal durable for everyone who asked since the last sync:
+/// group commit. After one failed sync every later append is refused (the
+/// kernel may have dropped the data yet report the next sync as fine).
+fn sync_loop(front: &Mutex<Front>, asks: &Receiver<SyncWait>) {
+    while let Ok(first) = asks.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(asks.try_iter());
+        let (file, broken) = {
+            let front = lock(front);
+            (front.current_file(), front.refusal().map(str::to_owned))
+        };
+        let result = match broken {
+            Some(why) => Err(why),
+            None => file.sync_data().map_err(|error| {
+                tracing::error!(%error, "the audit journal could not be made durable; refusing every event until the gateway restarts");
+                lock(front).break_for_good(format!("{BROKEN} ({error})"));
+                format!("{BROKEN} ({error})")
+            }),
+        };
+        for wait in waiting {
+            let _ = wait.send(result.clone().map_err(corrupt));
+        }
     }
 }
 
-impl Acks {
-    fn send(&self, replies: Vec<Reply>, checkpoint: Option<Checkpoint>) {
-        match self {
-            Acks::Direct(to) => {
-                answer(replies);
-                export(to, checkpoint);
+/// What the writer thread owns.
+struct State<S> {
+    store: S,
+    store_sync: Option<CommitSync>,
+    front: Arc<Mutex<Front>>,
+    signer: Option<Signer>,
+    stats: Arc<WriterStats>,
+    /// Journaled events a failed store transaction handed back, stored
+    /// before anything newer.
+    unstored: Vec<SealedEvent>,
+    spare: Vec<SealedEvent>,
+    /// Whether the last attempt to store failed (for logging the change).
+    failing: bool,
+}
+
+fn run<S: StoreWrite>(mut state: State<S>, rx: &Receiver<Message>, idle: &AtomicBool) {
+    loop {
+        let busy = !state.unstored.is_empty() || lock(&state.front).pending_len() > 0 || {
+            // Say so before the last look, so an appender either sees the
+            // flag or its event is seen here.
+            idle.store(true, Ordering::SeqCst);
+            let pending = lock(&state.front).pending_len() > 0;
+            if pending {
+                idle.store(false, Ordering::SeqCst);
             }
-            Acks::AfterSync(syncer) => {
-                if let Err(unsent) = syncer.send((replies, checkpoint)) {
-                    // The sync thread is gone: nothing can be made durable.
-                    refuse(unsent.0.0, "the audit sync thread has stopped");
+            pending
+        };
+        let first = if busy {
+            match rx.recv_timeout(STORE_EVERY) {
+                Ok(message) => Some(message),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(message) => Some(message),
+                Err(_) => break,
+            }
+        };
+        let mut ops = Vec::new();
+        let mut woken = false;
+        for message in first.into_iter().chain(rx.try_iter()) {
+            match message {
+                Message::Op(request) => ops.push(request),
+                Message::Wake => woken = true,
+            }
+        }
+        if !ops.is_empty() {
+            let forced = ops.iter().any(|r| matches!(r.op, Some(Op::Checkpoint)));
+            state.commit_locked(ops, forced);
+        } else if !woken {
+            // A wake means events just started to come: give them STORE_EVERY
+            // to gather before storing.
+            state.store_pending();
+        }
+    }
+    state.stop();
+}
+
+impl<S: StoreWrite> State<S> {
+    /// Stores journaled events without holding the journal's lock, so
+    /// appenders go on meanwhile.
+    fn store_pending(&mut self) {
+        let mut events = std::mem::take(&mut self.spare);
+        events.append(&mut self.unstored);
+        lock(&self.front).take_pending(&mut events);
+        if events.is_empty() {
+            self.spare = events;
+            return;
+        }
+        let started = Instant::now();
+        let stored = self
+            .store
+            .transaction(&mut |tx| events.iter().try_for_each(|e| tx.append(e)));
+        match stored {
+            Ok(()) => {
+                let through = events.last().map_or(0, |e| e.seq);
+                self.stored(events.len() as u64, 0, through, started);
+                events.clear();
+                self.spare = events;
+                self.release_segments(through);
+                if self.signer.as_ref().is_some_and(|s| s.due(through, false)) {
+                    self.commit_locked(Vec::new(), false);
                 }
+            }
+            Err(error) => {
+                self.unstored = events;
+                self.store_failed(&error);
+            }
+        }
+    }
+
+    fn stored(&mut self, events: u64, ops: u64, through: u64, started: Instant) {
+        let stats = &self.stats;
+        stats.events.fetch_add(events, Ordering::Relaxed);
+        stats.ops.fetch_add(ops, Ordering::Relaxed);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
+        stats.stored_seq.fetch_max(through, Ordering::Relaxed);
+        if self.failing {
+            self.failing = false;
+            lock(&self.front).refuse(None);
+            tracing::info!("the audit store takes events again");
+        }
+    }
+
+    /// Events are refused until the store takes them again: whatever was
+    /// journaled stays in the journal and is retried.
+    fn store_failed(&mut self, error: &StoreError) {
+        self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+        if !self.failing {
+            self.failing = true;
+            tracing::error!(%error, "the audit store cannot be written; refusing new events until it can");
+        }
+        lock(&self.front).refuse(Some(format!("the audit store cannot be written: {error}")));
+    }
+
+    /// Deletes journal segments whose events are all stored, once the store
+    /// is synced (with `Durability::Full`) so it holds them for good.
+    fn release_segments(&mut self, through: u64) {
+        let done = lock(&self.front).take_done(through);
+        if done.is_empty() {
+            return;
+        }
+        if let Some(sync) = self.store_sync.as_mut()
+            && let Err(error) = sync()
+        {
+            tracing::error!(%error, "cannot sync the audit store; keeping its journal");
+            return;
+        }
+        done.iter().for_each(|p| journal::remove(p));
+    }
+
+    /// Applies operations in one transaction with every event journaled so
+    /// far, holding the journal's lock so their events follow those in the
+    /// chain. Signs a checkpoint if one is due (or `forced`).
+    fn commit_locked(&mut self, mut ops: Vec<Request>, forced: bool) {
+        let started = Instant::now();
+        let mut front = lock(&self.front);
+        let mut events = std::mem::take(&mut self.unstored);
+        front.take_pending(&mut events);
+        let mark = front.mark();
+        let sealed_before = front.head().seq;
+        let now = Timestamp::now();
+        let mut outcomes: Vec<Result<Outcome, OpError>> = Vec::with_capacity(ops.len());
+        let mut signed: Option<(Checkpoint, u64)> = None;
+        let signer = &self.signer;
+        let committed = self.store.transaction(&mut |tx| {
+            outcomes.clear();
+            signed = None;
+            for event in &events {
+                tx.append(event)?;
+            }
+            for request in &mut ops {
+                let Some(op) = request.op.take() else {
+                    outcomes.push(Err(unexpected()));
+                    continue;
+                };
+                outcomes.push(apply(tx, &mut front, op, now)?);
+            }
+            if let Some(s) = signer.as_ref()
+                && s.due(front.head().seq, forced)
+            {
+                let checkpoint = Checkpoint::sign(
+                    &s.key,
+                    s.chain_id.clone(),
+                    front.head(),
+                    now,
+                    s.prev_signature.clone(),
+                )
+                .map_err(|e| StoreError::Corrupt(format!("cannot sign a checkpoint: {e}")))?;
+                let seq = seal_all(tx, &mut front, vec![checkpoint.draft()])?;
+                signed = Some((checkpoint, seq));
+            }
+            Ok(())
+        });
+        let committed = committed.and_then(|()| {
+            // The operations' own changes must be as durable as their
+            // events: sync the store and the journal before answering.
+            if let Some(sync) = self.store_sync.as_mut() {
+                sync()?;
+                front.current_file().sync_data().map_err(|e| {
+                    StoreError::Corrupt(format!("cannot sync the audit journal: {e}"))
+                })?;
+            }
+            Ok(())
+        });
+        match committed {
+            Ok(()) => {
+                let through = front.head().seq;
+                self.stats.sealed_seq.fetch_max(through, Ordering::Relaxed);
+                drop(front);
+                let count = events.len() as u64 + (through - sealed_before);
+                self.stored(count, ops.len() as u64, through, started);
+                let signed_seq = signed.as_ref().map(|(_, seq)| *seq);
+                for outcome in &mut outcomes {
+                    if let Ok(Outcome::Checkpoint(seq)) = outcome {
+                        *seq = signed_seq;
+                    }
+                }
+                if let (Some((checkpoint, seq)), Some(s)) = (signed, self.signer.as_mut()) {
+                    s.prev_signature = Some(checkpoint.signature.clone());
+                    s.last = seq;
+                    if let Some(to) = &s.export {
+                        let _ = to.send(checkpoint);
+                    }
+                }
+                for (request, outcome) in ops.into_iter().zip(outcomes) {
+                    let _ = request.reply.send(outcome);
+                }
+                self.release_segments(through);
+            }
+            Err(error) => {
+                // Nothing of it was kept: the operations' events are undone,
+                // the journaled events wait for the next try, and each caller
+                // hears why.
+                front.undo(mark);
+                drop(front);
+                tracing::error!(%error, ops = ops.len(), "audit transaction failed; refusing its operations");
+                let message = error.to_string();
+                for request in ops {
+                    let _ = request
+                        .reply
+                        .send(Err(corrupt(format!("not committed: {message}"))));
+                }
+                self.unstored = events;
+                self.store_failed(&error);
+            }
+        }
+    }
+
+    /// Every Writer handle is gone: store what is left, sign the last
+    /// checkpoint, and clear the journal once the store holds it all.
+    fn stop(mut self) {
+        let due = {
+            let front = lock(&self.front);
+            self.signer
+                .as_ref()
+                .is_some_and(|s| s.due(front.head().seq, true))
+                && front.refusal().is_none()
+        };
+        self.commit_locked(Vec::new(), due);
+        let synced = match self.store_sync.as_mut() {
+            Some(sync) => sync().is_ok(),
+            None => true,
+        };
+        let mut front = lock(&self.front);
+        if synced && self.unstored.is_empty() && front.pending_len() == 0 && !self.failing {
+            front.remove_all();
+        }
+        drop(front);
+        if let Some(mut signer) = self.signer.take() {
+            // Every external copy is written before the writer counts as stopped.
+            signer.export = None;
+            if let Some(thread) = signer.exporter.take() {
+                let _ = thread.join();
             }
         }
     }
 }
+
+/// Where a checkpoint goes once it is durable (the external copy).
+type Export = Option<Sender<Checkpoint>>;
 
 /// The writer's checkpoint signer and where it left off.
 struct Signer {
@@ -455,254 +862,17 @@ impl Signer {
     }
 }
 
-fn answer(replies: Vec<Reply>) {
-    for (reply, outcome) in replies {
-        let _ = reply.send(outcome);
-    }
-}
-
-fn refuse(replies: Vec<Reply>, why: &str) {
-    for (reply, _) in replies {
-        let error = StoreError::Corrupt(format!("not made durable: {why}"));
-        let _ = reply.send(Err(OpError::Store(error)));
-    }
-}
-
-fn run<S: StoreWrite>(
-    mut store: S,
-    mut chain: Chain,
-    mut rx: mpsc::Receiver<Request>,
-    stats: &WriterStats,
-    mut signer: Option<Signer>,
-) {
-    // Set for good once a sync fails: after a failed fsync the kernel may
-    // have dropped the data yet report the next fsync as fine, so nothing
-    // committed afterwards could be trusted to be durable.
-    let broken = Arc::new(AtomicBool::new(false));
-    let to_export = signer.as_ref().and_then(|s| s.export.clone());
-    let (acks, sync_thread) = match store.commit_sync() {
-        Ok(None) => (Acks::Direct(to_export), None),
-        Ok(Some(sync)) => {
-            let (tx, sync_rx) = std::sync::mpsc::channel();
-            let sync_broken = Arc::clone(&broken);
-            let thread = std::thread::Builder::new()
-                .name("audit-sync".into())
-                .spawn(move || sync_loop(sync, &sync_rx, &sync_broken, &to_export));
-            match thread {
-                Ok(thread) => (Acks::AfterSync(tx), Some(thread)),
-                Err(error) => {
-                    tracing::error!(%error, "cannot start the audit sync thread");
-                    return;
-                }
-            }
-        }
-        Err(error) => {
-            tracing::error!(%error, "the store cannot make commits durable");
-            return;
-        }
-    };
-    let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH_OPS);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH_OPS {
-            match rx.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
-        if broken.load(Ordering::Acquire) {
-            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-            let replies = batch
-                .drain(..)
-                .map(|request| (request.reply, Err(unexpected())))
-                .collect();
-            refuse(replies, BROKEN);
-            continue;
-        }
-        let forced = batch.iter().any(|r| matches!(r.op, Some(Op::Checkpoint)));
-        commit_batch(
-            &mut store,
-            &mut chain,
-            &mut batch,
-            stats,
-            &acks,
-            &mut signer,
-            forced,
-        );
-    }
-    // The last checkpoint covers everything this run appended.
-    if signer
-        .as_ref()
-        .is_some_and(|s| s.due(chain.head().seq, true))
-        && !broken.load(Ordering::Acquire)
-    {
-        commit_batch(
-            &mut store,
-            &mut chain,
-            &mut batch,
-            stats,
-            &acks,
-            &mut signer,
-            true,
-        );
-    }
-    drop(acks);
-    if let Some(thread) = sync_thread {
-        let _ = thread.join();
-    }
-    if let Some(mut signer) = signer {
-        // Every external copy is written before the writer counts as stopped.
-        signer.export = None;
-        if let Some(thread) = signer.exporter.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-const BROKEN: &str =
-    "a sync of the audit log failed earlier; restart the gateway once its disk is healthy";
-
-/// Makes committed batches durable, as many per sync as have queued up,
-/// while the writer goes on with the next batch: group commit, pipelined.
-/// Answers go out strictly in commit order. After one failed sync every
-/// later batch is refused too (see `broken` in `run`).
-fn sync_loop(
-    mut sync: CommitSync,
-    committed: &std::sync::mpsc::Receiver<Committed>,
-    broken: &AtomicBool,
-    to_export: &Export,
-) {
-    while let Ok(first) = committed.recv() {
-        let mut groups = vec![first];
-        while let Ok(more) = committed.try_recv() {
-            groups.push(more);
-        }
-        if broken.load(Ordering::Acquire) {
-            groups
-                .into_iter()
-                .for_each(|(group, _)| refuse(group, BROKEN));
-            continue;
-        }
-        match sync() {
-            Ok(()) => {
-                for (group, checkpoint) in groups {
-                    answer(group);
-                    export(to_export, checkpoint);
-                }
-            }
-            Err(error) => {
-                broken.store(true, Ordering::Release);
-                tracing::error!(%error, "audit log could not be made durable; refusing every change until the gateway restarts");
-                let why = error.to_string();
-                for (group, _) in groups {
-                    refuse(group, &why);
-                }
-            }
-        }
-    }
-}
-
-fn commit_batch<S: StoreWrite>(
-    store: &mut S,
-    chain: &mut Chain,
-    batch: &mut Vec<Request>,
-    stats: &WriterStats,
-    acks: &Acks,
-    signer: &mut Option<Signer>,
-    forced: bool,
-) {
-    let started = Instant::now();
-    let head_before = chain.head();
-    let now = Timestamp::now();
-    let mut outcomes: Vec<Result<Outcome, OpError>> = Vec::with_capacity(batch.len());
-    let mut signed: Option<(Checkpoint, u64)> = None;
-    let committed = store.transaction(&mut |tx| {
-        outcomes.clear();
-        signed = None;
-        for request in batch.iter_mut() {
-            let Some(op) = request.op.take() else {
-                outcomes.push(Err(unexpected()));
-                continue;
-            };
-            outcomes.push(apply(tx, chain, op, now)?);
-        }
-        if let Some(s) = signer.as_ref()
-            && s.due(chain.head().seq, forced)
-        {
-            let checkpoint = Checkpoint::sign(
-                &s.key,
-                s.chain_id.clone(),
-                chain.head(),
-                now,
-                s.prev_signature.clone(),
-            )
-            .map_err(|e| StoreError::Corrupt(format!("cannot sign a checkpoint: {e}")))?;
-            let seq = seal_all(tx, chain, vec![checkpoint.draft()])?;
-            signed = Some((checkpoint, seq));
-        }
-        Ok(())
-    });
-    let ops = batch.len() as u64;
-    match committed {
-        Ok(()) => {
-            let events = chain.head().seq - head_before.seq;
-            stats.events.fetch_add(events, Ordering::Relaxed);
-            stats.ops.fetch_add(ops, Ordering::Relaxed);
-            stats.batches.fetch_add(1, Ordering::Relaxed);
-            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
-            let signed_seq = signed.as_ref().map(|(_, seq)| *seq);
-            for outcome in &mut outcomes {
-                if let Ok(Outcome::Checkpoint(seq)) = outcome {
-                    *seq = signed_seq;
-                }
-            }
-            let checkpoint = match (signed, signer.as_mut()) {
-                (Some((checkpoint, seq)), Some(s)) => {
-                    s.prev_signature = Some(checkpoint.signature.clone());
-                    s.last = seq;
-                    Some(checkpoint)
-                }
-                _ => None,
-            };
-            let replies = batch
-                .drain(..)
-                .map(|request| request.reply)
-                .zip(outcomes)
-                .collect();
-            acks.send(replies, checkpoint);
-        }
-        Err(error) => {
-            // Nothing of the batch was kept: every caller hears so, and the
-            // chain goes back to the last committed head.
-            chain.reset(head_before);
-            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(%error, ops, "audit batch failed to commit; refusing its operations");
-            let message = error.to_string();
-            for request in batch.drain(..) {
-                let error = StoreError::Corrupt(format!("not committed: {message}"));
-                let _ = request.reply.send(Err(OpError::Store(error)));
-            }
-        }
-    }
-}
-
 /// Applies one operation. A domain refusal is an `Ok(Err(..))`: that caller
 /// is told no and the batch goes on. A store failure is an `Err`: the whole
 /// batch is rolled back. Domain checks run before any write, so a refused
 /// operation has written nothing.
 fn apply(
     tx: &mut dyn WriteTx,
-    chain: &mut Chain,
+    front: &mut Front,
     op: Op,
     now: Timestamp,
 ) -> Result<Result<Outcome, OpError>> {
     match op {
-        Op::Append(prepared) => {
-            let sealed = chain.seal_prepared(prepared);
-            tx.append(&sealed)?;
-            Ok(Ok(Outcome::Appended(sealed.seq)))
-        }
         Op::CreateTask {
             task,
             secrets,
@@ -720,7 +890,7 @@ fn apply(
             }
             seal_all(
                 tx,
-                chain,
+                front,
                 task.requested_events(review.as_ref().map(|r| r.id.as_str())),
             )?;
             Ok(Ok(Outcome::Task(task)))
@@ -737,7 +907,7 @@ fn apply(
             let Some(mut task) = tx.task(&review.task_id)? else {
                 return Ok(Err(OpError::NotFound(format!("task {}", review.task_id))));
             };
-            if let Some(too_late) = expire_if_overdue(tx, chain, &mut task, now)? {
+            if let Some(too_late) = expire_if_overdue(tx, front, &mut task, now)? {
                 return Ok(Err(too_late));
             }
             let decided = match review.kind {
@@ -751,19 +921,19 @@ fn apply(
                 Ok(events) => {
                     tx.update_review(&review)?;
                     tx.update_task(&task)?;
-                    seal_all(tx, chain, events)?;
+                    seal_all(tx, front, events)?;
                     Ok(Ok(Outcome::Decided(Box::new((review, task)))))
                 }
             }
         }
         Op::EndTask { task_id, actor } => {
-            transition(tx, chain, now, &task_id, |task| task.end(&actor, now))
+            transition(tx, front, now, &task_id, |task| task.end(&actor, now))
         }
         Op::RevokeTask {
             task_id,
             actor,
             comment,
-        } => transition(tx, chain, now, &task_id, |task| {
+        } => transition(tx, front, now, &task_id, |task| {
             task.revoke(&actor, now, comment)
         }),
         Op::RequestStatementReview {
@@ -775,7 +945,7 @@ fn apply(
             let Some(mut task) = tx.task(&review.task_id)? else {
                 return Ok(Err(OpError::NotFound(format!("task {}", review.task_id))));
             };
-            if let Some(too_late) = expire_if_overdue(tx, chain, &mut task, now)? {
+            if let Some(too_late) = expire_if_overdue(tx, front, &mut task, now)? {
                 return Ok(Err(too_late));
             }
             if task.state != TaskState::Active {
@@ -787,7 +957,7 @@ fn apply(
             tx.insert_review(&review)?;
             seal_all(
                 tx,
-                chain,
+                front,
                 vec![review.requested_event(&session, &connection, &reason)],
             )?;
             Ok(Ok(Outcome::Review(review)))
@@ -801,16 +971,17 @@ fn apply(
                     .lapse(now, &why)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 tx.update_review(&review)?;
-                seal_all(tx, chain, events)?;
+                seal_all(tx, front, events)?;
             }
             Ok(Ok(Outcome::Review(Box::new(review))))
         }
         // Signed once the batch's other operations are in (commit_batch).
         Op::Checkpoint => Ok(Ok(Outcome::Checkpoint(None))),
+        Op::Flush => Ok(Ok(Outcome::Flushed)),
         Op::ExpireDue => {
             let mut expired = Vec::new();
             for mut task in tx.due_tasks(now)? {
-                if expire_if_overdue(tx, chain, &mut task, now)?.is_some() {
+                if expire_if_overdue(tx, front, &mut task, now)?.is_some() {
                     expired.push(task);
                 }
             }
@@ -820,12 +991,10 @@ fn apply(
 }
 
 /// Seals drafts onto the chain and appends them; returns the last sequence.
-fn seal_all(tx: &mut dyn WriteTx, chain: &mut Chain, drafts: Vec<EventDraft>) -> Result<u64> {
+fn seal_all(tx: &mut dyn WriteTx, front: &mut Front, drafts: Vec<EventDraft>) -> Result<u64> {
     let mut last = 0;
     for draft in drafts {
-        let sealed = chain
-            .seal(draft)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sealed = front.seal(draft)?;
         tx.append(&sealed)?;
         last = sealed.seq;
     }
@@ -838,7 +1007,7 @@ fn seal_all(tx: &mut dyn WriteTx, chain: &mut Chain, drafts: Vec<EventDraft>) ->
 /// scheduler and give a task time it no longer has.
 fn expire_if_overdue(
     tx: &mut dyn WriteTx,
-    chain: &mut Chain,
+    front: &mut Front,
     task: &mut Task,
     now: Timestamp,
 ) -> Result<Option<OpError>> {
@@ -854,7 +1023,7 @@ fn expire_if_overdue(
         tx.update_review(&review)?;
     }
     tx.update_task(task)?;
-    seal_all(tx, chain, events)?;
+    seal_all(tx, front, events)?;
     Ok(Some(OpError::Domain(DomainError::Conflict(format!(
         "task {} expired at {deadline}",
         task.id
@@ -863,7 +1032,7 @@ fn expire_if_overdue(
 
 fn transition(
     tx: &mut dyn WriteTx,
-    chain: &mut Chain,
+    front: &mut Front,
     now: Timestamp,
     task_id: &str,
     step: impl FnOnce(&mut Task) -> Result<Vec<EventDraft>, DomainError>,
@@ -871,14 +1040,14 @@ fn transition(
     let Some(mut task) = tx.task(task_id)? else {
         return Ok(Err(OpError::NotFound(format!("task {task_id}"))));
     };
-    if let Some(too_late) = expire_if_overdue(tx, chain, &mut task, now)? {
+    if let Some(too_late) = expire_if_overdue(tx, front, &mut task, now)? {
         return Ok(Err(too_late));
     }
     match step(&mut task) {
         Err(refused) => Ok(Err(refused.into())),
         Ok(events) => {
             tx.update_task(&task)?;
-            seal_all(tx, chain, events)?;
+            seal_all(tx, front, events)?;
             Ok(Ok(Outcome::Task(Box::new(task))))
         }
     }

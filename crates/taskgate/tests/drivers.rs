@@ -43,7 +43,8 @@ fn run_driver(program: &str, script: &str, connection_app: &str) {
     assert!(stdout.contains("refused 42501"), "{stdout}");
     assert!(stdout.contains("after refusal 1"), "{stdout}");
     common::settle(&gw);
-    let events: Vec<Value> = common::event_bodies(&gw.store_path())
+    let events: Vec<Value> = gw
+        .event_bodies()
         .iter()
         .map(|b| serde_json::from_str(b).unwrap())
         .collect();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestGateway, UPSTREAM_PASSWORD, event_bodies};
+use common::{TestGateway, UPSTREAM_PASSWORD};
 use serde_json::{Value, json};
 
 /// Bob may ask for write access that must be approved within a second.
@@ -24,7 +24,7 @@ fn status(gw: &TestGateway, token: &str, id: &str) -> String {
 }
 
 fn event_types(gw: &TestGateway, id: &str) -> Vec<String> {
-    event_bodies(&gw.store_path())
+    gw.event_bodies()
         .iter()
         .map(|b| serde_json::from_str::<Value>(b).unwrap())
         .filter(|e| e["task"] == id)
@@ -64,7 +64,8 @@ fn the_scheduler_closes_windows_and_stale_requests_on_time() {
         event_types(&gw, id),
         ["task.requested", "task.activated", "task.expired"]
     );
-    let expired = event_bodies(&gw.store_path())
+    let expired = gw
+        .event_bodies()
         .into_iter()
         .map(|b| serde_json::from_str::<Value>(&b).unwrap())
         .find(|e| e["task"] == pending_id && e["type"] == "task.expired")
@@ -185,7 +186,7 @@ fn tokens_and_credentials_never_appear_in_logs_events_or_answers() {
         log.contains("task requested") && log.contains("review decided"),
         "the log is being captured"
     );
-    let events = event_bodies(&gw.store_path()).join("\n");
+    let events = gw.event_bodies().join("\n");
     assert!(events.contains("task.revoked"));
 
     let mut secrets: Vec<(&str, String)> =

@@ -59,7 +59,7 @@ fn delete_stream(stream: &str) {
 }
 
 fn store_ids(gw: &TestGateway) -> Vec<String> {
-    common::event_bodies(&gw.store_path())
+    gw.event_bodies()
         .iter()
         .map(|b| {
             let e: Value = serde_json::from_str(b).unwrap();

@@ -140,7 +140,7 @@ fn distinct_seqs(deliveries: &[(String, Value)]) -> Vec<u64> {
 }
 
 fn store_events(gw: &TestGateway) -> Vec<u64> {
-    common::event_bodies(&gw.store_path())
+    gw.event_bodies()
         .iter()
         .map(|b| {
             serde_json::from_str::<Value>(b).unwrap()["seq"]

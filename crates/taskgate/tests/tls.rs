@@ -72,7 +72,8 @@ fn clients_get_tls_and_require_tls_refuses_plain_text() {
     let (ok, out) = psql(&gw, &t, "shop", "disable", "SELECT 1");
     assert!(!ok);
     assert!(out.contains("requires TLS"), "{out}");
-    let opened: Vec<Value> = common::event_bodies(&gw.store_path())
+    let opened: Vec<Value> = gw
+        .event_bodies()
         .iter()
         .map(|b| serde_json::from_str::<Value>(b).unwrap())
         .filter(|e| e["type"] == "session.opened")

@@ -20,11 +20,13 @@ use super::views::VerifyView;
 use crate::audit_search::AuditSearchParams;
 
 impl AppState {
-    /// Runs an index read off the async threads.
+    /// Runs an index read off the async threads, over every event
+    /// journaled before the call.
     async fn index<T: Send + 'static>(
         &self,
         work: impl FnOnce(&AuditIndex) -> taskgate_store::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
+        self.writer.flush().await?;
         let index = Arc::clone(&self.index);
         tokio::task::spawn_blocking(move || work(&index))
             .await
@@ -126,6 +128,7 @@ pub async fn verify(
             "only auditors and admins may verify the whole trail",
         ));
     }
+    state.writer.flush().await?;
     let key = state.checkpoint_key;
     let dir = state.config.audit.checkpoint_dir.clone();
     let report = state

@@ -59,7 +59,17 @@ pub fn open_with(
         .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
     let reader = SqliteReader::new(path.to_path_buf(), false);
     let wal = (durability == Durability::Full).then(|| wal_path(path));
-    Ok((SqliteWriter::new(conn, chain_id, checkpointer, wal), reader))
+    Ok((
+        SqliteWriter::new(conn, path.to_path_buf(), chain_id, checkpointer, wal),
+        reader,
+    ))
+}
+
+/// The writer's journal directory for the store at `db`.
+pub fn journal_dir(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
 }
 
 fn wal_path(db: &Path) -> PathBuf {

@@ -12,6 +12,8 @@ use crate::{CommitSync, Result, StoreError, StoreWrite, TaskSecrets, WriteTx};
 
 pub struct SqliteWriter {
     conn: Connection,
+    /// The store's file, beside which the writer's journal lives.
+    path: PathBuf,
     chain_id: String,
     /// The WAL file to sync after commits, for `Durability::Full`.
     wal: Option<PathBuf>,
@@ -22,12 +24,14 @@ pub struct SqliteWriter {
 impl SqliteWriter {
     pub(super) fn new(
         conn: Connection,
+        path: PathBuf,
         chain_id: String,
         checkpointer: Checkpointer,
         wal: Option<PathBuf>,
     ) -> Self {
         Self {
             conn,
+            path,
             chain_id,
             wal,
             checkpointer,
@@ -44,6 +48,10 @@ fn opt_micros(t: Option<Timestamp>) -> Option<i64> {
 }
 
 impl StoreWrite for SqliteWriter {
+    fn journal_dir(&self) -> PathBuf {
+        super::journal_dir(&self.path)
+    }
+
     fn commit_sync(&mut self) -> Result<Option<CommitSync>> {
         let Some(path) = &self.wal else {
             return Ok(None);

@@ -135,12 +135,25 @@ impl From<SearchArgs> for AuditSearchParams {
     }
 }
 
+/// Says so when the gateway's journal holds events the store may not have
+/// yet: offline answers miss them.
+fn note_journal(store: &Path) {
+    let dir = sqlite::journal_dir(store);
+    if taskgate_store::journal::has_pending(&dir) {
+        eprintln!(
+            "note: {} holds audit events that may not be in the store yet (a running gateway moves them in within milliseconds, a stopped one when it next starts); this answer does not include those",
+            dir.display()
+        );
+    }
+}
+
 /// Runs index work on a blocking thread.
 async fn with_index<T: Send + 'static>(
     store: &Path,
     work: impl FnOnce(&AuditIndex) -> taskgate_store::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
     sqlite::open_read_only(store)?;
+    note_journal(store);
     let index = AuditIndex::open(store)?;
     Ok(tokio::task::spawn_blocking(move || work(&index)).await??)
 }
@@ -317,6 +330,7 @@ async fn verify(
     let report: Value = match offline {
         Some(offline) => {
             let reader = sqlite::open_read_only(&offline.store)?;
+            note_journal(&offline.store);
             let external = match &offline.checkpoints {
                 Some(dir) => CheckpointDir::read_all(dir)?,
                 None => Vec::new(),

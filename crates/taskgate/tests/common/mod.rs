@@ -348,6 +348,33 @@ approve = {{ when = ["write"], by = ["group:dba"] }}
             .collect()
     }
 
+    /// Every event body in the store, once it holds every event the
+    /// running gateway has committed so far: events reach the store from
+    /// the gateway's journal a moment after they are committed.
+    pub fn event_bodies(&self) -> Vec<String> {
+        if self.pid().is_some() {
+            let sealed = self.metric("taskgate_audit_sealed_seq");
+            self.eventually(Duration::from_secs(5), || {
+                self.metric("taskgate_audit_stored_seq") >= sealed
+            });
+        }
+        event_bodies(&self.store_path())
+    }
+
+    /// A gauge or counter from `/metrics` (0 if absent).
+    pub fn metric(&self, name: &str) -> u64 {
+        let (_, text) = self.http().get_anonymous("/metrics");
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    }
+
     /// Waits until `check` holds, for at most `limit`.
     pub fn eventually(&self, limit: Duration, mut check: impl FnMut() -> bool) -> bool {
         let start = Instant::now();
@@ -431,7 +458,7 @@ impl Http {
 /// statement or a moment after the last one.
 pub fn settle(gw: &TestGateway) {
     let counts = || {
-        let bodies = event_bodies(&gw.store_path());
+        let bodies = gw.event_bodies();
         let count = |kind: &str| {
             bodies
                 .iter()

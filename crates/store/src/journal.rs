@@ -1,0 +1,602 @@
+//! The audit log's front: every event is sealed onto the chain and written
+//! to an append-only journal file by its own caller, before the caller goes
+//! on; the writer thread moves journaled events into the store in batches.
+//!
+//! Why: a statement may not go upstream before its `command.started` is
+//! committed, so that commit sits on every statement's path. Committing
+//! each one through SQLite costs a transaction (locks, a 4 KiB page, a WAL
+//! frame), and handing the event to the writer thread and waiting for its
+//! answer costs two context switches, which on a small machine shared with
+//! the database cost more than the write. Here the caller seals and writes
+//! under a short lock: one `write(2)`, plus, with `Durability::Full`, a
+//! group `fdatasync` shared by everyone who wrote meanwhile.
+//!
+//! Hand-written because it is small and specific: records are framed as
+//! `u32 body length | u64 seq | 32-byte hash | body` (little-endian) in segment files named
+//! by their first sequence number; the body is the event's canonical bytes,
+//! and each record's hash must link it to the one before, so recovery
+//! stops at the first record that was cut short or changed. A segment is deleted once the store holds (and has synced)
+//! every event in it. At start, [`recover`] hands back whatever the store
+//! lacks.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use taskgate_audit::{Chain, ChainHead, EventDraft, Hash, PreparedEvent, SealedEvent};
+
+use crate::{Result, StoreError};
+
+/// A segment is closed and a new one started past this size.
+const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+/// Framing bytes before each body.
+const FRAME_BYTES: usize = 44;
+/// Framed records held back (see [`Front::append`]) past which they are
+/// written at once.
+const DEFER_MAX_BYTES: usize = 64 * 1024;
+/// The largest body recovery accepts (events are capped far below this).
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Corrupt(format!("cannot {what} {}: {e}", path.display()))
+}
+
+fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.log"))
+}
+
+/// The segment files in `dir`, oldest first.
+fn segments(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("read", dir, e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| io("read", dir, e))?.path();
+        if path.extension().is_some_and(|x| x == "log") {
+            found.push(path);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Whether `dir` holds journaled events (for offline tools, which read the
+/// store only: the gateway moves them in at its next start).
+pub fn has_pending(dir: &Path) -> bool {
+    segments(dir).is_ok_and(|s| {
+        s.iter()
+            .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+    })
+}
+
+/// What recovery found in the journal.
+pub struct Recovered {
+    /// Events after the store's head, in order, each linked to the last.
+    pub events: Vec<SealedEvent>,
+    /// The segment files read; delete them once `events` are stored.
+    pub segments: Vec<PathBuf>,
+    /// Bytes after the last good record: a write cut short by a crash (its
+    /// statement never went upstream), or damage.
+    pub dropped_bytes: u64,
+}
+
+/// Reads every journal segment and returns the events the store does not
+/// hold yet: those after `head`, as long as each links to the one before.
+/// A record that does not (a torn last write) ends the read.
+pub fn recover(dir: &Path, head: ChainHead) -> Result<Recovered> {
+    let paths = segments(dir)?;
+    let mut events = Vec::new();
+    let mut last = head;
+    let mut dropped_bytes = 0;
+    let mut ended = false;
+    for path in &paths {
+        let mut bytes = Vec::new();
+        File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(|e| io("read", path, e))?;
+        if ended {
+            dropped_bytes += bytes.len() as u64;
+            continue;
+        }
+        let mut at = 0;
+        while at < bytes.len() {
+            match next_record(&bytes[at..]) {
+                Some((seq, hash, body, used)) => {
+                    at += used;
+                    if seq <= head.seq {
+                        continue; // already in the store
+                    }
+                    let linked = (seq == last.seq + 1)
+                        .then(|| SealedEvent::from_stored(&last.hash, seq, body.to_vec()).ok())
+                        .flatten()
+                        .filter(|event| event.hash == hash);
+                    let Some(event) = linked else {
+                        ended = true;
+                        dropped_bytes += (bytes.len() - (at - used)) as u64;
+                        break;
+                    };
+                    last = ChainHead {
+                        seq,
+                        hash: event.hash,
+                    };
+                    events.push(event);
+                }
+                None => {
+                    ended = true;
+                    dropped_bytes += (bytes.len() - at) as u64;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(Recovered {
+        events,
+        segments: paths,
+        dropped_bytes,
+    })
+}
+
+/// The next whole record: (seq, hash, body, bytes used); None if cut short.
+fn next_record(bytes: &[u8]) -> Option<(u64, Hash, &[u8], usize)> {
+    let frame = bytes.get(..FRAME_BYTES)?;
+    let len = u32::from_le_bytes(frame[..4].try_into().ok()?) as usize;
+    let seq = u64::from_le_bytes(frame[4..12].try_into().ok()?);
+    let hash: Hash = frame[12..44].try_into().ok()?;
+    if len > MAX_BODY_BYTES {
+        return None;
+    }
+    let body = bytes.get(FRAME_BYTES..FRAME_BYTES + len)?;
+    Some((seq, hash, body, FRAME_BYTES + len))
+}
+
+/// The open segment events are appended to.
+struct Segment {
+    path: PathBuf,
+    /// Shared with the sync thread, which syncs it without the lock.
+    file: Arc<File>,
+    len: u64,
+}
+
+impl Segment {
+    fn create(dir: &Path, first_seq: u64, sync_dir: bool) -> Result<Segment> {
+        let path = segment_path(dir, first_seq);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io("create", &path, e))?;
+        let len = file.metadata().map_err(|e| io("read", &path, e))?.len();
+        if sync_dir {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io("sync", dir, e))?;
+        }
+        Ok(Segment {
+            path,
+            file: Arc::new(file),
+            len,
+        })
+    }
+}
+
+/// The chain's head and the journal, behind one lock: sealing and writing
+/// happen together, so the journal's order is the chain's.
+pub(crate) struct Front {
+    chain: Chain,
+    dir: PathBuf,
+    /// Whether each write must reach the disk before it counts.
+    durable: bool,
+    current: Segment,
+    /// Closed segments, with the last sequence each holds.
+    closed: Vec<(PathBuf, u64)>,
+    /// Sealed and journaled, not yet in the store, in order.
+    pending: Vec<SealedEvent>,
+    /// Set while events must be refused: the journal or the store cannot
+    /// be written. The writer clears it once the store takes events again.
+    refused: Option<String>,
+    /// Set for good when a sync failed (the kernel may have dropped data
+    /// yet report later syncs as fine).
+    broken: Option<String>,
+    /// Records framed but not yet written, from `deferred`'s mark on.
+    buf: Vec<u8>,
+    /// Set while `buf` holds records: where to undo to if writing fails,
+    /// and where they start in `pending`.
+    deferred: Option<(Mark, usize)>,
+}
+
+/// Where a [`Front::mark`] was taken, to undo writes after it.
+pub(crate) struct Mark {
+    head: ChainHead,
+    len: u64,
+    path: PathBuf,
+}
+
+impl Front {
+    /// A fresh segment after `head` in `dir` (created if missing).
+    pub(crate) fn open(dir: &Path, chain: Chain, durable: bool) -> Result<Front> {
+        std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+        let current = Segment::create(dir, chain.head().seq + 1, durable)?;
+        Ok(Front {
+            chain,
+            dir: dir.to_path_buf(),
+            durable,
+            current,
+            closed: Vec::new(),
+            pending: Vec::new(),
+            refused: None,
+            broken: None,
+            buf: Vec::with_capacity(64 * 1024),
+            deferred: None,
+        })
+    }
+
+    pub(crate) fn head(&self) -> ChainHead {
+        self.chain.head()
+    }
+
+    /// Why events are refused now, if they are.
+    pub(crate) fn refusal(&self) -> Option<&str> {
+        self.broken.as_deref().or(self.refused.as_deref())
+    }
+
+    pub(crate) fn refuse(&mut self, why: Option<String>) {
+        self.refused = why;
+    }
+
+    pub(crate) fn break_for_good(&mut self, why: String) {
+        self.broken.get_or_insert(why);
+    }
+
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The events waiting for the store, leaving the list empty. Only
+    /// written records may be stored (a failed write forgets them), so
+    /// any still framed are written first; if that fails, they are gone.
+    pub(crate) fn take_pending(&mut self, into: &mut Vec<SealedEvent>) {
+        if let Err(error) = self.write_deferred() {
+            tracing::error!(%error, "cannot write command outcomes to the audit journal; they are lost");
+        }
+        into.append(&mut self.pending);
+    }
+
+    /// The segment a sync must cover now.
+    pub(crate) fn current_file(&self) -> Arc<File> {
+        Arc::clone(&self.current.file)
+    }
+
+    /// Seals and journals events as the next ones; they wait in `pending`
+    /// for the store. Returns the last sequence number. On failure nothing
+    /// was kept.
+    ///
+    /// With `write_now` false the records are only framed: the next write
+    /// (the next event that must not wait, an operation's event, or the
+    /// writer's next round) carries them, which saves a system call per
+    /// statement for records nothing waits on (a command's outcome).
+    pub(crate) fn append(&mut self, events: Vec<PreparedEvent>, write_now: bool) -> Result<u64> {
+        if let Some(why) = self.refusal() {
+            return Err(StoreError::Corrupt(why.to_owned()));
+        }
+        let (mark, first) = match self.deferred.take() {
+            Some(deferred) => deferred,
+            None => {
+                self.rotate_if_full()?;
+                self.buf.clear();
+                (self.mark(), self.pending.len())
+            }
+        };
+        for prepared in events {
+            let sealed = self.chain.seal_prepared(prepared);
+            frame_into(&mut self.buf, &sealed);
+            self.pending.push(sealed);
+        }
+        if !write_now && self.buf.len() < DEFER_MAX_BYTES {
+            self.deferred = Some((mark, first));
+            return Ok(self.chain.head().seq);
+        }
+        self.write_all_framed(mark, first)?;
+        Ok(self.chain.head().seq)
+    }
+
+    /// Writes what is framed; on failure forgets it (from `first` in
+    /// `pending`, back to `mark` in the chain).
+    fn write_all_framed(&mut self, mark: Mark, first: usize) -> Result<()> {
+        let written = self.write_buf();
+        self.buf.clear();
+        if let Err(e) = written {
+            self.pending.truncate(first);
+            self.undo(mark);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Writes the records [`Front::append`] left framed, if any.
+    pub(crate) fn write_deferred(&mut self) -> Result<()> {
+        match self.deferred.take() {
+            Some((mark, first)) => self.write_all_framed(mark, first),
+            None => Ok(()),
+        }
+    }
+
+    /// Seals and journals one draft for the writer, which stores it itself
+    /// (in the same transaction as the change it records).
+    pub(crate) fn seal(&mut self, draft: EventDraft) -> Result<SealedEvent> {
+        self.write_deferred()?;
+        self.rotate_if_full()?;
+        let sealed = self
+            .chain
+            .seal(draft)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.buf.clear();
+        frame_into(&mut self.buf, &sealed);
+        let written = self.write_buf();
+        self.buf.clear();
+        written.map(|()| sealed)
+    }
+
+    fn write_buf(&mut self) -> Result<()> {
+        let mut file: &File = &self.current.file;
+        file.write_all(&self.buf)
+            .map_err(|e| io("write", &self.current.path, e))?;
+        self.current.len += self.buf.len() as u64;
+        Ok(())
+    }
+
+    /// Closes the current segment once it is full (synced, if writes must
+    /// be durable, so the sync thread only ever needs the current one) and
+    /// starts the next.
+    fn rotate_if_full(&mut self) -> Result<()> {
+        if self.current.len < SEGMENT_BYTES {
+            return Ok(());
+        }
+        if self.durable {
+            self.current
+                .file
+                .sync_data()
+                .map_err(|e| io("sync", &self.current.path, e))?;
+        }
+        let next = Segment::create(&self.dir, self.chain.head().seq + 1, self.durable)?;
+        let old = std::mem::replace(&mut self.current, next);
+        self.closed.push((old.path, self.chain.head().seq));
+        Ok(())
+    }
+
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            head: self.chain.head(),
+            len: self.current.len,
+            path: self.current.path.clone(),
+        }
+    }
+
+    /// Takes the chain and the journal back to `mark`: what was sealed
+    /// after it is forgotten. If the journal cannot be cut back, nothing
+    /// more is accepted.
+    pub(crate) fn undo(&mut self, mark: Mark) {
+        self.chain.reset(mark.head);
+        if self.current.path != mark.path {
+            // A rotation happened after the mark; the new segment holds only
+            // undone records.
+            self.broken
+                .get_or_insert_with(|| "the audit journal could not be rolled back".into());
+            return;
+        }
+        match self.current.file.set_len(mark.len) {
+            Ok(()) => self.current.len = mark.len,
+            Err(e) => {
+                self.broken.get_or_insert_with(|| {
+                    format!(
+                        "cannot roll back {}: {e}; restart the gateway",
+                        self.current.path.display()
+                    )
+                });
+            }
+        }
+    }
+
+    /// Closed segments whose every event is at or below `stored`: they may
+    /// go once the store has synced.
+    pub(crate) fn take_done(&mut self, stored: u64) -> Vec<PathBuf> {
+        let (done, kept): (Vec<_>, Vec<_>) =
+            self.closed.drain(..).partition(|(_, last)| *last <= stored);
+        self.closed = kept;
+        done.into_iter().map(|(path, _)| path).collect()
+    }
+
+    /// On a clean stop, with everything stored and synced: the journal is
+    /// no longer needed.
+    pub(crate) fn remove_all(&mut self) {
+        for path in self
+            .closed
+            .drain(..)
+            .map(|(p, _)| p)
+            .chain(std::iter::once(self.current.path.clone()))
+        {
+            remove(&path);
+        }
+    }
+}
+
+fn frame_into(buf: &mut Vec<u8>, sealed: &SealedEvent) {
+    // Event bodies are capped far below 4 GiB (statement text at 256 KiB).
+    let len = u32::try_from(sealed.body.len()).unwrap_or(u32::MAX);
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&sealed.seq.to_le_bytes());
+    buf.extend_from_slice(&sealed.hash);
+    buf.extend_from_slice(&sealed.body);
+}
+
+pub(crate) fn remove(path: &Path) {
+    if let Err(error) = std::fs::remove_file(path)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(%error, path = %path.display(), "cannot remove a stored journal segment");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskgate_audit::{EventType, Timestamp};
+
+    fn draft(n: u64) -> EventDraft {
+        EventDraft::new(EventType::CommandStarted, Timestamp::from_micros(n as i64))
+            .task(format!("t{n}"))
+    }
+
+    fn prepared(chain: &str, n: u64) -> PreparedEvent {
+        draft(n).prepare(chain).expect("prepare")
+    }
+
+    #[test]
+    fn recovery_returns_what_the_store_lacks_and_stops_at_a_torn_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = dir.path().join("j");
+        let mut front =
+            Front::open(&journal, Chain::new("c", ChainHead::EMPTY), false).expect("open");
+        for n in 1..=5 {
+            front.append(vec![prepared("c", n)], true).expect("append");
+        }
+        let mut stored = Vec::new();
+        front.take_pending(&mut stored);
+        assert_eq!(stored.len(), 5);
+        let after_two = ChainHead {
+            seq: 2,
+            hash: stored[1].hash,
+        };
+        let found = recover(&journal, after_two).expect("recover");
+        assert_eq!(
+            found.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
+        assert_eq!(found.events[2].hash, stored[4].hash);
+        assert_eq!(found.dropped_bytes, 0);
+
+        // A crash in the middle of the last write leaves part of a record.
+        let path = found.segments[0].clone();
+        let len = std::fs::metadata(&path).expect("meta").len();
+        File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(len - 7))
+            .expect("cut");
+        let found = recover(&journal, after_two).expect("recover");
+        assert_eq!(
+            found.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [3, 4]
+        );
+        assert!(found.dropped_bytes > 0);
+    }
+
+    #[test]
+    fn a_changed_record_ends_recovery_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = dir.path().join("j");
+        let mut front =
+            Front::open(&journal, Chain::new("c", ChainHead::EMPTY), false).expect("open");
+        for n in 1..=3 {
+            front.append(vec![prepared("c", n)], true).expect("append");
+        }
+        let path = segments(&journal).expect("segments")[0].clone();
+        let mut bytes = std::fs::read(&path).expect("read");
+        let record = bytes.len() / 3;
+        // Flip a digit of the second record's task name ("t2" → "t7").
+        let at = record
+            + bytes[record..]
+                .windows(4)
+                .position(|w| w == b"\"t2\"")
+                .expect("t2")
+            + 2;
+        bytes[at] = b'7';
+        std::fs::write(&path, bytes).expect("write");
+        let found = recover(&journal, ChainHead::EMPTY).expect("recover");
+        assert_eq!(
+            found.events.len(),
+            1,
+            "only the record before the change links"
+        );
+        assert!(found.dropped_bytes > 0);
+    }
+
+    #[test]
+    fn held_back_records_go_out_with_the_next_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = dir.path().join("j");
+        let mut front =
+            Front::open(&journal, Chain::new("c", ChainHead::EMPTY), false).expect("open");
+        front.append(vec![prepared("c", 1)], false).expect("append");
+        assert!(
+            recover(&journal, ChainHead::EMPTY)
+                .expect("recover")
+                .events
+                .is_empty()
+        );
+        front.append(vec![prepared("c", 2)], true).expect("append");
+        let seqs = |f: Recovered| f.events.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(recover(&journal, ChainHead::EMPTY).expect("recover")),
+            [1, 2]
+        );
+        // Taking events for the store writes any held back first.
+        front.append(vec![prepared("c", 3)], false).expect("append");
+        let mut taken = Vec::new();
+        front.take_pending(&mut taken);
+        assert_eq!(taken.len(), 3);
+        assert_eq!(
+            seqs(recover(&journal, ChainHead::EMPTY).expect("recover")),
+            [1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn undo_forgets_what_was_sealed_after_the_mark() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = dir.path().join("j");
+        let mut front =
+            Front::open(&journal, Chain::new("c", ChainHead::EMPTY), false).expect("open");
+        front.append(vec![prepared("c", 1)], true).expect("append");
+        let mark = front.mark();
+        front.seal(draft(2)).expect("seal");
+        front.undo(mark);
+        assert_eq!(front.head().seq, 1);
+        front.append(vec![prepared("c", 3)], true).expect("append");
+        let found = recover(&journal, ChainHead::EMPTY).expect("recover");
+        assert_eq!(found.events.len(), 2);
+        assert!(found.events[1].body.windows(4).any(|w| w == b"\"t3\""));
+    }
+
+    #[test]
+    fn segments_rotate_and_closed_ones_are_released_once_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = dir.path().join("j");
+        let mut front =
+            Front::open(&journal, Chain::new("c", ChainHead::EMPTY), false).expect("open");
+        front.append(vec![prepared("c", 1)], true).expect("append");
+        front.current.len = SEGMENT_BYTES; // as if full
+        front.append(vec![prepared("c", 2)], true).expect("append");
+        assert_eq!(segments(&journal).expect("segments").len(), 2);
+        assert!(front.take_done(0).is_empty());
+        let done = front.take_done(1);
+        assert_eq!(done.len(), 1);
+        done.iter().for_each(|p| remove(p));
+        let found = recover(
+            &journal,
+            ChainHead {
+                seq: 1,
+                hash: {
+                    let mut all = Vec::new();
+                    front.take_pending(&mut all);
+                    all[0].hash
+                },
+            },
+        )
+        .expect("recover");
+        assert_eq!(found.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [2]);
+    }
+}
