@@ -222,6 +222,7 @@ impl Writer {
             unstored: Vec::new(),
             spare: Vec::new(),
             failing: false,
+            spare_failed: None,
         };
         let thread_idle = Arc::clone(&idle);
         let handle = std::thread::Builder::new()
@@ -543,6 +544,8 @@ struct State<S> {
     spare: Vec<SealedEvent>,
     /// Whether the last attempt to store failed (for logging the change).
     failing: bool,
+    /// When making a spare journal segment last failed.
+    spare_failed: Option<Instant>,
 }
 
 fn run<S: StoreWrite>(mut state: State<S>, rx: &Receiver<Message>, idle: &AtomicBool) {
@@ -585,11 +588,39 @@ fn run<S: StoreWrite>(mut state: State<S>, rx: &Receiver<Message>, idle: &Atomic
             // to gather before storing.
             state.store_pending();
         }
+        state.ready_spare();
     }
     state.stop();
 }
 
+/// How long after a failed try the writer makes a spare segment again.
+const SPARE_RETRY: Duration = Duration::from_secs(10);
+
 impl<S: StoreWrite> State<S> {
+    /// Makes the journal's next segment ahead of time, off the lock, so the
+    /// appender that fills the current one does not have to.
+    fn ready_spare(&mut self) {
+        if self
+            .spare_failed
+            .is_some_and(|at| at.elapsed() < SPARE_RETRY)
+        {
+            return;
+        }
+        let Some(dir) = lock(&self.front).wants_spare() else {
+            return;
+        };
+        match journal::Spare::create(&dir) {
+            Ok(spare) => {
+                self.spare_failed = None;
+                lock(&self.front).give_spare(spare);
+            }
+            Err(error) => {
+                self.spare_failed = Some(Instant::now());
+                tracing::warn!(%error, "cannot make the audit journal's next segment ahead of time");
+            }
+        }
+    }
+
     /// Stores journaled events without holding the journal's lock, so
     /// appenders go on meanwhile.
     fn store_pending(&mut self) {

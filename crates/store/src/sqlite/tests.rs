@@ -129,13 +129,12 @@ async fn concurrent_appends_get_distinct_seqs_and_a_valid_chain() {
     }
     all.sort_unstable();
     assert_eq!(all, (1..=1280).collect::<Vec<u64>>());
-    let batches = writer
-        .stats()
-        .batches
-        .load(std::sync::atomic::Ordering::Relaxed);
-    assert!((1..=1280).contains(&batches));
+    let stats = writer.stats();
     drop(writer);
     thread.join();
+    // Stored in batches once the writer thread stopped at the latest.
+    let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
+    assert!((1..=1280).contains(&batches));
     let report = verify(&path);
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.head_seq, 1280);
