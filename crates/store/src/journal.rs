@@ -526,16 +526,22 @@ mod tests {
             .task(format!("t{n}"))
     }
 
+    /// A journal in a new temporary directory (kept while the first value
+    /// lives).
+    fn fresh() -> (tempfile::TempDir, PathBuf, Front) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = dir.path().join("j");
+        let front = Front::open(&journal, Chain::new("c", ChainHead::EMPTY), false).expect("open");
+        (dir, journal, front)
+    }
+
     fn prepared(chain: &str, n: u64) -> PreparedEvent {
         draft(n).prepare(chain).expect("prepare")
     }
 
     #[test]
     fn recovery_returns_what_the_store_lacks_and_stops_at_a_torn_write() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let journal = dir.path().join("j");
-        let mut front =
-            Front::open(&journal, Chain::new("c", ChainHead::EMPTY), false).expect("open");
+        let (_dir, journal, mut front) = fresh();
         for n in 1..=5 {
             front.append(vec![prepared("c", n)], true).expect("append");
         }
@@ -571,10 +577,7 @@ mod tests {
 
     #[test]
     fn a_changed_record_ends_recovery_there() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let journal = dir.path().join("j");
-        let mut front =
-            Front::open(&journal, Chain::new("c", ChainHead::EMPTY), false).expect("open");
+        let (_dir, journal, mut front) = fresh();
         for n in 1..=3 {
             front.append(vec![prepared("c", n)], true).expect("append");
         }
@@ -601,10 +604,7 @@ mod tests {
 
     #[test]
     fn held_back_records_go_out_with_the_next_write() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let journal = dir.path().join("j");
-        let mut front =
-            Front::open(&journal, Chain::new("c", ChainHead::EMPTY), false).expect("open");
+        let (_dir, journal, mut front) = fresh();
         front.append(vec![prepared("c", 1)], false).expect("append");
         assert!(
             recover(&journal, ChainHead::EMPTY)
@@ -631,10 +631,7 @@ mod tests {
 
     #[test]
     fn undo_forgets_what_was_sealed_after_the_mark() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let journal = dir.path().join("j");
-        let mut front =
-            Front::open(&journal, Chain::new("c", ChainHead::EMPTY), false).expect("open");
+        let (_dir, journal, mut front) = fresh();
         front.append(vec![prepared("c", 1)], true).expect("append");
         let mark = front.mark();
         front.seal(draft(2)).expect("seal");
@@ -648,10 +645,7 @@ mod tests {
 
     #[test]
     fn segments_rotate_and_closed_ones_are_released_once_stored() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let journal = dir.path().join("j");
-        let mut front =
-            Front::open(&journal, Chain::new("c", ChainHead::EMPTY), false).expect("open");
+        let (_dir, journal, mut front) = fresh();
         front.append(vec![prepared("c", 1)], true).expect("append");
         front.current.len = SEGMENT_BYTES; // as if full
         front.append(vec![prepared("c", 2)], true).expect("append");

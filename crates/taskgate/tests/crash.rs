@@ -1,9 +1,10 @@
-//! Invariant 1 under crashes: pgbench runs through the gateway against a
-//! cluster that logs every statement it receives, the gateway is killed with
-//! SIGKILL at random moments and restarted, and every statement the
-//! database saw must have its `command.started` committed in the log. After
-//! each crash the log verifies, and a task whose window passed while the
-//! gateway was down is expired when it comes back.
+//! Invariant 1 under crashes: pgbench runs through the gateway (in each
+//! protocol mode) against a cluster that logs every statement it receives,
+//! the gateway is killed with SIGKILL at random moments and restarted, and
+//! every statement the database saw must have its `command.started`
+//! committed in the log. After each crash the log verifies, and a task
+//! whose window passed while the gateway was down is expired when it comes
+//! back.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -23,13 +24,18 @@ fn random_ms(min: u64, max: u64) -> Duration {
 }
 
 /// What the database logged from sessions the gateway opened:
-/// `app=taskgate/<task> ...  LOG:  statement: <sql>`.
+/// `app=taskgate/<task> ...  LOG:  statement: <sql>` for the simple
+/// protocol, `LOG:  execute <name>: <sql>` for each extended-protocol run.
 fn statements_via_gateway(log: &str) -> Vec<String> {
     log.lines()
         .filter(|l| l.contains("app=taskgate/"))
         .filter_map(|l| {
-            l.split_once("LOG:  statement: ")
-                .map(|(_, sql)| normal(sql))
+            let (_, logged) = l.split_once("LOG:  ")?;
+            let sql = match logged.strip_prefix("statement: ") {
+                Some(sql) => sql,
+                None => logged.strip_prefix("execute ")?.split_once(": ")?.1,
+            };
+            Some(normal(sql))
         })
         .collect()
 }
@@ -55,8 +61,11 @@ fn killed_at_random_moments_the_gateway_forwards_nothing_unrecorded() {
     let (task, token) = gw.active_task("shop", "write", "30m");
     let (short, _) = gw.active_task("shop", "read", "2s");
 
-    let rounds = 4;
-    for round in 0..rounds {
+    // Every protocol mode: simple, and the extended protocol unnamed and
+    // with prepared statements.
+    let modes = ["simple", "extended", "prepared", "simple"];
+    let rounds = modes.len();
+    for (round, mode) in modes.into_iter().enumerate() {
         // pgbench for far longer than the gateway will live.
         let mut load = Command::new(&pgbench)
             .args([
@@ -67,9 +76,7 @@ fn killed_at_random_moments_the_gateway_forwards_nothing_unrecorded() {
                 "-U",
                 &task,
             ])
-            .args([
-                "-n", "-M", "simple", "-c", "4", "-j", "1", "-T", "60", "shop",
-            ])
+            .args(["-n", "-M", mode, "-c", "4", "-j", "1", "-T", "60", "shop"])
             .env("PGPASSWORD", &token)
             .env("PGSSLMODE", "disable")
             .stdout(Stdio::null())
