@@ -255,6 +255,9 @@ pub(crate) struct Front {
     deferred: Option<(Mark, usize)>,
     /// The next segment's file, made ready by the writer thread.
     spare: Option<Spare>,
+    /// Set when a write failed part-way: bytes past `current.len` may hold
+    /// part of a record.
+    partial: bool,
 }
 
 /// Where a [`Front::mark`] was taken, to undo writes after it.
@@ -289,6 +292,7 @@ impl Front {
             buf: Vec::with_capacity(64 * 1024),
             deferred: None,
             spare: None,
+            partial: false,
         })
     }
 
@@ -398,12 +402,29 @@ impl Front {
         written.map(|()| sealed)
     }
 
+    /// Writes `buf` at the end of the current segment's records. A write
+    /// that fails part-way marks the segment `partial`, so an undo cuts
+    /// what did land; one that wrote nothing (a read-only or full disk
+    /// refuses at once) leaves nothing to undo.
     fn write_buf(&mut self) -> Result<()> {
-        self.current
-            .file
-            .write_all_at(&self.buf, self.current.len)
-            .map_err(|e| io("write", &self.current.path, e))?;
-        self.current.len += self.buf.len() as u64;
+        let mut done = 0;
+        while done < self.buf.len() {
+            let at = self.current.len + done as u64;
+            match self.current.file.write_at(&self.buf[done..], at) {
+                Ok(0) => {
+                    self.partial |= done > 0;
+                    let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                    return Err(io("write", &self.current.path, e));
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.partial |= done > 0;
+                    return Err(io("write", &self.current.path, e));
+                }
+            }
+        }
+        self.current.len += done as u64;
         Ok(())
     }
 
@@ -463,8 +484,15 @@ impl Front {
                 .get_or_insert_with(|| "the audit journal could not be rolled back".into());
             return;
         }
+        if self.current.len == mark.len && !self.partial {
+            // Nothing after the mark reached the file.
+            return;
+        }
         match self.current.file.set_len(mark.len) {
-            Ok(()) => self.current.len = mark.len,
+            Ok(()) => {
+                self.current.len = mark.len;
+                self.partial = false;
+            }
             Err(e) => {
                 self.broken.get_or_insert_with(|| {
                     format!(

@@ -103,3 +103,85 @@ max_window = "30m"
     });
     assert_eq!(gw.http().get_anonymous("/healthz").0, 200);
 }
+
+/// Sets or clears the immutable flag on every file in `dir`: writes to them
+/// then fail with EPERM even for root and for files already open, as on a
+/// disk gone read-only.
+fn immutable(dir: &std::path::Path, on: bool) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let status = std::process::Command::new("chattr")
+            .arg(if on { "+i" } else { "-i" })
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "chattr on {}", path.display());
+    }
+}
+
+#[test]
+fn a_read_only_audit_journal_refuses_statements_until_it_is_writable() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let (task, token) = gw.active_task("shop", "write", "10m");
+    let journal = taskgate_store::sqlite::journal_dir(&gw.store_path());
+    rt().block_on(async {
+        let client = connect(&gw, &task, &token, "shop").await.unwrap();
+        client
+            .simple_query("SELECT 'ro-before' AS m")
+            .await
+            .unwrap();
+
+        immutable(&journal, true);
+        let refused = client.simple_query("SELECT 'ro-refused' AS m").await;
+        immutable(&journal, false);
+        let err = refused.unwrap_err();
+        let (code, _) = failure(&err);
+        assert!(code == "58000" || err.is_closed(), "{err}");
+
+        // Writable again: new sessions work and are recorded, no restart.
+        let again = connect(&gw, &task, &token, "shop").await.unwrap();
+        again.simple_query("SELECT 'ro-after' AS m").await.unwrap();
+    });
+    let log = cluster.log();
+    assert!(log.contains("ro-before") && log.contains("ro-after"));
+    assert!(
+        !log.contains("ro-refused"),
+        "a statement the journal could not take reached the database"
+    );
+    let started: Vec<String> = gw
+        .events_of("command.started")
+        .iter()
+        .map(|e| e["payload"]["sql"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        started.iter().any(|s| s.contains("ro-before")),
+        "{started:?}"
+    );
+    assert!(
+        started.iter().any(|s| s.contains("ro-after")),
+        "{started:?}"
+    );
+    assert!(
+        !started.iter().any(|s| s.contains("ro-refused")),
+        "{started:?}"
+    );
+    assert!(
+        gw.log().contains("cannot commit command events"),
+        "{}",
+        gw.log()
+    );
+    let (code, report) = {
+        let out = gw.cli(
+            "",
+            &[
+                "audit",
+                "verify",
+                "--store",
+                gw.store_path().to_str().unwrap(),
+            ],
+        );
+        (out.code, out.stdout)
+    };
+    assert_eq!(code, 0, "{report}");
+}

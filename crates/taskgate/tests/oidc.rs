@@ -415,7 +415,12 @@ fn a_hanging_or_bloated_issuer_does_not_stop_the_gateway() {
         &sign(&key, &github_claims(&bloated.url)),
         "unknown kid",
     );
-    assert!(gw.log().contains("larger than"), "{}", gw.log());
+    // The gateway's log is read on another thread: give it a moment.
+    assert!(
+        gw.eventually(Duration::from_secs(5), || gw.log().contains("larger than")),
+        "{}",
+        gw.log()
+    );
     assert_eq!(gw.http().get_anonymous("/healthz").0, 200);
 }
 
