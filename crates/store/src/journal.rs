@@ -179,7 +179,10 @@ impl Segment {
     fn create(dir: &Path, first_seq: u64, spare: Option<Spare>, durable: bool) -> Result<Segment> {
         let spare = match spare {
             Some(spare) => spare,
-            None => Spare::create(dir)?,
+            None => Spare::create(dir).or_else(|error| {
+                tracing::warn!(%error, "cannot fill the audit journal's next segment ahead of time; using one that grows as it is written (slower syncs)");
+                Spare::open(dir)
+            })?,
         };
         let path = segment_path(dir, first_seq);
         std::fs::rename(&spare.path, &path).map_err(|e| io("rename", &spare.path, e))?;
@@ -206,7 +209,34 @@ pub struct Spare {
 }
 
 impl Spare {
+    /// A new spare, filled and synced.
     pub fn create(dir: &Path) -> Result<Spare> {
+        let spare = Spare::open(dir)?;
+        let zeros = vec![0u8; 1024 * 1024];
+        let mut written = 0;
+        let filled = loop {
+            if written >= PREALLOCATED_BYTES {
+                break spare
+                    .file
+                    .sync_all()
+                    .map_err(|e| io("sync", &spare.path, e));
+            }
+            if let Err(e) = (&spare.file).write_all(&zeros) {
+                break Err(io("fill", &spare.path, e));
+            }
+            written += zeros.len() as u64;
+        };
+        match filled {
+            Ok(()) => Ok(spare),
+            Err(e) => {
+                remove(&spare.path);
+                Err(e)
+            }
+        }
+    }
+
+    /// A new, empty spare: a segment that grows as it is written.
+    fn open(dir: &Path) -> Result<Spare> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = dir.join(format!("spare-{}-{n}.tmp", std::process::id()));
@@ -217,15 +247,6 @@ impl Spare {
             .write(true)
             .open(&path)
             .map_err(|e| io("create", &path, e))?;
-        let zeros = vec![0u8; 1024 * 1024];
-        let mut written = 0;
-        while written < PREALLOCATED_BYTES {
-            (&file)
-                .write_all(&zeros)
-                .map_err(|e| io("fill", &path, e))?;
-            written += zeros.len() as u64;
-        }
-        file.sync_all().map_err(|e| io("sync", &path, e))?;
         Ok(Spare { path, file })
     }
 }

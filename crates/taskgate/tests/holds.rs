@@ -379,3 +379,56 @@ fn an_extended_protocol_statement_is_held_at_parse() {
     assert_eq!(ours["payload"]["protocol"], "extended");
     assert_eq!(ours["payload"]["review"], review["id"]);
 }
+
+#[test]
+fn a_cancel_request_ends_a_hold_and_the_statement_never_runs() {
+    let Setup { cluster, gw } = setup("30s");
+    let (task, token) = gw.active_task("shop", "write", "15m");
+    // Multi-threaded, so the client's connection task runs while this
+    // thread waits for the review.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt
+        .block_on(common::connect(&gw, &task, &token, "shop"))
+        .unwrap();
+    let cancel = client.cancel_token();
+    let held = std::thread::scope(|scope| {
+        let held = scope.spawn(|| {
+            common::rt()
+                .block_on(client.simple_query("ALTER TABLE orders ADD COLUMN cancelled text"))
+        });
+        let review = pending_review(&gw, &task);
+        rt.block_on(cancel.cancel_query(tokio_postgres::NoTls))
+            .unwrap();
+        (held.join().unwrap(), review)
+    });
+    let (answer, review) = held;
+    let err = answer.unwrap_err();
+    let db = err.as_db_error().expect("an error from the gateway");
+    assert_eq!(db.code().code(), "57014", "{db:?}");
+    assert!(
+        db.message()
+            .contains("canceling statement due to user request")
+    );
+    assert!(!cluster.log().contains("cancelled text"));
+    // The review lapsed (nobody can approve it any more), and the session
+    // goes on.
+    let id = review["id"].as_str().unwrap();
+    let (_, reviews) = gw.http().get(&gw.tokens.alice, "/v1/reviews");
+    assert!(
+        reviews.as_array().unwrap().iter().all(|r| r["id"] != id),
+        "{reviews}"
+    );
+    let rows = rt.block_on(client.simple_query("SELECT 1")).unwrap();
+    assert!(!rows.is_empty());
+    let denied = gw.events_of("command.denied");
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["payload"]["decision"] == "cancelled" && e["payload"]["review"] == id),
+        "{denied:?}"
+    );
+}

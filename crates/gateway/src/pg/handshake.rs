@@ -55,7 +55,7 @@ pub(super) async fn read_startup(
                 process_id,
                 secret_key,
             })) => {
-                if let Some(target) = ctx.sessions.cancel_target(process_id, &secret_key) {
+                if let Some(target) = ctx.sessions.cancel(process_id, &secret_key) {
                     relay::cancel_running(
                         target.address,
                         Some((target.process_id, target.secret_key)),

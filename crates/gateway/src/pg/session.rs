@@ -322,6 +322,7 @@ impl Session {
             Arc::clone(&ctx.classifier),
             task.ends_at,
             guard.closing.clone(),
+            guard.cancels.clone(),
         );
         let ending = tokio::select! {
             ending = half.run(client_read, buf, upstream_write) => {

@@ -41,6 +41,8 @@ pub struct UpstreamKey {
 struct Entry {
     task: String,
     close: watch::Sender<Option<CloseReason>>,
+    /// Counts the client's cancel requests (a held statement ends on one).
+    cancels: watch::Sender<u64>,
     cancel: Option<(u32, [u8; 4], UpstreamKey)>,
 }
 
@@ -60,6 +62,7 @@ pub struct SessionGuard {
     sessions: Arc<Sessions>,
     number: u64,
     pub closing: watch::Receiver<Option<CloseReason>>,
+    pub cancels: watch::Receiver<u64>,
 }
 
 impl Drop for SessionGuard {
@@ -98,11 +101,13 @@ impl Sessions {
         }
         let number = self.next.fetch_add(1, Ordering::Relaxed);
         let (close, closing) = watch::channel(None);
+        let (cancel_count, cancels) = watch::channel(0);
         table.sessions.insert(
             number,
             Entry {
                 task: task.to_owned(),
                 close,
+                cancels: cancel_count,
                 cancel: None,
             },
         );
@@ -110,6 +115,7 @@ impl Sessions {
             sessions: Arc::clone(self),
             number,
             closing,
+            cancels,
         })
     }
 
@@ -147,13 +153,16 @@ impl Sessions {
         }
     }
 
-    /// The upstream backend a client's cancel key names, if any.
-    pub fn cancel_target(&self, process_id: u32, key: &[u8]) -> Option<UpstreamKey> {
+    /// A client's cancel request: tells the session its key names (so a
+    /// statement held for review ends) and returns the upstream backend to
+    /// cancel, if any.
+    pub fn cancel(&self, process_id: u32, key: &[u8]) -> Option<UpstreamKey> {
         let table = self.lock();
         table.sessions.values().find_map(|e| match &e.cancel {
             Some((pid, k, upstream))
                 if *pid == process_id && bool::from(k.as_slice().ct_eq(key)) =>
             {
+                e.cancels.send_modify(|n| *n += 1);
                 Some(upstream.clone())
             }
             _ => None,
@@ -199,12 +208,10 @@ mod tests {
         };
         sessions.set_cancel_key(&s, 5, [1, 2, 3, 4], upstream);
         assert_eq!(
-            sessions
-                .cancel_target(5, &[1, 2, 3, 4])
-                .map(|u| u.process_id),
+            sessions.cancel(5, &[1, 2, 3, 4]).map(|u| u.process_id),
             Some(77)
         );
-        assert!(sessions.cancel_target(5, &[1, 2, 3, 5]).is_none());
-        assert!(sessions.cancel_target(6, &[1, 2, 3, 4]).is_none());
+        assert!(sessions.cancel(5, &[1, 2, 3, 5]).is_none());
+        assert!(sessions.cancel(6, &[1, 2, 3, 4]).is_none());
     }
 }

@@ -28,6 +28,8 @@ use super::{Ending, INSUFFICIENT_PRIVILEGE, Shared};
 
 /// SQLSTATE for an Execute of a portal the gateway does not know.
 const INVALID_CURSOR_NAME: &str = "34000";
+/// SQLSTATE for a statement the client cancelled.
+const QUERY_CANCELED: &str = "57014";
 /// Statements longer than this are classified off the async threads.
 const CLASSIFY_INLINE_MAX_BYTES: usize = 64 * 1024;
 
@@ -53,6 +55,8 @@ pub struct ClientHalf {
     classifier: Arc<Classifier>,
     ends_at: Option<Timestamp>,
     closing: watch::Receiver<Option<CloseReason>>,
+    /// The client's cancel requests: one ends a hold.
+    cancels: watch::Receiver<u64>,
     pub commands: u64,
     /// After the gateway refused a message of the extended protocol, the
     /// rest up to Sync is ignored, as the server would after an error.
@@ -107,7 +111,14 @@ impl Drop for Waiting {
 /// How a hold ended.
 enum Verdict {
     Approved(Arc<str>),
-    Refused { review: String, why: String },
+    Refused {
+        review: String,
+        why: String,
+    },
+    /// The client sent a cancel request while it waited.
+    Cancelled {
+        review: String,
+    },
 }
 
 impl ClientHalf {
@@ -118,6 +129,7 @@ impl ClientHalf {
         classifier: Arc<Classifier>,
         ends_at: Option<Timestamp>,
         closing: watch::Receiver<Option<CloseReason>>,
+        cancels: watch::Receiver<u64>,
     ) -> Self {
         let unknown = classifier.classify("");
         Self {
@@ -129,6 +141,7 @@ impl ClientHalf {
             classifier,
             ends_at,
             closing,
+            cancels,
             commands: 0,
             skipping: false,
             unknown,
@@ -447,38 +460,71 @@ impl ClientHalf {
                     .insert(statement_sha256(&held.sql), Arc::clone(&review));
                 self.resume = held.frame;
             }
-            Verdict::Refused { review, why } => {
-                let class = self.classify(&held.sql);
-                let statement = Statement {
-                    protocol: if held.simple {
-                        Protocol::Simple
-                    } else {
-                        Protocol::Extended
-                    },
-                    sql: &held.sql,
-                    classification: &class,
-                    params: &[],
-                    names: None,
-                    review: Some(&review),
-                };
-                let reason = format!("review {review}: {why}");
-                let denied = self.shared.record.denied(&statement, "review", &reason);
-                if let Err(e) = self.shared.writer.append(denied).await {
-                    return Err(Ending::AuditUnavailable(e.to_string()));
-                }
-                let error = enc::error(
-                    "ERROR",
-                    INSUFFICIENT_PRIVILEGE,
-                    &format!("taskgate: the statement was not run: {reason}"),
-                    Some(&format!(
-                        "review {review}; ask an approver, or run a different statement"
-                    )),
+            Verdict::Cancelled { review } => {
+                let why = "its client cancelled it while it waited";
+                let message = format!(
+                    "canceling statement due to user request (taskgate: the held statement was not run; review {review} lapsed)"
                 );
-                let mut batch = Batch::default();
-                self.made(&mut batch, error, held.simple);
-                self.shared.made.notify_one();
+                self.refuse_held(&held, &review, "cancelled", why, QUERY_CANCELED, &message)
+                    .await?;
+            }
+            Verdict::Refused { review, why } => {
+                let reason = format!("review {review}: {why}");
+                let message = format!("taskgate: the statement was not run: {reason}");
+                self.refuse_held(
+                    &held,
+                    &review,
+                    "review",
+                    &why,
+                    INSUFFICIENT_PRIVILEGE,
+                    &message,
+                )
+                .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Records a held statement as denied and answers the client with an
+    /// error; the session goes on.
+    async fn refuse_held(
+        &mut self,
+        held: &Held,
+        review: &str,
+        decision: &str,
+        why: &str,
+        code: &str,
+        message: &str,
+    ) -> Result<(), Ending> {
+        let class = self.classify(&held.sql);
+        let statement = Statement {
+            protocol: if held.simple {
+                Protocol::Simple
+            } else {
+                Protocol::Extended
+            },
+            sql: &held.sql,
+            classification: &class,
+            params: &[],
+            names: None,
+            review: Some(review),
+        };
+        let reason = format!("review {review}: {why}");
+        let denied = self.shared.record.denied(&statement, decision, &reason);
+        if let Err(e) = self.shared.writer.append(denied).await {
+            return Err(Ending::AuditUnavailable(e.to_string()));
+        }
+        let error = enc::error(
+            "ERROR",
+            code,
+            message,
+            Some(&format!(
+                "review {review}; ask an approver, or run a different statement"
+            )),
+        );
+        let mut batch = Batch::default();
+        self.made(&mut batch, error, held.simple);
+        self.shared.made.notify_one();
         Ok(())
     }
 
@@ -543,8 +589,20 @@ impl ClientHalf {
         self.shared.made.notify_one();
         let deadline = tokio::time::Instant::now() + self.holds.wait;
         let mut closing = self.closing.clone();
+        let mut cancels = self.cancels.clone();
+        cancels.borrow_and_update();
+        let mut cancelled = false;
         loop {
             self.check_live()?;
+            if cancelled {
+                waiting.review = None;
+                self.shared
+                    .writer
+                    .lapse_review(&review.id, "its client cancelled it while it waited")
+                    .await
+                    .map_err(|e| Ending::AuditUnavailable(e.to_string()))?;
+                return Ok(Verdict::Cancelled { review: review.id });
+            }
             let current = self.review_state(&review.id).await;
             if let Some(verdict) = verdict_of(current) {
                 waiting.review = None;
@@ -574,6 +632,7 @@ impl ClientHalf {
                 _ = tokio::time::sleep(HOLD_POLL) => {}
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = closing.changed() => {}
+                changed = cancels.changed() => cancelled = changed.is_ok(),
             }
         }
     }
