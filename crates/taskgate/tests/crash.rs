@@ -46,12 +46,6 @@ fn normal(sql: &str) -> String {
     sql.trim().trim_end_matches(';').trim().to_owned()
 }
 
-fn verify_offline(gw: &TestGateway) -> (i32, String) {
-    let store = gw.store_path();
-    let out = gw.cli("", &["audit", "verify", "--store", store.to_str().unwrap()]);
-    (out.code, out.stdout)
-}
-
 #[test]
 fn killed_at_random_moments_the_gateway_forwards_nothing_unrecorded() {
     let cluster = TestCluster::start();
@@ -91,7 +85,7 @@ fn killed_at_random_moments_the_gateway_forwards_nothing_unrecorded() {
             // The short task's window passes while the gateway is down.
             std::thread::sleep(Duration::from_millis(2500));
         }
-        let (code, report) = verify_offline(&gw);
+        let (code, report) = gw.verify_offline();
         assert_eq!(code, 0, "after crash {round}: {report}");
         gw.restart();
         if round == 0 {
@@ -126,7 +120,7 @@ fn killed_at_random_moments_the_gateway_forwards_nothing_unrecorded() {
             recorded.get(sql).copied().unwrap_or(0)
         );
     }
-    let (code, report) = verify_offline(&gw);
+    let (code, report) = gw.verify_offline();
     assert_eq!(code, 0, "{report}");
     eprintln!(
         "{rounds} crashes; {} statements reached the database, every one recorded first",

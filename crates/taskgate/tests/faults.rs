@@ -171,17 +171,6 @@ fn a_read_only_audit_journal_refuses_statements_until_it_is_writable() {
         "{}",
         gw.log()
     );
-    let (code, report) = {
-        let out = gw.cli(
-            "",
-            &[
-                "audit",
-                "verify",
-                "--store",
-                gw.store_path().to_str().unwrap(),
-            ],
-        );
-        (out.code, out.stdout)
-    };
+    let (code, report) = gw.verify_offline();
     assert_eq!(code, 0, "{report}");
 }

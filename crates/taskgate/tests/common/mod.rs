@@ -361,6 +361,14 @@ approve = {{ when = ["write"], by = ["group:dba"] }}
         event_bodies(&self.store_path())
     }
 
+    /// `taskgate audit verify --store` on this gateway's store: (exit code,
+    /// report).
+    pub fn verify_offline(&self) -> (i32, String) {
+        let store = self.store_path();
+        let out = self.cli("", &["audit", "verify", "--store", store.to_str().unwrap()]);
+        (out.code, out.stdout)
+    }
+
     /// A gauge or counter from `/metrics` (0 if absent).
     pub fn metric(&self, name: &str) -> u64 {
         let (_, text) = self.http().get_anonymous("/metrics");
