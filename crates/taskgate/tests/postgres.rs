@@ -536,9 +536,12 @@ fn a_full_audit_disk_refuses_statements_before_they_reach_the_database() {
     );
     // Refused by whichever half of the session met the full store first:
     // the statement's own event, or the previous statement's outcome.
+    // (The gateway's log is read on another thread: give it a moment.)
     assert!(
-        gw.log().contains("cannot commit command events")
-            || gw.log().contains("audit log unavailable"),
+        gw.eventually(Duration::from_secs(5), || {
+            let log = gw.log();
+            log.contains("cannot commit command events") || log.contains("audit log unavailable")
+        }),
         "{}",
         gw.log()
     );
