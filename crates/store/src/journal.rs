@@ -699,6 +699,14 @@ mod tests {
         front.current.len = SEGMENT_BYTES; // as if full
         front.append(vec![prepared("c", 2)], true).expect("append");
         assert_eq!(segments(&journal).expect("segments").len(), 2);
+        // The first segment's unwritten zeros end it; the read goes on
+        // into the next.
+        let both = recover(&journal, ChainHead::EMPTY).expect("recover");
+        assert_eq!(
+            both.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(both.dropped_bytes, 0);
         assert!(front.take_done(0).is_empty());
         let done = front.take_done(1);
         assert_eq!(done.len(), 1);
