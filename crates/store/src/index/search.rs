@@ -54,6 +54,11 @@ pub struct SearchPage {
 
 #[derive(Debug, Serialize)]
 pub struct SearchHit {
+    /// `<chain>:<seq>`, as sinks export it.
+    pub id: String,
+    /// The record's hash (hex), with which anyone can check it against the
+    /// chain.
+    pub hash: String,
     pub event: Event,
     pub task: Option<TaskSummary>,
     /// For a `command.started`, its `command.completed` payload once recorded.
@@ -338,7 +343,10 @@ fn hit(
     seq: i64,
     tasks: &mut HashMap<String, Option<TaskSummary>>,
 ) -> Result<SearchHit> {
-    let event = body_of(conn, seq)?;
+    let (body, hash): (Vec<u8>, Vec<u8>) = conn
+        .prepare_cached("SELECT body, hash FROM store.events WHERE seq = ?1")?
+        .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let event = parse(&body)?;
     let task = match &event.task {
         Some(id) => match tasks.get(id) {
             Some(summary) => summary.clone(),
@@ -373,6 +381,8 @@ fn hit(
         _ => None,
     };
     Ok(SearchHit {
+        id: format!("{}:{}", event.chain, event.seq),
+        hash: hex::encode(hash),
         event,
         task,
         outcome,

@@ -390,6 +390,18 @@ async fn pages_follow_the_sequence_and_completions_fold_into_their_start() {
         all.hits.iter().map(|h| h.event.seq).collect::<Vec<_>>()
     );
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    // Each hit carries the record's id and hash, as the store holds them.
+    let reader = crate::sqlite::open_read_only(&path).expect("reader");
+    let mut hashes = std::collections::HashMap::new();
+    crate::StoreRead::scan_events(&reader, &mut |row| {
+        hashes.insert(u64::try_from(row.seq).expect("seq"), hex::encode(&row.hash));
+        true
+    })
+    .expect("scan");
+    for hit in &all.hits {
+        assert_eq!(hit.id, format!("{}:{}", hit.event.chain, hit.event.seq));
+        assert_eq!(Some(&hit.hash), hashes.get(&hit.event.seq));
+    }
     assert!(
         all.hits
             .iter()
