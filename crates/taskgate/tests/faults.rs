@@ -104,19 +104,26 @@ max_window = "30m"
     assert_eq!(gw.http().get_anonymous("/healthz").0, 200);
 }
 
-/// Sets or clears the immutable flag on every file in `dir`: writes to them
-/// then fail with EPERM even for root and for files already open, as on a
-/// disk gone read-only.
-fn immutable(dir: &std::path::Path, on: bool) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+/// Sets or clears the immutable flag on `files`: writes to them then fail
+/// with EPERM even for root and for files already open, as on a disk gone
+/// read-only.
+fn immutable(files: &[std::path::PathBuf], on: bool) {
+    for path in files {
         let status = std::process::Command::new("chattr")
             .arg(if on { "+i" } else { "-i" })
-            .arg(&path)
+            .arg(path)
             .status()
             .unwrap();
         assert!(status.success(), "chattr on {}", path.display());
     }
+}
+
+/// Every file in `dir`.
+fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
 }
 
 #[test]
@@ -132,9 +139,10 @@ fn a_read_only_audit_journal_refuses_statements_until_it_is_writable() {
             .await
             .unwrap();
 
-        immutable(&journal, true);
+        let files = files_in(&journal);
+        immutable(&files, true);
         let refused = client.simple_query("SELECT 'ro-refused' AS m").await;
-        immutable(&journal, false);
+        immutable(&files, false);
         let err = refused.unwrap_err();
         let (code, _) = failure(&err);
         assert!(code == "58000" || err.is_closed(), "{err}");
@@ -173,4 +181,63 @@ fn a_read_only_audit_journal_refuses_statements_until_it_is_writable() {
     );
     let (code, report) = gw.verify_offline();
     assert_eq!(code, 0, "{report}");
+}
+
+#[test]
+fn a_read_only_audit_store_refuses_statements_until_it_is_writable() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let (task, token) = gw.active_task("shop", "write", "10m");
+    let store = gw.store_path();
+    let files = [
+        store.clone(),
+        std::path::PathBuf::from(format!("{}-wal", store.display())),
+    ];
+    let ran = rt().block_on(async {
+        let client = connect(&gw, &task, &token, "shop").await.unwrap();
+        immutable(&files, true);
+        // Statements are journaled and run until the writer finds that the
+        // store refuses them (within milliseconds); then they are refused.
+        let mut ran = 0;
+        let refused = loop {
+            let sql = format!("SELECT 'store-ro-{ran}' AS m");
+            match client.simple_query(&sql).await {
+                Ok(_) => ran += 1,
+                Err(e) => break e,
+            }
+            assert!(ran < 100_000, "the read-only store was never noticed");
+        };
+        immutable(&files, false);
+        let (code, _) = failure(&refused);
+        assert!(code == "58000" || refused.is_closed(), "{refused}");
+
+        // Writable again: new sessions work and are recorded, no restart.
+        let again = connect(&gw, &task, &token, "shop").await.unwrap();
+        again
+            .simple_query("SELECT 'store-ro-after' AS m")
+            .await
+            .unwrap();
+        ran
+    });
+    let log = cluster.log();
+    assert!(
+        !log.contains(&format!("store-ro-{ran}'")),
+        "the refused statement reached the database"
+    );
+    // Every statement that ran is in the store: journaled before it ran,
+    // moved in once the store took writes again.
+    let started: std::collections::HashSet<String> = gw
+        .events_of("command.started")
+        .iter()
+        .map(|e| e["payload"]["sql"].as_str().unwrap().to_owned())
+        .collect();
+    for i in 0..ran {
+        let sql = format!("SELECT 'store-ro-{i}' AS m");
+        assert!(log.contains(&sql), "{sql} did not run");
+        assert!(started.contains(&sql), "{sql} ran without its event");
+    }
+    assert!(started.contains("SELECT 'store-ro-after' AS m"));
+    let (code, report) = gw.verify_offline();
+    assert_eq!(code, 0, "{report}");
+    eprintln!("{ran} statements ran (all recorded) before the read-only store was noticed");
 }
