@@ -8,14 +8,15 @@
 //! frame), and handing the event to the writer thread and waiting for its
 //! answer costs two context switches, which on a small machine shared with
 //! the database cost more than the write. Here the caller seals and writes
-//! under a short lock: one `write(2)`, plus, with `Durability::Full`, a
-//! group `fdatasync` shared by everyone who wrote meanwhile.
+//! under a short lock: one positioned write, plus, with `Durability::Full`,
+//! a group `fdatasync` shared by everyone who wrote meanwhile.
 //!
 //! Hand-written because it is small and specific: records are framed as
-//! `u32 body length | u64 seq | 32-byte hash | body` (little-endian) in segment files named
-//! by their first sequence number; the body is the event's canonical bytes,
-//! and each record's hash must link it to the one before, so recovery
-//! stops at the first record that was cut short or changed. A segment is deleted once the store holds (and has synced)
+//! `u32 body length | u64 seq | 32-byte hash | body` (little-endian) in
+//! segment files named by their first sequence number; the body is the
+//! event's canonical bytes, and each record's hash must link it to the one
+//! before, so recovery stops at the first record that was cut short or
+//! changed. A segment is deleted once the store holds (and has synced)
 //! every event in it. At start, [`recover`] hands back whatever the store
 //! lacks.
 
@@ -69,11 +70,17 @@ fn segments(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Whether `dir` holds journaled events (for offline tools, which read the
-/// store only: the gateway moves them in at its next start).
+/// store only: the gateway moves them in at its next start). A segment
+/// that is still all zeros (filled ahead of time) holds none.
 pub fn has_pending(dir: &Path) -> bool {
     segments(dir).is_ok_and(|s| {
-        s.iter()
-            .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+        s.iter().any(|p| {
+            let mut first = [0u8; FRAME_BYTES];
+            File::open(p)
+                .and_then(|mut f| f.read_exact(&mut first))
+                .is_ok()
+                && written(&first) > 0
+        })
     })
 }
 
@@ -203,14 +210,14 @@ impl Segment {
 /// that writing records into it never changes the file's size: a sync then
 /// writes only the data, not the file system's metadata (measured: twice
 /// the syncs per second of a file that grows with every write).
-pub struct Spare {
+pub(crate) struct Spare {
     path: PathBuf,
     file: File,
 }
 
 impl Spare {
     /// A new spare, filled and synced.
-    pub fn create(dir: &Path) -> Result<Spare> {
+    pub(crate) fn create(dir: &Path) -> Result<Spare> {
         let spare = Spare::open(dir)?;
         let zeros = vec![0u8; 1024 * 1024];
         let mut written = 0;
@@ -319,6 +326,11 @@ impl Front {
 
     pub(crate) fn head(&self) -> ChainHead {
         self.chain.head()
+    }
+
+    /// Why nothing can be made durable any more, if so.
+    pub(crate) fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
     }
 
     /// Why events are refused now, if they are.
@@ -676,6 +688,17 @@ mod tests {
             seqs(recover(&journal, ChainHead::EMPTY).expect("recover")),
             [1, 2, 3]
         );
+    }
+
+    #[test]
+    fn only_written_records_count_as_pending() {
+        let (_dir, journal, mut front) = fresh();
+        assert!(
+            !has_pending(&journal),
+            "a segment filled ahead of time holds nothing"
+        );
+        front.append(vec![prepared("c", 1)], true).expect("append");
+        assert!(has_pending(&journal));
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Persistence: the traits a store implements, the embedded SQLite store,
-//! and the single group-committing writer through which every change flows.
+//! the audit journal in front of it, and the single writer through which
+//! every change flows.
 //!
-//! Every state change and its audit events are committed in one transaction,
-//! by one writer, so the log and the state can never disagree.
+//! Events are committed to the journal by their callers and moved into the
+//! store by the writer; every other state change is committed in one
+//! transaction with its events, by the writer, so the log and the state can
+//! never disagree.
 #![forbid(unsafe_code)]
 
 pub mod checkpoints;

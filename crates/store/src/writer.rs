@@ -513,9 +513,12 @@ fn sync_loop(front: &Mutex<Front>, asks: &Receiver<SyncWait>) {
     while let Ok(first) = asks.recv() {
         let mut waiting = vec![first];
         waiting.extend(asks.try_iter());
+        // Only a failed sync stops syncing: records already written while
+        // the store is refusing new ones (a full disk) still count once
+        // they are durable.
         let (file, broken) = {
             let front = lock(front);
-            (front.current_file(), front.refusal().map(str::to_owned))
+            (front.current_file(), front.broken().map(str::to_owned))
         };
         let result = match broken {
             Some(why) => Err(why),
