@@ -46,12 +46,12 @@ impl Collector for WriterCollector {
         let counters = [
             (
                 "taskgate_audit_events",
-                "Audit events committed",
+                "Audit events moved into the store",
                 &stats.events,
             ),
             (
                 "taskgate_audit_batches",
-                "Audit transactions committed",
+                "Audit store transactions committed",
                 &stats.batches,
             ),
             (
