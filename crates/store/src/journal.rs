@@ -1,5 +1,5 @@
-//! The audit log's front: every event is sealed onto the chain and written
-//! to an append-only journal file by its own caller, before the caller goes
+//! The audit log's front: every event is sealed onto the chain by its own
+//! caller and written to an append-only journal file before the caller goes
 //! on; the writer thread moves journaled events into the store in batches.
 //!
 //! Why: a statement may not go upstream before its `command.started` is
@@ -7,9 +7,13 @@
 //! each one through SQLite costs a transaction (locks, a 4 KiB page, a WAL
 //! frame), and handing the event to the writer thread and waiting for its
 //! answer costs two context switches, which on a small machine shared with
-//! the database cost more than the write. Here the caller seals and writes
-//! under a short lock: one positioned write, plus, with `Durability::Full`,
-//! a group `fdatasync` shared by everyone who wrote meanwhile.
+//! the database cost more than the write. Here the caller seals and frames
+//! under a short lock. Without `Durability::Full` it then writes the record
+//! itself (one positioned write). With it, the sync thread writes whatever
+//! was framed since its last round as one group, outside the lock, and
+//! syncs once for everyone (group commit): a caller never blocks on the
+//! file, which would stall a runtime thread and, through the lock, every
+//! other caller.
 //!
 //! Hand-written because it is small and specific: records are framed as
 //! `u32 body length | u64 seq | 32-byte hash | body` (little-endian) in
@@ -276,11 +280,17 @@ pub(crate) struct Front {
     /// Set for good when a sync failed (the kernel may have dropped data
     /// yet report later syncs as fine).
     broken: Option<String>,
-    /// Records framed but not yet written, from `deferred`'s mark on.
+    /// Records framed but not yet written, from `deferred`'s head on.
     buf: Vec<u8>,
-    /// Set while `buf` holds records: where to undo to if writing fails,
-    /// and where they start in `pending`.
-    deferred: Option<(Mark, usize)>,
+    /// Set while `buf` holds records: the chain's head before them (where
+    /// to undo to if writing fails), and where they start in `pending`.
+    deferred: Option<(ChainHead, usize)>,
+    /// Set while the sync thread writes a group outside the lock (see
+    /// [`Front::take_group`]): nothing else may write or take `pending`.
+    in_flight: bool,
+    /// Bumped whenever sealed events are forgotten (see [`Front::undo`]),
+    /// so a caller still waiting on events sealed before can tell.
+    epoch: u64,
     /// The next segment's file, made ready by the writer thread.
     spare: Option<Spare>,
     /// Set when a write failed part-way: bytes past `current.len` may hold
@@ -319,6 +329,8 @@ impl Front {
             broken: None,
             buf: Vec::with_capacity(64 * 1024),
             deferred: None,
+            in_flight: false,
+            epoch: 0,
             spare: None,
             partial: false,
         })
@@ -344,6 +356,16 @@ impl Front {
 
     pub(crate) fn break_for_good(&mut self, why: String) {
         self.broken.get_or_insert(why);
+    }
+
+    /// Whether the sync thread is writing a group outside the lock.
+    pub(crate) fn in_flight(&self) -> bool {
+        self.in_flight
+    }
+
+    /// How many undos forgot sealed events so far.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     pub(crate) fn pending_len(&self) -> usize {
@@ -373,35 +395,39 @@ impl Front {
     /// (the next event that must not wait, an operation's event, or the
     /// writer's next round) carries them, which saves a system call per
     /// statement for records nothing waits on (a command's outcome).
+    ///
+    /// With durable writes every record is only framed: the sync thread
+    /// writes them as one group before its sync (see [`Front::take_group`]),
+    /// so a caller never blocks on the file, nor on a caller that does.
     pub(crate) fn append(&mut self, events: Vec<PreparedEvent>, write_now: bool) -> Result<u64> {
         if let Some(why) = self.refusal() {
             return Err(StoreError::Corrupt(why.to_owned()));
         }
-        let (mark, first) = match self.deferred.take() {
-            Some(deferred) => deferred,
-            None => {
-                self.rotate_if_full()?;
-                self.buf.clear();
-                (self.mark(), self.pending.len())
-            }
-        };
+        if self.deferred.is_none() {
+            self.buf.clear();
+            self.deferred = Some((self.chain.head(), self.pending.len()));
+        }
         for prepared in events {
             let sealed = self.chain.seal_prepared(prepared);
             frame_into(&mut self.buf, &sealed);
             self.pending.push(sealed);
         }
-        if !write_now && self.buf.len() < DEFER_MAX_BYTES {
-            self.deferred = Some((mark, first));
-            return Ok(self.chain.head().seq);
+        let hold = self.durable || (!write_now && self.buf.len() < DEFER_MAX_BYTES);
+        if !hold {
+            self.write_deferred()?;
         }
-        self.write_all_framed(mark, first)?;
         Ok(self.chain.head().seq)
     }
 
-    /// Writes what is framed; on failure forgets it (from `first` in
-    /// `pending`, back to `mark` in the chain).
-    fn write_all_framed(&mut self, mark: Mark, first: usize) -> Result<()> {
-        let written = self.write_buf();
+    /// Writes the records [`Front::append`] left framed, if any; on failure
+    /// forgets them.
+    pub(crate) fn write_deferred(&mut self) -> Result<()> {
+        let Some((head, first)) = self.deferred.take() else {
+            return Ok(());
+        };
+        let rotated = self.rotate_if_full(head.seq);
+        let mark = self.mark_at(head);
+        let written = rotated.and_then(|()| self.write_buf());
         self.buf.clear();
         if let Err(e) = written {
             self.pending.truncate(first);
@@ -411,19 +437,70 @@ impl Front {
         Ok(())
     }
 
-    /// Writes the records [`Front::append`] left framed, if any.
-    pub(crate) fn write_deferred(&mut self) -> Result<()> {
-        match self.deferred.take() {
-            Some((mark, first)) => self.write_all_framed(mark, first),
-            None => Ok(()),
+    /// For the sync thread, with durable writes: takes the framed records
+    /// as one group, to be written outside the lock at the place reserved
+    /// for them here, and hands `empty` over to frame the next ones in.
+    /// Until [`Front::finish_group`], nothing else may write.
+    pub(crate) fn take_group(&mut self, empty: Vec<u8>) -> Result<Option<Group>> {
+        let Some((head, first)) = self.deferred.take() else {
+            return Ok(None);
+        };
+        if let Err(e) = self.rotate_if_full(head.seq) {
+            self.buf.clear();
+            self.pending.truncate(first);
+            let mark = self.mark_at(head);
+            self.undo(mark);
+            return Err(e);
         }
+        let mark = self.mark_at(head);
+        let bytes = std::mem::replace(&mut self.buf, empty);
+        self.current.len += bytes.len() as u64;
+        self.in_flight = true;
+        Ok(Some(Group {
+            file: Arc::clone(&self.current.file),
+            bytes,
+            mark,
+            first,
+        }))
+    }
+
+    /// Ends a group's write: on failure forgets its records and everything
+    /// sealed since (callers learn it through [`Front::epoch`]). Hands the
+    /// group's buffer back for reuse.
+    pub(crate) fn finish_group(
+        &mut self,
+        group: Group,
+        written: std::result::Result<(), (usize, std::io::Error)>,
+    ) -> (Result<()>, Vec<u8>) {
+        self.in_flight = false;
+        let Group {
+            mut bytes,
+            mark,
+            first,
+            ..
+        } = group;
+        bytes.clear();
+        let result = match written {
+            Ok(()) => Ok(()),
+            Err((done, e)) => {
+                self.current.len = mark.len;
+                self.partial |= done > 0;
+                let error = io("write", &self.current.path, e);
+                self.buf.clear();
+                self.deferred = None;
+                self.pending.truncate(first);
+                self.undo(mark);
+                Err(error)
+            }
+        };
+        (result, bytes)
     }
 
     /// Seals and journals one draft for the writer, which stores it itself
     /// (in the same transaction as the change it records).
     pub(crate) fn seal(&mut self, draft: EventDraft) -> Result<SealedEvent> {
         self.write_deferred()?;
-        self.rotate_if_full()?;
+        self.rotate_if_full(self.chain.head().seq)?;
         let sealed = self
             .chain
             .seal(draft)
@@ -440,31 +517,24 @@ impl Front {
     /// what did land; one that wrote nothing (a read-only or full disk
     /// refuses at once) leaves nothing to undo.
     fn write_buf(&mut self) -> Result<()> {
-        let mut done = 0;
-        while done < self.buf.len() {
-            let at = self.current.len + done as u64;
-            match self.current.file.write_at(&self.buf[done..], at) {
-                Ok(0) => {
-                    self.partial |= done > 0;
-                    let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
-                    return Err(io("write", &self.current.path, e));
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.partial |= done > 0;
-                    return Err(io("write", &self.current.path, e));
-                }
+        match write_at(&self.current.file, &self.buf, self.current.len) {
+            Ok(()) => {
+                self.current.len += self.buf.len() as u64;
+                Ok(())
+            }
+            Err((done, e)) => {
+                self.partial |= done > 0;
+                Err(io("write", &self.current.path, e))
             }
         }
-        self.current.len += done as u64;
-        Ok(())
     }
 
     /// Closes the current segment once it is full (synced, if writes must
     /// be durable, so the sync thread only ever needs the current one) and
     /// starts the next.
-    fn rotate_if_full(&mut self) -> Result<()> {
+    /// `last` is the last sequence number already written: the next
+    /// segment starts after it.
+    fn rotate_if_full(&mut self, last: u64) -> Result<()> {
         if self.current.len < SEGMENT_BYTES {
             return Ok(());
         }
@@ -474,14 +544,9 @@ impl Front {
                 .sync_data()
                 .map_err(|e| io("sync", &self.current.path, e))?;
         }
-        let next = Segment::create(
-            &self.dir,
-            self.chain.head().seq + 1,
-            self.spare.take(),
-            self.durable,
-        )?;
+        let next = Segment::create(&self.dir, last + 1, self.spare.take(), self.durable)?;
         let old = std::mem::replace(&mut self.current, next);
-        self.closed.push((old.path, self.chain.head().seq));
+        self.closed.push((old.path, last));
         Ok(())
     }
 
@@ -498,8 +563,12 @@ impl Front {
     }
 
     pub(crate) fn mark(&self) -> Mark {
+        self.mark_at(self.chain.head())
+    }
+
+    fn mark_at(&self, head: ChainHead) -> Mark {
         Mark {
-            head: self.chain.head(),
+            head,
             len: self.current.len,
             path: self.current.path.clone(),
         }
@@ -509,6 +578,9 @@ impl Front {
     /// after it is forgotten. If the journal cannot be cut back, nothing
     /// more is accepted.
     pub(crate) fn undo(&mut self, mark: Mark) {
+        if self.chain.head().seq != mark.head.seq {
+            self.epoch += 1;
+        }
         self.chain.reset(mark.head);
         if self.current.path != mark.path {
             // A rotation happened after the mark; the new segment holds only
@@ -558,6 +630,43 @@ impl Front {
             remove(&path);
         }
     }
+}
+
+/// Records the sync thread writes outside the lock (see
+/// [`Front::take_group`]).
+pub(crate) struct Group {
+    pub(crate) file: Arc<File>,
+    pub(crate) bytes: Vec<u8>,
+    mark: Mark,
+    first: usize,
+}
+
+impl Group {
+    /// Where in the file the group goes.
+    pub(crate) fn offset(&self) -> u64 {
+        self.mark.len
+    }
+}
+
+/// Writes all of `bytes` at `at`; on failure, how many bytes landed.
+pub(crate) fn write_at(
+    file: &File,
+    bytes: &[u8],
+    at: u64,
+) -> std::result::Result<(), (usize, std::io::Error)> {
+    let mut done = 0;
+    while done < bytes.len() {
+        match file.write_at(&bytes[done..], at + done as u64) {
+            Ok(0) => {
+                let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                return Err((done, e));
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((done, e)),
+        }
+    }
+    Ok(())
 }
 
 fn frame_into(buf: &mut Vec<u8>, sealed: &SealedEvent) {
@@ -713,6 +822,111 @@ mod tests {
         let found = recover(&journal, ChainHead::EMPTY).expect("recover");
         assert_eq!(found.events.len(), 2);
         assert!(found.events[1].body.windows(4).any(|w| w == b"\"t3\""));
+    }
+
+    /// A journal whose writes must be durable: the sync thread's groups.
+    fn durable() -> (tempfile::TempDir, PathBuf, Front) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = dir.path().join("j");
+        let front = Front::open(&journal, Chain::new("c", ChainHead::EMPTY), true).expect("open");
+        (dir, journal, front)
+    }
+
+    fn seqs(journal: &Path) -> Vec<u64> {
+        let found = recover(journal, ChainHead::EMPTY).expect("recover");
+        found.events.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn durable_records_are_written_as_one_group_outside_the_lock() {
+        let (_dir, journal, mut front) = durable();
+        for n in 1..=3 {
+            front.append(vec![prepared("c", n)], true).expect("append");
+        }
+        assert!(seqs(&journal).is_empty(), "callers only frame");
+        let group = front
+            .take_group(Vec::new())
+            .expect("take")
+            .expect("a group");
+        assert!(front.in_flight());
+        // Appends go on while the group is written.
+        front.append(vec![prepared("c", 4)], true).expect("append");
+        let written = write_at(&group.file, &group.bytes, group.offset());
+        let (result, _) = front.finish_group(group, written);
+        result.expect("written");
+        assert!(!front.in_flight());
+        assert_eq!(seqs(&journal), [1, 2, 3]);
+        let group = front
+            .take_group(Vec::new())
+            .expect("take")
+            .expect("a group");
+        let written = write_at(&group.file, &group.bytes, group.offset());
+        front.finish_group(group, written).0.expect("written");
+        assert_eq!(seqs(&journal), [1, 2, 3, 4]);
+        assert!(front.take_group(Vec::new()).expect("take").is_none());
+        assert_eq!(front.epoch(), 0);
+    }
+
+    #[test]
+    fn a_failed_group_forgets_it_and_everything_sealed_since() {
+        let (_dir, journal, mut front) = durable();
+        front.append(vec![prepared("c", 1)], true).expect("append");
+        let group = front
+            .take_group(Vec::new())
+            .expect("take")
+            .expect("a group");
+        let written = write_at(&group.file, &group.bytes, group.offset());
+        front.finish_group(group, written).0.expect("written");
+        front.append(vec![prepared("c", 2)], true).expect("append");
+        let group = front
+            .take_group(Vec::new())
+            .expect("take")
+            .expect("a group");
+        front.append(vec![prepared("c", 3)], true).expect("append");
+        let failed = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let (result, _) = front.finish_group(group, Err((0, failed)));
+        assert!(result.is_err());
+        assert_eq!(front.epoch(), 1, "waiting callers must learn of it");
+        assert_eq!(front.head().seq, 1);
+        assert_eq!(front.pending_len(), 1);
+        // The journal goes on after the failure, from where it was.
+        front.append(vec![prepared("c", 5)], true).expect("append");
+        assert_eq!(front.head().seq, 2);
+        let group = front
+            .take_group(Vec::new())
+            .expect("take")
+            .expect("a group");
+        let written = write_at(&group.file, &group.bytes, group.offset());
+        front.finish_group(group, written).0.expect("written");
+        let found = recover(&journal, ChainHead::EMPTY).expect("recover");
+        assert_eq!(found.events.len(), 2);
+        assert!(found.events[1].body.windows(4).any(|w| w == b"\"t5\""));
+    }
+
+    #[test]
+    fn a_group_past_a_full_segment_starts_the_next_one_at_its_first_record() {
+        let (_dir, journal, mut front) = durable();
+        front.append(vec![prepared("c", 1)], true).expect("append");
+        let group = front
+            .take_group(Vec::new())
+            .expect("take")
+            .expect("a group");
+        let written = write_at(&group.file, &group.bytes, group.offset());
+        front.finish_group(group, written).0.expect("written");
+        front.current.len = SEGMENT_BYTES; // as if full
+        front
+            .append(vec![prepared("c", 2), prepared("c", 3)], true)
+            .expect("append");
+        let group = front
+            .take_group(Vec::new())
+            .expect("take")
+            .expect("a group");
+        let written = write_at(&group.file, &group.bytes, group.offset());
+        front.finish_group(group, written).0.expect("written");
+        let names: Vec<_> = segments(&journal).expect("segments");
+        assert!(names[1].ends_with(format!("{:020}.log", 2)));
+        assert_eq!(seqs(&journal), [1, 2, 3]);
+        assert_eq!(front.take_done(1).len(), 1);
     }
 
     #[test]

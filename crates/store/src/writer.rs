@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -129,7 +129,7 @@ pub struct WriterStats {
 /// A handle to submit events and operations; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
-    front: Arc<Mutex<Front>>,
+    journal: Arc<Journal>,
     ops: Sender<Message>,
     /// Set by the writer thread before it sleeps with nothing to store.
     idle: Arc<AtomicBool>,
@@ -141,7 +141,32 @@ pub struct Writer {
     stats: Arc<WriterStats>,
 }
 
-type SyncWait = oneshot::Sender<Result<(), OpError>>;
+/// An ask for a sync: the journal's epoch when the caller's events were
+/// sealed (see [`Front::epoch`]), and where to answer.
+type SyncWait = (u64, oneshot::Sender<Result<(), OpError>>);
+
+/// The journal's front behind its lock, and the signal that a group the
+/// sync thread wrote outside the lock has landed.
+struct Journal {
+    front: Mutex<Front>,
+    landed: Condvar,
+}
+
+impl Journal {
+    fn lock(&self) -> MutexGuard<'_, Front> {
+        self.front.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lock, once no group is being written outside it: for whatever
+    /// writes to the journal or takes its events for the store.
+    fn lock_settled(&self) -> MutexGuard<'_, Front> {
+        let mut front = self.lock();
+        while front.in_flight() {
+            front = self.landed.wait(front).unwrap_or_else(|e| e.into_inner());
+        }
+        front
+    }
+}
 
 /// The writer's threads; [`WriterThread::join`] waits for them to finish
 /// once every [`Writer`] handle is dropped.
@@ -158,10 +183,6 @@ impl WriterThread {
             tracing::error!("audit sync thread panicked");
         }
     }
-}
-
-fn lock(front: &Mutex<Front>) -> MutexGuard<'_, Front> {
-    front.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn corrupt(why: impl Into<String>) -> OpError {
@@ -196,16 +217,19 @@ impl Writer {
             Chain::new(chain_id.clone(), head),
             durable,
         )?;
-        let front = Arc::new(Mutex::new(front));
+        let journal = Arc::new(Journal {
+            front: Mutex::new(front),
+            landed: Condvar::new(),
+        });
         let stats = Arc::new(WriterStats::default());
         stats.sealed_seq.store(head.seq, Ordering::Relaxed);
         stats.stored_seq.store(head.seq, Ordering::Relaxed);
         let (syncer, sync_thread) = if durable {
             let (tx, rx) = std::sync::mpsc::channel();
-            let front = Arc::clone(&front);
+            let journal = Arc::clone(&journal);
             let thread = std::thread::Builder::new()
                 .name("audit-sync".into())
-                .spawn(move || sync_loop(&front, &rx))
+                .spawn(move || sync_loop(&journal, &rx))
                 .map_err(|e| StoreError::Corrupt(format!("cannot start the sync thread: {e}")))?;
             (Some(tx), Some(thread))
         } else {
@@ -216,7 +240,7 @@ impl Writer {
         let state = State {
             store,
             store_sync,
-            front: Arc::clone(&front),
+            journal: Arc::clone(&journal),
             signer,
             stats: Arc::clone(&stats),
             unstored: Vec::new(),
@@ -230,7 +254,7 @@ impl Writer {
             .spawn(move || run(state, &rx, &thread_idle))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the audit writer: {e}")))?;
         let writer = Writer {
-            front,
+            journal,
             ops,
             idle,
             syncer,
@@ -262,37 +286,44 @@ impl Writer {
             .map_err(|e| corrupt(e.to_string()))
     }
 
-    /// Seals and journals events on the caller's thread; returns the last
-    /// sequence number. Wakes the writer thread if it was idle.
+    /// Seals events on the caller's thread and journals them (see
+    /// [`Front::append`]); returns the last sequence number. Wakes the
+    /// writer thread if it was idle.
     fn journal(
         &self,
         events: Vec<PreparedEvent>,
         write_now: bool,
-    ) -> Result<(u64, usize), OpError> {
-        let (seq, was_empty, waiting) = {
-            let mut front = lock(&self.front);
+    ) -> Result<(u64, Journaled), OpError> {
+        let (seq, was_empty, journaled) = {
+            let mut front = self.journal.lock();
             let was_empty = front.pending_len() == 0;
             let seq = front.append(events, write_now)?;
-            (seq, was_empty, front.pending_len())
+            let journaled = Journaled {
+                waiting: front.pending_len(),
+                epoch: front.epoch(),
+            };
+            (seq, was_empty, journaled)
         };
         self.stats.sealed_seq.fetch_max(seq, Ordering::Relaxed);
         if was_empty && self.idle.swap(false, Ordering::SeqCst) {
             let _ = self.ops.send(Message::Wake);
         }
-        Ok((seq, waiting))
+        Ok((seq, journaled))
     }
 
     /// With `Durability::Full`, resolves once the journal is synced through
     /// everything written so far; then, if the store has fallen far
     /// behind, waits for it to catch up.
-    async fn settle(&self, waiting: usize) -> Result<(), OpError> {
+    async fn settle(&self, journaled: Journaled) -> Result<(), OpError> {
         if let Some(syncer) = &self.syncer {
             let (tx, rx) = oneshot::channel();
-            syncer.send(tx).map_err(|_| StoreError::WriterGone)?;
+            syncer
+                .send((journaled.epoch, tx))
+                .map_err(|_| StoreError::WriterGone)?;
             rx.await.map_err(|_| StoreError::WriterGone)??;
         }
-        if waiting > MAX_PENDING {
-            while lock(&self.front).pending_len() > MAX_PENDING / 2 {
+        if journaled.waiting > MAX_PENDING {
+            while self.journal.lock().pending_len() > MAX_PENDING / 2 {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
@@ -300,10 +331,10 @@ impl Writer {
     }
 
     /// Appends one event; resolves with its sequence number once committed.
-    /// The event is encoded, sealed and journaled on the caller's thread.
+    /// The event is encoded and sealed on the caller's thread.
     pub async fn append(&self, draft: EventDraft) -> Result<u64, OpError> {
-        let (seq, waiting) = self.journal(vec![self.prepare(draft)?], true)?;
-        self.settle(waiting).await?;
+        let (seq, journaled) = self.journal(vec![self.prepare(draft)?], true)?;
+        self.settle(journaled).await?;
         Ok(seq)
     }
 
@@ -314,8 +345,8 @@ impl Writer {
             .into_iter()
             .map(|d| self.prepare(d))
             .collect::<Result<Vec<_>, _>>()?;
-        let (_, waiting) = self.journal(prepared, true)?;
-        self.settle(waiting).await
+        let (_, journaled) = self.journal(prepared, true)?;
+        self.settle(journaled).await
     }
 
     /// Seals an event without waiting for it to be written: for records
@@ -506,39 +537,73 @@ fn recover<S: StoreWrite>(store: &mut S, store_sync: &mut Option<CommitSync>) ->
 const BROKEN: &str =
     "a sync of the audit journal failed; restart the gateway once its disk is healthy";
 
-/// Makes the journal durable for everyone who asked since the last sync:
-/// group commit. After one failed sync every later append is refused (the
-/// kernel may have dropped the data yet report the next sync as fine).
-fn sync_loop(front: &Mutex<Front>, asks: &Receiver<SyncWait>) {
+/// What a caller's events left behind in the journal.
+struct Journaled {
+    /// Events waiting for the store, for backpressure.
+    waiting: usize,
+    epoch: u64,
+}
+
+/// Makes the journal durable for everyone who asked since the last round:
+/// group commit. Each round writes every record framed since the last one
+/// with one write, outside the lock, then syncs. After one failed sync
+/// every later append is refused (the kernel may have dropped the data yet
+/// report the next sync as fine).
+fn sync_loop(journal: &Journal, asks: &Receiver<SyncWait>) {
+    let mut empty = Vec::new();
     while let Ok(first) = asks.recv() {
         let mut waiting = vec![first];
         waiting.extend(asks.try_iter());
-        // Only a failed sync stops syncing: records already written while
-        // the store is refusing new ones (a full disk) still count once
-        // they are durable.
-        let (file, broken) = {
-            let front = lock(front);
-            (front.current_file(), front.broken().map(str::to_owned))
-        };
-        let result = match broken {
-            Some(why) => Err(why),
-            None => file.sync_data().map_err(|error| {
-                tracing::error!(%error, "the audit journal could not be made durable; refusing every event until the gateway restarts");
-                lock(front).break_for_good(format!("{BROKEN} ({error})"));
-                format!("{BROKEN} ({error})")
-            }),
-        };
-        for wait in waiting {
-            let _ = wait.send(result.clone().map_err(corrupt));
+        let result = sync_round(journal, &mut empty);
+        // A caller whose events an undo forgot must not hear they are safe.
+        let epoch = journal.lock().epoch();
+        for (asked, wait) in waiting {
+            let answer = match &result {
+                _ if asked != epoch => Err(corrupt(
+                    "the audit journal could not be written; the event was not kept",
+                )),
+                Ok(()) => Ok(()),
+                Err(why) => Err(corrupt(why.clone())),
+            };
+            let _ = wait.send(answer);
         }
     }
+}
+
+/// Writes the framed group, if any, and syncs.
+fn sync_round(journal: &Journal, empty: &mut Vec<u8>) -> std::result::Result<(), String> {
+    // Only a failed sync stops syncing: records already written while the
+    // store is refusing new ones (a full disk) still count once they are
+    // durable.
+    let (group, file) = {
+        let mut front = journal.lock();
+        if let Some(why) = front.broken() {
+            return Err(why.to_owned());
+        }
+        let group = front
+            .take_group(std::mem::take(empty))
+            .map_err(|e| e.to_string())?;
+        (group, front.current_file())
+    };
+    if let Some(group) = group {
+        let written = journal::write_at(&group.file, &group.bytes, group.offset());
+        let (result, bytes) = journal.lock().finish_group(group, written);
+        journal.landed.notify_all();
+        *empty = bytes;
+        result.map_err(|e| e.to_string())?;
+    }
+    file.sync_data().map_err(|error| {
+        tracing::error!(%error, "the audit journal could not be made durable; refusing every event until the gateway restarts");
+        journal.lock().break_for_good(format!("{BROKEN} ({error})"));
+        format!("{BROKEN} ({error})")
+    })
 }
 
 /// What the writer thread owns.
 struct State<S> {
     store: S,
     store_sync: Option<CommitSync>,
-    front: Arc<Mutex<Front>>,
+    journal: Arc<Journal>,
     signer: Option<Signer>,
     stats: Arc<WriterStats>,
     /// Journaled events a failed store transaction handed back, stored
@@ -553,11 +618,11 @@ struct State<S> {
 
 fn run<S: StoreWrite>(mut state: State<S>, rx: &Receiver<Message>, idle: &AtomicBool) {
     loop {
-        let busy = !state.unstored.is_empty() || lock(&state.front).pending_len() > 0 || {
+        let busy = !state.unstored.is_empty() || state.journal.lock().pending_len() > 0 || {
             // Say so before the last look, so an appender either sees the
             // flag or its event is seen here.
             idle.store(true, Ordering::SeqCst);
-            let pending = lock(&state.front).pending_len() > 0;
+            let pending = state.journal.lock().pending_len() > 0;
             if pending {
                 idle.store(false, Ordering::SeqCst);
             }
@@ -609,13 +674,13 @@ impl<S: StoreWrite> State<S> {
         {
             return;
         }
-        let Some(dir) = lock(&self.front).wants_spare() else {
+        let Some(dir) = self.journal.lock().wants_spare() else {
             return;
         };
         match journal::Spare::create(&dir) {
             Ok(spare) => {
                 self.spare_failed = None;
-                lock(&self.front).give_spare(spare);
+                self.journal.lock().give_spare(spare);
             }
             Err(error) => {
                 self.spare_failed = Some(Instant::now());
@@ -629,7 +694,7 @@ impl<S: StoreWrite> State<S> {
     fn store_pending(&mut self) {
         let mut events = std::mem::take(&mut self.spare);
         events.append(&mut self.unstored);
-        lock(&self.front).take_pending(&mut events);
+        self.journal.lock_settled().take_pending(&mut events);
         if events.is_empty() {
             self.spare = events;
             return;
@@ -666,7 +731,7 @@ impl<S: StoreWrite> State<S> {
         stats.stored_seq.fetch_max(through, Ordering::Relaxed);
         if self.failing {
             self.failing = false;
-            lock(&self.front).refuse(None);
+            self.journal.lock().refuse(None);
             tracing::info!("the audit store takes events again");
         }
     }
@@ -679,13 +744,15 @@ impl<S: StoreWrite> State<S> {
             self.failing = true;
             tracing::error!(%error, "the audit store cannot be written; refusing new events until it can");
         }
-        lock(&self.front).refuse(Some(format!("the audit store cannot be written: {error}")));
+        self.journal
+            .lock()
+            .refuse(Some(format!("the audit store cannot be written: {error}")));
     }
 
     /// Deletes journal segments whose events are all stored, once the store
     /// is synced (with `Durability::Full`) so it holds them for good.
     fn release_segments(&mut self, through: u64) {
-        let done = lock(&self.front).take_done(through);
+        let done = self.journal.lock().take_done(through);
         if done.is_empty() {
             return;
         }
@@ -703,7 +770,7 @@ impl<S: StoreWrite> State<S> {
     /// chain. Signs a checkpoint if one is due (or `forced`).
     fn commit_locked(&mut self, mut ops: Vec<Request>, forced: bool) {
         let started = Instant::now();
-        let mut front = lock(&self.front);
+        let mut front = self.journal.lock_settled();
         let mut events = std::mem::take(&mut self.unstored);
         front.take_pending(&mut events);
         let mark = front.mark();
@@ -800,7 +867,7 @@ impl<S: StoreWrite> State<S> {
     /// checkpoint, and clear the journal once the store holds it all.
     fn stop(mut self) {
         let due = {
-            let front = lock(&self.front);
+            let front = self.journal.lock();
             self.signer
                 .as_ref()
                 .is_some_and(|s| s.due(front.head().seq, true))
@@ -811,7 +878,7 @@ impl<S: StoreWrite> State<S> {
             Some(sync) => sync().is_ok(),
             None => true,
         };
-        let mut front = lock(&self.front);
+        let mut front = self.journal.lock_settled();
         if synced && self.unstored.is_empty() && front.pending_len() == 0 && !self.failing {
             front.remove_all();
         }
