@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use taskgate_audit::{Decision, Event, EventType, IdentityKind, Timestamp};
 
-use super::{AuditIndex, corrupt, read_meta, type_code};
+use super::{AuditIndex, corrupt, read_meta, schema, type_code};
 use crate::Result;
 
 /// Events a search indexes before answering, at most (about a second's
@@ -179,6 +179,19 @@ fn matching(
     if lo > hi {
         return Ok(Vec::new());
     }
+    let (sql, args) = matching_sql(query, limit, (lo, hi));
+    let mut stmt = conn.prepare(&sql)?;
+    let seqs = stmt.query_map(params_from_iter(args), |r| r.get(0))?;
+    Ok(seqs.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The query for [`matching`] within the seq range `(lo, hi)`, and its
+/// arguments.
+pub(super) fn matching_sql(
+    query: &EventQuery,
+    limit: usize,
+    (lo, hi): (i64, i64),
+) -> (String, Vec<Sql>) {
     let mut args: Vec<Sql> = Vec::new();
     let mut arg = |value: Sql| {
         args.push(value);
@@ -234,12 +247,12 @@ fn matching(
             arg(Sql::Text(kind.as_str().into()))
         ));
     }
-    if query.types.is_empty() {
-        conditions.push(format!(
-            "+e.type != {}",
-            arg(Sql::Integer(type_code(EventType::CommandCompleted)))
-        ));
-    } else {
+    if !query.types.contains(&EventType::CommandCompleted) {
+        // Written as the partial indexes say it (a literal), so the
+        // planner may use them.
+        conditions.push(format!("e.type != {}", schema::completed()));
+    }
+    if !query.types.is_empty() {
         let list: Vec<String> = query
             .types
             .iter()
@@ -253,9 +266,7 @@ fn matching(
         " ORDER BY {seq_column} LIMIT {}",
         arg(Sql::Integer(i64::try_from(limit).unwrap_or(i64::MAX)))
     ));
-    let mut stmt = conn.prepare(&sql)?;
-    let seqs = stmt.query_map(params_from_iter(args), |r| r.get(0))?;
-    Ok(seqs.collect::<rusqlite::Result<_>>()?)
+    (sql, args)
 }
 
 /// The range of sequence numbers that can hold a match: after the cursor,
@@ -264,25 +275,57 @@ fn seq_bounds(conn: &Connection, query: &EventQuery, max_lag_us: i64) -> Result<
     let mut lo = to_i64(query.after).saturating_add(1);
     let mut hi = i64::MAX;
     if let Some(since) = query.since {
-        let first: Option<i64> = conn
-            .prepare_cached("SELECT seq FROM ev WHERE tmax_us >= ?1 ORDER BY tmax_us, seq LIMIT 1")?
-            .query_row([since.as_micros()], |r| r.get(0))
-            .optional()?;
+        let since = since.as_micros();
+        let first = first_seq_where(conn, |tmax| tmax >= since)?;
         lo = lo.max(first.unwrap_or(i64::MAX));
     }
     if let Some(until) = query.until {
         // An event before `until` has a running maximum of at most
-        // `until + max_lag`, so nothing after the last such seq matches.
+        // `until + max_lag`, so nothing from the first seq past that matches.
         let bound = until.as_micros().saturating_add(max_lag_us);
-        let last: Option<i64> = conn
-            .prepare_cached(
-                "SELECT seq FROM ev WHERE tmax_us <= ?1 ORDER BY tmax_us DESC, seq DESC LIMIT 1",
-            )?
-            .query_row([bound], |r| r.get(0))
-            .optional()?;
-        hi = last.unwrap_or(0);
+        hi = match first_seq_where(conn, |tmax| tmax > bound)? {
+            Some(past) => past - 1,
+            None => i64::MAX,
+        };
     }
     Ok((lo, hi))
+}
+
+/// The first indexed seq whose `tmax_us` satisfies `reached`, which must
+/// stay true once true (as `tmax_us` never decreases): a bisection over
+/// `seq`, each step one rowid lookup.
+fn first_seq_where(conn: &Connection, reached: impl Fn(i64) -> bool) -> Result<Option<i64>> {
+    let mut at =
+        conn.prepare_cached("SELECT seq, tmax_us FROM ev WHERE seq >= ?1 ORDER BY seq LIMIT 1")?;
+    let mut row_at = |seq: i64| -> Result<Option<(i64, i64)>> {
+        Ok(at
+            .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    };
+    // Apart: SQLite reads min() or max() of a rowid straight off the
+    // B-tree only when it is the query's one aggregate.
+    let end = |sql: &str| -> Result<Option<i64>> {
+        Ok(conn.prepare_cached(sql)?.query_row([], |r| r.get(0))?)
+    };
+    let (lo, hi) = (
+        end("SELECT min(seq) FROM ev")?,
+        end("SELECT max(seq) FROM ev")?,
+    );
+    let (Some(mut lo), Some(mut hi)) = (lo, hi) else {
+        return Ok(None);
+    };
+    match row_at(hi)? {
+        Some((_, tmax)) if reached(tmax) => {}
+        _ => return Ok(None),
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match row_at(mid)? {
+            Some((_, tmax)) if reached(tmax) => hi = mid,
+            _ => lo = mid + 1,
+        }
+    }
+    Ok(row_at(lo)?.map(|(seq, _)| seq))
 }
 
 fn body_of(conn: &Connection, seq: i64) -> Result<Event> {
@@ -362,13 +405,11 @@ fn hit(
         (EventType::CommandStarted, Some(session)) => {
             let command = event.payload.get("command").and_then(Value::as_i64);
             let done: Option<i64> = conn
-                .prepare_cached(
-                    "SELECT seq FROM ev WHERE session = ?1 AND command = ?2 AND type = ?3",
-                )?
-                .query_row(
-                    rusqlite::params![session, command, type_code(EventType::CommandCompleted)],
-                    |r| r.get(0),
-                )
+                .prepare_cached(&format!(
+                    "SELECT seq FROM ev WHERE session = ?1 AND command = ?2 AND type = {}",
+                    schema::completed()
+                ))?
+                .query_row(rusqlite::params![session, command], |r| r.get(0))
                 .optional()?;
             done.map(|s| body_of(conn, s))
                 .transpose()?

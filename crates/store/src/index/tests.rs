@@ -415,6 +415,91 @@ async fn pages_follow_the_sequence_and_completions_fold_into_their_start() {
         },
     );
     assert_eq!(completed.len(), 6);
+    // Outcomes are left out of most indexes, but a filter still finds them.
+    let by_subject = |subject: &str, types: Vec<EventType>| {
+        sqls(
+            &index,
+            EventQuery {
+                subject: Some(subject.into()),
+                connection: Some("shop".into()),
+                types,
+                ..EventQuery::default()
+            },
+        )
+    };
+    let completed_by_claude = by_subject("claude", vec![EventType::CommandCompleted]);
+    let started_by_claude = by_subject("claude", vec![EventType::CommandStarted]);
+    assert!(!completed_by_claude.is_empty());
+    assert_eq!(completed_by_claude.len(), started_by_claude.len());
+    let both = by_subject(
+        "claude",
+        vec![EventType::CommandStarted, EventType::CommandCompleted],
+    );
+    assert_eq!(both.len(), 2 * started_by_claude.len());
+}
+
+/// How SQLite plans a search: which indexes it names.
+fn plan(index: &AuditIndex, query: &EventQuery) -> String {
+    let (sql, args) = search::matching_sql(query, 10, (1, i64::MAX));
+    index
+        .read(|conn| {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let rows =
+                stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("; "))
+        })
+        .expect("plan")
+}
+
+#[tokio::test]
+async fn searches_use_the_indexes_that_leave_outcomes_out() {
+    let (_dir, path) = store_with(script()).await;
+    let index = AuditIndex::open(&path).expect("index");
+    index.catch_up().expect("catch up");
+    let q = EventQuery::default;
+    for (query, wanted) in [
+        (
+            EventQuery {
+                subject: Some("claude".into()),
+                ..q()
+            },
+            "ev_by_subject",
+        ),
+        (
+            EventQuery {
+                connection: Some("shop".into()),
+                ..q()
+            },
+            "ev_by_connection",
+        ),
+        (
+            EventQuery {
+                types: vec![EventType::TaskApproved],
+                ..q()
+            },
+            "ev_by_type",
+        ),
+        (
+            EventQuery {
+                task: Some("tsk_1".into()),
+                ..q()
+            },
+            "ev_by_task",
+        ),
+    ] {
+        let plan = plan(&index, &query);
+        assert!(plan.contains(wanted), "{wanted} not in {plan}");
+    }
+    let outcome = index
+        .read(|conn| {
+            let sql = format!(
+                "EXPLAIN QUERY PLAN SELECT seq FROM ev WHERE session = 's' AND command = 1 AND type = {}",
+                schema::completed()
+            );
+            Ok(conn.query_row(&sql, [], |r| r.get::<_, String>(3))?)
+        })
+        .expect("plan");
+    assert!(outcome.contains("ev_by_command"), "{outcome}");
 }
 
 #[tokio::test]
