@@ -832,6 +832,16 @@ mod tests {
         (dir, journal, front)
     }
 
+    /// What the sync thread does with a group, without the sync.
+    fn write_group(front: &mut Front) {
+        let group = front
+            .take_group(Vec::new())
+            .expect("take")
+            .expect("a group");
+        let written = write_at(&group.file, &group.bytes, group.offset());
+        front.finish_group(group, written).0.expect("written");
+    }
+
     fn seqs(journal: &Path) -> Vec<u64> {
         let found = recover(journal, ChainHead::EMPTY).expect("recover");
         found.events.iter().map(|e| e.seq).collect()
@@ -856,12 +866,7 @@ mod tests {
         result.expect("written");
         assert!(!front.in_flight());
         assert_eq!(seqs(&journal), [1, 2, 3]);
-        let group = front
-            .take_group(Vec::new())
-            .expect("take")
-            .expect("a group");
-        let written = write_at(&group.file, &group.bytes, group.offset());
-        front.finish_group(group, written).0.expect("written");
+        write_group(&mut front);
         assert_eq!(seqs(&journal), [1, 2, 3, 4]);
         assert!(front.take_group(Vec::new()).expect("take").is_none());
         assert_eq!(front.epoch(), 0);
@@ -871,12 +876,7 @@ mod tests {
     fn a_failed_group_forgets_it_and_everything_sealed_since() {
         let (_dir, journal, mut front) = durable();
         front.append(vec![prepared("c", 1)], true).expect("append");
-        let group = front
-            .take_group(Vec::new())
-            .expect("take")
-            .expect("a group");
-        let written = write_at(&group.file, &group.bytes, group.offset());
-        front.finish_group(group, written).0.expect("written");
+        write_group(&mut front);
         front.append(vec![prepared("c", 2)], true).expect("append");
         let group = front
             .take_group(Vec::new())
@@ -892,12 +892,7 @@ mod tests {
         // The journal goes on after the failure, from where it was.
         front.append(vec![prepared("c", 5)], true).expect("append");
         assert_eq!(front.head().seq, 2);
-        let group = front
-            .take_group(Vec::new())
-            .expect("take")
-            .expect("a group");
-        let written = write_at(&group.file, &group.bytes, group.offset());
-        front.finish_group(group, written).0.expect("written");
+        write_group(&mut front);
         let found = recover(&journal, ChainHead::EMPTY).expect("recover");
         assert_eq!(found.events.len(), 2);
         assert!(found.events[1].body.windows(4).any(|w| w == b"\"t5\""));
@@ -907,22 +902,12 @@ mod tests {
     fn a_group_past_a_full_segment_starts_the_next_one_at_its_first_record() {
         let (_dir, journal, mut front) = durable();
         front.append(vec![prepared("c", 1)], true).expect("append");
-        let group = front
-            .take_group(Vec::new())
-            .expect("take")
-            .expect("a group");
-        let written = write_at(&group.file, &group.bytes, group.offset());
-        front.finish_group(group, written).0.expect("written");
+        write_group(&mut front);
         front.current.len = SEGMENT_BYTES; // as if full
         front
             .append(vec![prepared("c", 2), prepared("c", 3)], true)
             .expect("append");
-        let group = front
-            .take_group(Vec::new())
-            .expect("take")
-            .expect("a group");
-        let written = write_at(&group.file, &group.bytes, group.offset());
-        front.finish_group(group, written).0.expect("written");
+        write_group(&mut front);
         let names: Vec<_> = segments(&journal).expect("segments");
         assert!(names[1].ends_with(format!("{:020}.log", 2)));
         assert_eq!(seqs(&journal), [1, 2, 3]);
