@@ -529,6 +529,11 @@ impl ClientHalf {
     }
 
     async fn wait_for_review(&mut self, held: &Held) -> Result<Verdict, Ending> {
+        // Only cancels from now on count, and all of them: one that comes
+        // while the review is being recorded (the client already sees the
+        // statement as running) must end the hold too.
+        let mut cancels = self.cancels.clone();
+        cancels.borrow_and_update();
         let sha256 = statement_sha256(&held.sql);
         if let Some(review) = self.approved_before(&sha256).await {
             return Ok(Verdict::Approved(review));
@@ -589,8 +594,6 @@ impl ClientHalf {
         self.shared.made.notify_one();
         let deadline = tokio::time::Instant::now() + self.holds.wait;
         let mut closing = self.closing.clone();
-        let mut cancels = self.cancels.clone();
-        cancels.borrow_and_update();
         let mut cancelled = false;
         loop {
             self.check_live()?;
