@@ -288,6 +288,8 @@ pub(crate) struct Front {
     /// Set while the sync thread writes a group outside the lock (see
     /// [`Front::take_group`]): nothing else may write or take `pending`.
     in_flight: bool,
+    /// Set while the sync thread writes and syncs a round.
+    syncing: bool,
     /// Bumped whenever sealed events are forgotten (see [`Front::undo`]),
     /// so a caller still waiting on events sealed before can tell.
     epoch: u64,
@@ -330,6 +332,7 @@ impl Front {
             buf: Vec::with_capacity(64 * 1024),
             deferred: None,
             in_flight: false,
+            syncing: false,
             epoch: 0,
             spare: None,
             partial: false,
@@ -363,6 +366,11 @@ impl Front {
         self.in_flight
     }
 
+    /// Marks the sync thread at work (see [`Front::append`]).
+    pub(crate) fn set_syncing(&mut self, syncing: bool) {
+        self.syncing = syncing;
+    }
+
     /// How many undos forgot sealed events so far.
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch
@@ -382,6 +390,24 @@ impl Front {
         into.append(&mut self.pending);
     }
 
+    /// With durable writes, for the writer's rounds: the events already
+    /// written, leaving those still framed for the sync thread, which then
+    /// is the only one to write (so no thread waits on the file while
+    /// holding the lock). Returns whether any are still framed.
+    pub(crate) fn take_written(&mut self, into: &mut Vec<SealedEvent>) -> bool {
+        match self.deferred.as_mut() {
+            None => {
+                into.append(&mut self.pending);
+                false
+            }
+            Some((_, first)) => {
+                into.extend(self.pending.drain(..*first));
+                *first = 0;
+                true
+            }
+        }
+    }
+
     /// The segment a sync must cover now.
     pub(crate) fn current_file(&self) -> Arc<File> {
         Arc::clone(&self.current.file)
@@ -396,14 +422,19 @@ impl Front {
     /// writer's next round) carries them, which saves a system call per
     /// statement for records nothing waits on (a command's outcome).
     ///
-    /// With durable writes every record is only framed: the sync thread
-    /// writes them as one group before its sync (see [`Front::take_group`]),
-    /// so a caller never blocks on the file, nor on a caller that does.
+    /// With durable writes, while the sync thread is at work (or others'
+    /// records wait for it), records are only framed: the sync thread
+    /// writes them as one group before its next sync (see
+    /// [`Front::take_group`]), so a caller never meets a page the sync is
+    /// writing out, and never holds the lock while it waits for one. With
+    /// the sync thread idle the caller writes its own records at once,
+    /// which saves the sync thread that write on a lone caller's path.
     pub(crate) fn append(&mut self, events: Vec<PreparedEvent>, write_now: bool) -> Result<u64> {
         if let Some(why) = self.refusal() {
             return Err(StoreError::Corrupt(why.to_owned()));
         }
-        if self.deferred.is_none() {
+        let alone = self.deferred.is_none();
+        if alone {
             self.buf.clear();
             self.deferred = Some((self.chain.head(), self.pending.len()));
         }
@@ -412,7 +443,11 @@ impl Front {
             frame_into(&mut self.buf, &sealed);
             self.pending.push(sealed);
         }
-        let hold = self.durable || (!write_now && self.buf.len() < DEFER_MAX_BYTES);
+        let hold = if self.durable {
+            !write_now || !alone || self.in_flight || self.syncing
+        } else {
+            !write_now && self.buf.len() < DEFER_MAX_BYTES
+        };
         if !hold {
             self.write_deferred()?;
         }
@@ -824,12 +859,34 @@ mod tests {
         assert!(found.events[1].body.windows(4).any(|w| w == b"\"t3\""));
     }
 
-    /// A journal whose writes must be durable: the sync thread's groups.
+    /// A journal whose writes must be durable, with its sync thread at
+    /// work: callers only frame, the sync thread writes groups.
     fn durable() -> (tempfile::TempDir, PathBuf, Front) {
         let dir = tempfile::tempdir().expect("tempdir");
         let journal = dir.path().join("j");
-        let front = Front::open(&journal, Chain::new("c", ChainHead::EMPTY), true).expect("open");
+        let mut front =
+            Front::open(&journal, Chain::new("c", ChainHead::EMPTY), true).expect("open");
+        front.set_syncing(true);
         (dir, journal, front)
+    }
+
+    #[test]
+    fn with_the_sync_thread_idle_a_lone_caller_writes_its_own_records() {
+        let (_dir, journal, mut front) = durable();
+        front.set_syncing(false);
+        front.append(vec![prepared("c", 1)], true).expect("append");
+        assert_eq!(seqs(&journal), [1]);
+        // An outcome nobody waits on is only framed; whoever comes next
+        // while it waits joins it, and the sync thread writes them both.
+        front.append(vec![prepared("c", 2)], false).expect("append");
+        front.append(vec![prepared("c", 3)], true).expect("append");
+        assert_eq!(seqs(&journal), [1]);
+        write_group(&mut front);
+        assert_eq!(seqs(&journal), [1, 2, 3]);
+        // While the sync thread is at work, callers only frame.
+        front.set_syncing(true);
+        front.append(vec![prepared("c", 4)], true).expect("append");
+        assert_eq!(seqs(&journal), [1, 2, 3]);
     }
 
     /// What the sync thread does with a group, without the sync.
@@ -870,6 +927,22 @@ mod tests {
         assert_eq!(seqs(&journal), [1, 2, 3, 4]);
         assert!(front.take_group(Vec::new()).expect("take").is_none());
         assert_eq!(front.epoch(), 0);
+    }
+
+    #[test]
+    fn the_writer_takes_only_written_records_and_leaves_framed_ones() {
+        let (_dir, _journal, mut front) = durable();
+        front.append(vec![prepared("c", 1)], true).expect("append");
+        write_group(&mut front);
+        front.append(vec![prepared("c", 2)], false).expect("append");
+        let mut taken = Vec::new();
+        assert!(front.take_written(&mut taken), "record 2 is still framed");
+        assert_eq!(taken.iter().map(|e| e.seq).collect::<Vec<_>>(), [1]);
+        write_group(&mut front);
+        taken.clear();
+        assert!(!front.take_written(&mut taken));
+        assert_eq!(taken.iter().map(|e| e.seq).collect::<Vec<_>>(), [2]);
+        assert_eq!(front.pending_len(), 0);
     }
 
     #[test]

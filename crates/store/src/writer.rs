@@ -241,6 +241,7 @@ impl Writer {
             store,
             store_sync,
             journal: Arc::clone(&journal),
+            syncer: syncer.clone(),
             signer,
             stats: Arc::clone(&stats),
             unstored: Vec::new(),
@@ -583,8 +584,20 @@ fn sync_round(journal: &Journal, empty: &mut Vec<u8>) -> std::result::Result<(),
         let group = front
             .take_group(std::mem::take(empty))
             .map_err(|e| e.to_string())?;
+        front.set_syncing(true);
         (group, front.current_file())
     };
+    let result = write_and_sync(journal, group, &file, empty);
+    journal.lock().set_syncing(false);
+    result
+}
+
+fn write_and_sync(
+    journal: &Journal,
+    group: Option<journal::Group>,
+    file: &std::fs::File,
+    empty: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
     if let Some(group) = group {
         let written = journal::write_at(&group.file, &group.bytes, group.offset());
         let (result, bytes) = journal.lock().finish_group(group, written);
@@ -604,6 +617,9 @@ struct State<S> {
     store: S,
     store_sync: Option<CommitSync>,
     journal: Arc<Journal>,
+    /// With `Durability::Full`: the sync thread, which writes what callers
+    /// framed.
+    syncer: Option<Sender<SyncWait>>,
     signer: Option<Signer>,
     stats: Arc<WriterStats>,
     /// Journaled events a failed store transaction handed back, stored
@@ -694,7 +710,22 @@ impl<S: StoreWrite> State<S> {
     fn store_pending(&mut self) {
         let mut events = std::mem::take(&mut self.spare);
         events.append(&mut self.unstored);
-        self.journal.lock_settled().take_pending(&mut events);
+        let framed = {
+            let mut front = self.journal.lock_settled();
+            match &self.syncer {
+                Some(_) => front.take_written(&mut events),
+                None => {
+                    front.take_pending(&mut events);
+                    false
+                }
+            }
+        };
+        if framed && let Some(syncer) = &self.syncer {
+            // Records nobody waits on (command outcomes): the sync thread
+            // writes them in a round of their own.
+            let (nudge, _) = oneshot::channel();
+            let _ = syncer.send((0, nudge));
+        }
         if events.is_empty() {
             self.spare = events;
             return;
