@@ -40,7 +40,14 @@ echo '"bench" "benchpw"' > "$work/userlist.txt"
 [ "$(id -u)" = 0 ] && chown postgres "$work/pgbouncer.ini" "$work/userlist.txt"
 as_pg pgbouncer "$work/pgbouncer.ini" >/dev/null 2>&1 &
 pids+=($!)
-bouncer_pid=$!
+# Its own pid, not the `runuser` wrapper's, for the CPU column.
+bouncer_pid=
+for _ in $(seq 50); do
+  bouncer_pid=$(pgrep -n -f "^pgbouncer $work/pgbouncer.ini" || true)
+  [ -n "$bouncer_pid" ] && break
+  sleep 0.1
+done
+pids+=("$bouncer_pid")
 
 # taskgate with one connection and an agent allowed to write without approval.
 start_taskgate write "max_connections_per_task = 100" "durability = \"$DURABILITY\""
@@ -60,11 +67,11 @@ rows = collections.defaultdict(dict)
 for line in open(sys.argv[1]):
     label, case, tps, lat, failed, pgb, prx, busy, conn = line.rstrip("\n").split("\t")
     rows[case][label] = (tps, lat, prx, failed)
-print(f"{'case':15} {'direct tps':>11} {'pgbouncer':>10} {'taskgate':>10} {'pgb/direct':>10} {'tg/direct':>10} {'tg/pgb':>8} {'tg +lat ms':>10} {'tg cpu%':>8}")
+print(f"{'case':15} {'direct tps':>11} {'pgbouncer':>10} {'taskgate':>10} {'pgb/direct':>10} {'tg/direct':>10} {'tg/pgb':>8} {'tg +lat ms':>10} {'pgb cpu%':>8} {'tg cpu%':>8}")
 for case, by in rows.items():
     def f(label, i=0):
         try: return float(by[label][i])
         except (KeyError, ValueError): return float("nan")
     d, b, t = f("direct"), f("pgbouncer"), f("taskgate")
-    print(f"{case:15} {d:11.0f} {b:10.0f} {t:10.0f} {b/d:10.2f} {t/d:10.2f} {t/b:8.2f} {f('taskgate',1)-f('direct',1):10.3f} {by.get('taskgate',('','','-'))[2]:>8}")
+    print(f"{case:15} {d:11.0f} {b:10.0f} {t:10.0f} {b/d:10.2f} {t/d:10.2f} {t/b:8.2f} {f('taskgate',1)-f('direct',1):10.3f} {by.get('pgbouncer',('','','-'))[2]:>8} {by.get('taskgate',('','','-'))[2]:>8}")
 PY
