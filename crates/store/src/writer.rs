@@ -139,6 +139,9 @@ pub struct Writer {
     /// The chain's id, so callers can encode their events before sealing.
     chain_id: Arc<str>,
     stats: Arc<WriterStats>,
+    /// Woken whenever a review is decided, so a held statement need not
+    /// poll for its decision.
+    decided: Arc<tokio::sync::Notify>,
 }
 
 /// An ask for a sync: the journal's epoch when the caller's events were
@@ -261,6 +264,7 @@ impl Writer {
             syncer,
             chain_id: chain_id.into(),
             stats,
+            decided: Arc::default(),
         };
         Ok((writer, WriterThread(handle, sync_thread)))
     }
@@ -400,9 +404,19 @@ impl Writer {
             comment,
         };
         match self.submit(op).await? {
-            Outcome::Decided(pair) => Ok(*pair),
+            Outcome::Decided(pair) => {
+                self.decided.notify_waiters();
+                Ok(*pair)
+            }
             _ => Err(unexpected()),
         }
+    }
+
+    /// Resolves at the next review decision made through any handle of
+    /// this writer. Create it (and `enable` it) before reading a review's
+    /// state, so a decision in between is not missed.
+    pub fn review_decided(&self) -> tokio::sync::futures::Notified<'_> {
+        self.decided.notified()
     }
 
     pub async fn end_task(&self, task_id: &str, actor: Actor) -> Result<Task, OpError> {

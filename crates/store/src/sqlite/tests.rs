@@ -246,15 +246,27 @@ async fn task_lifecycle_commits_state_and_events_together() {
         .await
         .expect("create");
     let (alice, copilot) = (alice(), copilot());
+    // A session holding a statement waits on this instead of polling.
+    let mut decided = Box::pin(writer.review_decided());
+    decided.as_mut().enable();
     // The requester cannot approve itself, even through the store.
     let own = writer
         .decide_review("rev_a", copilot.clone(), true, None)
         .await;
     assert!(format!("{own:?}").contains("SelfApproval"), "{own:?}");
+    assert!(
+        futures_now(decided.as_mut()).is_none(),
+        "a refused decision wakes nobody"
+    );
     let (review, task) = writer
         .decide_review("rev_a", alice, true, Some("ok".into()))
         .await
         .expect("approve");
+    assert!(
+        futures_now(decided.as_mut()).is_some(),
+        "the decision wakes"
+    );
+    drop(decided);
     assert_eq!(task.state, TaskState::Active);
     assert_eq!(review.state, taskgate_policy::ReviewState::Approved);
     let ended = writer.end_task("tsk_a", copilot).await.expect("end");
@@ -425,4 +437,14 @@ async fn late_steps_find_the_task_expired() {
     drop(writer);
     thread.join();
     assert!(verify(&path).ok());
+}
+
+/// Polls a future once: `Some` if it is ready now.
+fn futures_now<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match future.poll(&mut cx) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
+    }
 }

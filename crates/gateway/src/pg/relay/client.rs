@@ -40,8 +40,9 @@ pub struct Holds {
     pub wait: Duration,
 }
 
-/// How often a held statement looks for its decision.
-const HOLD_POLL: Duration = Duration::from_millis(200);
+/// How often a held statement looks for its decision besides being woken
+/// by one (see `Writer::review_decided`): a safety net.
+const HOLD_POLL: Duration = Duration::from_secs(1);
 
 pub struct ClientHalf {
     shared: Arc<Shared>,
@@ -606,6 +607,10 @@ impl ClientHalf {
                     .map_err(|e| Ending::AuditUnavailable(e.to_string()))?;
                 return Ok(Verdict::Cancelled { review: review.id });
             }
+            let writer = self.shared.writer.clone();
+            let decided = writer.review_decided();
+            tokio::pin!(decided);
+            decided.as_mut().enable();
             let current = self.review_state(&review.id).await;
             if let Some(verdict) = verdict_of(current) {
                 waiting.review = None;
@@ -632,6 +637,7 @@ impl ClientHalf {
                 }
             }
             tokio::select! {
+                () = &mut decided => {}
                 _ = tokio::time::sleep(HOLD_POLL) => {}
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = closing.changed() => {}
