@@ -444,7 +444,8 @@ impl Front {
             self.pending.push(sealed);
         }
         let hold = if self.durable {
-            !write_now || !alone || self.in_flight || self.syncing
+            // (`syncing` covers a group in flight.)
+            !write_now || !alone || self.syncing
         } else {
             !write_now && self.buf.len() < DEFER_MAX_BYTES
         };
@@ -464,12 +465,16 @@ impl Front {
         let mark = self.mark_at(head);
         let written = rotated.and_then(|()| self.write_buf());
         self.buf.clear();
-        if let Err(e) = written {
-            self.pending.truncate(first);
-            self.undo(mark);
-            return Err(e);
-        }
-        Ok(())
+        written.inspect_err(|_| self.forget(mark, first))
+    }
+
+    /// Forgets the framed records from `first` in `pending` (and whatever
+    /// was sealed after them), taking the chain and the file back to `mark`.
+    fn forget(&mut self, mark: Mark, first: usize) {
+        self.buf.clear();
+        self.deferred = None;
+        self.pending.truncate(first);
+        self.undo(mark);
     }
 
     /// For the sync thread, with durable writes: takes the framed records
@@ -481,10 +486,7 @@ impl Front {
             return Ok(None);
         };
         if let Err(e) = self.rotate_if_full(head.seq) {
-            self.buf.clear();
-            self.pending.truncate(first);
-            let mark = self.mark_at(head);
-            self.undo(mark);
+            self.forget(self.mark_at(head), first);
             return Err(e);
         }
         let mark = self.mark_at(head);
@@ -521,10 +523,7 @@ impl Front {
                 self.current.len = mark.len;
                 self.partial |= done > 0;
                 let error = io("write", &self.current.path, e);
-                self.buf.clear();
-                self.deferred = None;
-                self.pending.truncate(first);
-                self.undo(mark);
+                self.forget(mark, first);
                 Err(error)
             }
         };

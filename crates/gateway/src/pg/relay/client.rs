@@ -515,14 +515,11 @@ impl ClientHalf {
         if let Err(e) = self.shared.writer.append(denied).await {
             return Err(Ending::AuditUnavailable(e.to_string()));
         }
-        let error = enc::error(
-            "ERROR",
-            code,
-            message,
-            Some(&format!(
-                "review {review}; ask an approver, or run a different statement"
-            )),
-        );
+        let hint = match decision {
+            "cancelled" => format!("review {review}"),
+            _ => format!("review {review}; ask an approver, or run a different statement"),
+        };
+        let error = enc::error("ERROR", code, message, Some(&hint));
         let mut batch = Batch::default();
         self.made(&mut batch, error, held.simple);
         self.shared.made.notify_one();
@@ -607,8 +604,7 @@ impl ClientHalf {
                     .map_err(|e| Ending::AuditUnavailable(e.to_string()))?;
                 return Ok(Verdict::Cancelled { review: review.id });
             }
-            let writer = self.shared.writer.clone();
-            let decided = writer.review_decided();
+            let decided = self.shared.writer.review_decided();
             tokio::pin!(decided);
             decided.as_mut().enable();
             let current = self.review_state(&review.id).await;
