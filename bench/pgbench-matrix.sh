@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # bench/pgbench-matrix.sh — the standard pgbench matrix, in one run, against
-# the same throwaway PostgreSQL cluster three ways: directly, through
-# pgbouncer (session pooling, records nothing), and through taskgate (full
-# recording: every statement's command.started committed to the audit log
-# before it is forwarded, plus its command.completed).
+# the same throwaway PostgreSQL cluster four ways: directly, through
+# pgbouncer (session pooling, records nothing), through a bare tokio relay
+# that only copies bytes (`relay-floor`: the floor under any proxy here),
+# and through taskgate (full recording: every statement's command.started
+# committed to the audit log before it is forwarded, plus its
+# command.completed).
 #
 #   bash bench/pgbench-matrix.sh                 # all cases, 20 s each
 #   DURATION=10 CASES="S-simple-c16 tpcb-c8" bash bench/pgbench-matrix.sh
@@ -49,6 +51,13 @@ for _ in $(seq 50); do
 done
 pids+=("$bouncer_pid")
 
+# The floor: a relay that copies bytes and does nothing else.
+cargo build --release -q -p taskgate-bench --bin relay-floor --manifest-path "$root/Cargo.toml"
+relay_port=$(free_port)
+"$root/target/release/relay-floor" "127.0.0.1:$relay_port" "127.0.0.1:$pg_port" > "$work/relay.out" 2>&1 &
+relay_pid=$!
+pids+=("$relay_pid")
+
 # taskgate with one connection and an agent allowed to write without approval.
 start_taskgate write "max_connections_per_task = 100" "durability = \"$DURABILITY\""
 
@@ -56,6 +65,7 @@ echo "# $(date -u +%FT%TZ) scale=$SCALE duration=${DURATION}s durability=$DURABI
 rows="$work/rows.tsv"
 TSV=1 PGUSER=bench PGPASSWORD=benchpw PGDATABASE=bench bash "$here/pgbench-cases.sh" "$pg_port" direct | tee -a "$rows"
 TSV=1 PGUSER=bench PGPASSWORD=benchpw PGDATABASE=bench PROXY_PIDS="$bouncer_pid" bash "$here/pgbench-cases.sh" "$bouncer_port" pgbouncer | tee -a "$rows"
+TSV=1 PGUSER=bench PGPASSWORD=benchpw PGDATABASE=bench PROXY_PIDS="$relay_pid" bash "$here/pgbench-cases.sh" "$relay_port" relay | tee -a "$rows"
 TSV=1 PGUSER="$task_id" PGPASSWORD="$token" PGDATABASE=bench PROXY_PIDS="$gateway_pid" bash "$here/pgbench-cases.sh" "$gw_port" taskgate | tee -a "$rows"
 
 events=$(sqlite3 "$work/taskgate.db" 'select count(*) from events' 2>/dev/null || echo "?")
@@ -67,11 +77,12 @@ rows = collections.defaultdict(dict)
 for line in open(sys.argv[1]):
     label, case, tps, lat, failed, pgb, prx, busy, conn = line.rstrip("\n").split("\t")
     rows[case][label] = (tps, lat, prx, failed)
-print(f"{'case':15} {'direct tps':>11} {'pgbouncer':>10} {'taskgate':>10} {'pgb/direct':>10} {'tg/direct':>10} {'tg/pgb':>8} {'tg +lat ms':>10} {'pgb cpu%':>8} {'tg cpu%':>8}")
+print(f"{'case':15} {'direct tps':>11} {'pgbouncer':>10} {'relay':>8} {'taskgate':>10} {'pgb/direct':>10} {'relay/dir':>9} {'tg/direct':>10} {'tg/pgb':>8} {'tg +lat ms':>10} {'pgb cpu%':>8} {'relay cpu%':>10} {'tg cpu%':>8}")
 for case, by in rows.items():
     def f(label, i=0):
         try: return float(by[label][i])
         except (KeyError, ValueError): return float("nan")
-    d, b, t = f("direct"), f("pgbouncer"), f("taskgate")
-    print(f"{case:15} {d:11.0f} {b:10.0f} {t:10.0f} {b/d:10.2f} {t/d:10.2f} {t/b:8.2f} {f('taskgate',1)-f('direct',1):10.3f} {by.get('pgbouncer',('','','-'))[2]:>8} {by.get('taskgate',('','','-'))[2]:>8}")
+    d, b, r, t = f("direct"), f("pgbouncer"), f("relay"), f("taskgate")
+    cpu = lambda label: by.get(label, ('', '', '-'))[2]
+    print(f"{case:15} {d:11.0f} {b:10.0f} {r:8.0f} {t:10.0f} {b/d:10.2f} {r/d:9.2f} {t/d:10.2f} {t/b:8.2f} {f('taskgate',1)-f('direct',1):10.3f} {cpu('pgbouncer'):>8} {cpu('relay'):>10} {cpu('taskgate'):>8}")
 PY
