@@ -298,6 +298,10 @@ pub(crate) struct Front {
     /// Set when a write failed part-way: bytes past `current.len` may hold
     /// part of a record.
     partial: bool,
+    /// Set between [`Front::begin`] and its end: the current segment is
+    /// kept however full it gets, so an undo can cut the transaction's
+    /// records out of it.
+    pinned: bool,
 }
 
 /// Where a [`Front::mark`] was taken, to undo writes after it.
@@ -336,6 +340,7 @@ impl Front {
             epoch: 0,
             spare: None,
             partial: false,
+            pinned: false,
         })
     }
 
@@ -569,7 +574,7 @@ impl Front {
     /// `last` is the last sequence number already written: the next
     /// segment starts after it.
     fn rotate_if_full(&mut self, last: u64) -> Result<()> {
-        if self.current.len < SEGMENT_BYTES {
+        if self.pinned || self.current.len < SEGMENT_BYTES {
             return Ok(());
         }
         if self.durable {
@@ -596,8 +601,24 @@ impl Front {
         }
     }
 
-    pub(crate) fn mark(&self) -> Mark {
+    /// Starts a transaction of the writer's: what is sealed from here on
+    /// is kept by [`Front::keep`] or forgotten by [`Front::undo`]. Until
+    /// then the segment does not rotate (it may grow a little past its
+    /// size), so the undo finds every record of it in one file.
+    pub(crate) fn begin(&mut self) -> Mark {
+        self.pinned = true;
         self.mark_at(self.chain.head())
+    }
+
+    /// Ends a transaction begun by [`Front::begin`], keeping its records.
+    pub(crate) fn keep(&mut self, _mark: Mark) {
+        self.pinned = false;
+    }
+
+    /// Ends a transaction begun by [`Front::begin`], forgetting its records.
+    pub(crate) fn abort(&mut self, mark: Mark) {
+        self.pinned = false;
+        self.undo(mark);
     }
 
     fn mark_at(&self, head: ChainHead) -> Mark {
@@ -617,7 +638,8 @@ impl Front {
         }
         self.chain.reset(mark.head);
         if self.current.path != mark.path {
-            // A rotation happened after the mark; the new segment holds only
+            // A rotation happened after the mark (a transaction pins its
+            // segment, so this is a bug), and the new segment holds only
             // undone records.
             self.broken
                 .get_or_insert_with(|| "the audit journal could not be rolled back".into());
@@ -848,14 +870,48 @@ mod tests {
     fn undo_forgets_what_was_sealed_after_the_mark() {
         let (_dir, journal, mut front) = fresh();
         front.append(vec![prepared("c", 1)], true).expect("append");
-        let mark = front.mark();
+        let mark = front.begin();
         front.seal(draft(2)).expect("seal");
-        front.undo(mark);
+        front.abort(mark);
         assert_eq!(front.head().seq, 1);
         front.append(vec![prepared("c", 3)], true).expect("append");
         let found = recover(&journal, ChainHead::EMPTY).expect("recover");
         assert_eq!(found.events.len(), 2);
         assert!(found.events[1].body.windows(4).any(|w| w == b"\"t3\""));
+    }
+
+    #[test]
+    fn a_transaction_past_a_full_segment_stays_in_it_and_can_be_undone() {
+        let (_dir, journal, mut front) = fresh();
+        front.append(vec![prepared("c", 1)], true).expect("append");
+        front.current.len = SEGMENT_BYTES; // as if full
+        let mark = front.begin();
+        front.seal(draft(2)).expect("seal");
+        front.seal(draft(3)).expect("seal");
+        assert_eq!(segments(&journal).expect("segments").len(), 1);
+        front.abort(mark);
+        assert_eq!(front.broken(), None);
+        assert_eq!(front.current.len, SEGMENT_BYTES);
+        assert_eq!(front.head().seq, 1);
+        // Unpinned again: the next write rotates as usual.
+        front.append(vec![prepared("c", 2)], true).expect("append");
+        assert_eq!(segments(&journal).expect("segments").len(), 2);
+        let found = recover(&journal, ChainHead::EMPTY).expect("recover");
+        assert_eq!(
+            found.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2]
+        );
+    }
+
+    #[test]
+    fn a_kept_transaction_lets_the_segment_rotate_again() {
+        let (_dir, journal, mut front) = fresh();
+        front.current.len = SEGMENT_BYTES; // as if full
+        let mark = front.begin();
+        front.seal(draft(1)).expect("seal");
+        front.keep(mark);
+        front.seal(draft(2)).expect("seal");
+        assert_eq!(segments(&journal).expect("segments").len(), 2);
     }
 
     /// A journal whose writes must be durable, with its sync thread at

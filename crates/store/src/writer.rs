@@ -818,7 +818,7 @@ impl<S: StoreWrite> State<S> {
         let mut front = self.journal.lock_settled();
         let mut events = std::mem::take(&mut self.unstored);
         front.take_pending(&mut events);
-        let mark = front.mark();
+        let mark = front.begin();
         let sealed_before = front.head().seq;
         let now = Timestamp::now();
         let mut outcomes: Vec<Result<Outcome, OpError>> = Vec::with_capacity(ops.len());
@@ -866,6 +866,7 @@ impl<S: StoreWrite> State<S> {
         });
         match committed {
             Ok(()) => {
+                front.keep(mark);
                 let through = front.head().seq;
                 self.stats.sealed_seq.fetch_max(through, Ordering::Relaxed);
                 drop(front);
@@ -893,7 +894,7 @@ impl<S: StoreWrite> State<S> {
                 // Nothing of it was kept: the operations' events are undone,
                 // the journaled events wait for the next try, and each caller
                 // hears why.
-                front.undo(mark);
+                front.abort(mark);
                 drop(front);
                 tracing::error!(%error, ops = ops.len(), "audit transaction failed; refusing its operations");
                 let message = error.to_string();
