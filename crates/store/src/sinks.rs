@@ -1,6 +1,6 @@
 //! Export sinks' progress: a durable cursor per sink (the last event it has
-//! acknowledged, or skipped by its filter), the events it parked, and its
-//! last error. Kept in a small SQLite file of its own beside the store
+//! acknowledged, or skipped by its filter), the events it parked (and
+//! those of them an operator asked to send again), and its last error. Kept in a small SQLite file of its own beside the store
 //! (`taskgate.sinks.db`), so moving a cursor never takes the store's write
 //! lock that every recorded statement waits on.
 
@@ -30,6 +30,12 @@ CREATE TABLE IF NOT EXISTS parked (
     at_us  INTEGER NOT NULL,
     PRIMARY KEY (sink, seq)
 ) STRICT, WITHOUT ROWID;
+-- Parked events queued to be sent again (`taskgate sinks redeliver`).
+CREATE TABLE IF NOT EXISTS redeliver (
+    sink TEXT NOT NULL,
+    seq  INTEGER NOT NULL,
+    PRIMARY KEY (sink, seq)
+) STRICT, WITHOUT ROWID;
 "#;
 
 /// One sink's progress, for `taskgate sinks status`.
@@ -43,6 +49,20 @@ pub struct SinkProgress {
     pub last_delivery: Option<Timestamp>,
     pub last_error: Option<String>,
     pub last_error_at: Option<Timestamp>,
+}
+
+/// One parked event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Parked {
+    pub seq: u64,
+    pub reason: String,
+    pub at: Timestamp,
+    /// Queued to be sent again.
+    pub queued: bool,
+}
+
+fn seq_param(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
 pub struct SinkState {
@@ -151,15 +171,101 @@ impl SinkState {
         })
     }
 
-    /// The events a sink parked, with why.
-    pub fn parked(&self, sink: &str) -> Result<Vec<(u64, String)>> {
+    /// The events a sink parked, with why, oldest first.
+    pub fn parked(&self, sink: &str) -> Result<Vec<Parked>> {
         self.with(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT seq, reason FROM parked WHERE sink = ?1 ORDER BY seq")?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT p.seq, p.reason, p.at_us, r.seq IS NOT NULL FROM parked p
+                 LEFT JOIN redeliver r ON r.sink = p.sink AND r.seq = p.seq
+                 WHERE p.sink = ?1 ORDER BY p.seq",
+            )?;
             let rows = stmt.query_map([sink], |r| {
-                Ok((u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get(1)?))
+                Ok(Parked {
+                    seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    reason: r.get(1)?,
+                    at: Timestamp::from_micros(r.get(2)?),
+                    queued: r.get(3)?,
+                })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Queues the sink's parked events in `from..=to` to be sent again;
+    /// returns how many were newly queued.
+    pub fn requeue(&self, sink: &str, from: u64, to: u64) -> Result<u64> {
+        self.with(|conn| {
+            let queued = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO redeliver (sink, seq)
+                     SELECT sink, seq FROM parked WHERE sink = ?1 AND seq BETWEEN ?2 AND ?3",
+                )?
+                .execute(params![sink, seq_param(from), seq_param(to)])?;
+            Ok(queued as u64)
+        })
+    }
+
+    /// Up to `limit` of the sink's queued events, oldest first.
+    pub fn queued(&self, sink: &str, limit: usize) -> Result<Vec<u64>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq FROM redeliver WHERE sink = ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(
+                params![sink, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| Ok(u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0)),
+            )?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Queued events the sink has now acknowledged: no longer parked.
+    pub fn redelivered(&self, sink: &str, seqs: &[u64]) -> Result<()> {
+        self.with(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let mut unparked = 0i64;
+            for seq in seqs {
+                let seq = seq_param(*seq);
+                tx.prepare_cached("DELETE FROM redeliver WHERE sink = ?1 AND seq = ?2")?
+                    .execute(params![sink, seq])?;
+                unparked += i64::try_from(
+                    tx.prepare_cached("DELETE FROM parked WHERE sink = ?1 AND seq = ?2")?
+                        .execute(params![sink, seq])?,
+                )
+                .unwrap_or(0);
+            }
+            tx.prepare_cached(
+                "UPDATE sink SET parked = max(parked - ?2, 0), delivered = delivered + ?2,
+                     last_delivery_us = ?3, last_error = NULL, last_error_us = NULL
+                 WHERE name = ?1",
+            )?
+            .execute(params![sink, unparked, Timestamp::now().as_micros()])?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Queued events the sink refused for good again: they stay parked,
+    /// with the new reason, and leave the queue.
+    pub fn parked_again(&self, sink: &str, seqs: &[u64], reason: &str) -> Result<()> {
+        self.with(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let now = Timestamp::now().as_micros();
+            for seq in seqs {
+                let seq = seq_param(*seq);
+                tx.prepare_cached("DELETE FROM redeliver WHERE sink = ?1 AND seq = ?2")?
+                    .execute(params![sink, seq])?;
+                tx.prepare_cached(
+                    "UPDATE parked SET reason = ?3, at_us = ?4 WHERE sink = ?1 AND seq = ?2",
+                )?
+                .execute(params![sink, seq, reason, now])?;
+            }
+            tx.prepare_cached(
+                "UPDATE sink SET last_error = ?2, last_error_us = ?3 WHERE name = ?1",
+            )?
+            .execute(params![sink, format!("parked again: {reason}"), now])?;
+            tx.commit()?;
+            Ok(())
         })
     }
 
@@ -193,5 +299,52 @@ impl SinkState {
                 last_error_at: None,
             }))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> (tempfile::TempDir, SinkState) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = SinkState::open(&dir.path().join("taskgate.db")).expect("open");
+        (dir, state)
+    }
+
+    #[test]
+    fn parked_events_can_be_queued_sent_again_and_unparked() -> Result<()> {
+        let (_dir, state) = state();
+        state.advance("siem", 2, 2)?;
+        state.park("siem", &[3, 5], 5, "the receiver answered 400")?;
+        state.park("other", &[4], 5, "no")?;
+        assert_eq!(state.progress("siem")?.parked, 2);
+        // Only parked events of this sink, in the range, and once.
+        assert_eq!(state.requeue("siem", 4, u64::MAX)?, 1);
+        assert_eq!(state.requeue("siem", 0, u64::MAX)?, 1);
+        assert_eq!(state.requeue("siem", 0, u64::MAX)?, 0);
+        assert_eq!(state.queued("siem", 10)?, [3, 5]);
+        assert_eq!(state.queued("other", 10)?, Vec::<u64>::new());
+        let parked = state.parked("siem")?;
+        assert!(parked.iter().all(|p| p.queued));
+        assert_eq!(parked[0].reason, "the receiver answered 400");
+
+        state.redelivered("siem", &[3])?;
+        state.parked_again("siem", &[5], "the receiver answered 422")?;
+        assert_eq!(state.queued("siem", 10)?, Vec::<u64>::new());
+        let parked = state.parked("siem")?;
+        assert_eq!(parked.len(), 1);
+        assert_eq!((parked[0].seq, parked[0].queued), (5, false));
+        assert_eq!(parked[0].reason, "the receiver answered 422");
+        let progress = state.progress("siem")?;
+        assert_eq!(
+            (progress.parked, progress.delivered, progress.cursor),
+            (1, 3, 5)
+        );
+        assert_eq!(
+            progress.last_error.as_deref(),
+            Some("parked again: the receiver answered 422")
+        );
+        Ok(())
     }
 }

@@ -287,6 +287,10 @@ fn every_command_has_help() {
         vec!["audit", "reindex", "--help"],
         vec!["config", "--help"],
         vec!["config", "check", "--help"],
+        vec!["sinks", "--help"],
+        vec!["sinks", "status", "--help"],
+        vec!["sinks", "parked", "--help"],
+        vec!["sinks", "redeliver", "--help"],
     ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{args:?}");

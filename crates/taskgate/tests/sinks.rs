@@ -263,6 +263,81 @@ fn events_the_receiver_refuses_are_parked_and_the_rest_go_on() {
     let (_, sinks) = gw.http().get(&gw.tokens.auditor, "/v1/sinks");
     assert_eq!(sinks[0]["parked"], 3, "{sinks}");
     assert!(gw.log().contains("parked, going on"), "{}", gw.log());
+
+    // The parked events are listed with why; once the receiver is fixed, an
+    // admin sends them again and they leave the list.
+    let http = gw.http();
+    let (status, parked) = http.get(&gw.tokens.auditor, "/v1/sinks/siem/parked");
+    assert_eq!(status, 200, "{parked}");
+    let parked_seqs: Vec<u64> = parked
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(parked_seqs.len(), 3, "{parked}");
+    assert_eq!(parked[0]["reason"], "the receiver answered 400");
+    let (status, refused) = http.post(
+        &gw.tokens.auditor,
+        "/v1/sinks/siem/redeliver",
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 403, "{refused}");
+    let (status, _) = http.post(
+        &gw.tokens.admin,
+        "/v1/sinks/nope/redeliver",
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 404);
+    let (status, _) = http.post(
+        &gw.tokens.admin,
+        "/v1/sinks/siem/redeliver",
+        &serde_json::json!({"from": 9, "to": 2}),
+    );
+    assert_eq!(status, 400);
+
+    let listed = gw.cli(&gw.tokens.auditor, &["sinks", "parked", "siem"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert_eq!(
+        listed.stdout.matches("the receiver answered 400").count(),
+        3,
+        "{}",
+        listed.stdout
+    );
+
+    receiver.received.lock().unwrap().reject_type = None;
+    let from = parked_seqs[1].to_string();
+    let queued = gw.cli(
+        &gw.tokens.admin,
+        &["sinks", "redeliver", "siem", "--from", &from],
+    );
+    assert_eq!(queued.code, 0, "{}", queued.stderr);
+    assert_eq!(
+        queued.stdout.trim(),
+        "siem: 2 parked events queued to be sent again"
+    );
+    assert!(wait_for(Duration::from_secs(10), || {
+        let (_, parked) = http.get(&gw.tokens.auditor, "/v1/sinks/siem/parked");
+        parked.as_array().unwrap().len() == 1
+    }));
+    let resent: Vec<u64> = receiver
+        .events()
+        .iter()
+        .filter(|(_, e)| e["type"] == "task.activated")
+        .map(|(id, e)| {
+            assert!(id.ends_with(&format!(":{}", e["seq"])), "{id}");
+            e["seq"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(resent, parked_seqs[1..]);
+    let (_, sinks) = http.get(&gw.tokens.auditor, "/v1/sinks");
+    assert_eq!(sinks[0]["parked"], 1, "{sinks}");
+    assert_eq!(sinks[0]["delivered"], 5, "{sinks}");
+    assert!(
+        gw.log().contains("parked events sent again"),
+        "{}",
+        gw.log()
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod error;
 mod extract;
 mod ops;
 mod reviews;
+mod sinks;
 mod tasks;
 mod views;
 
@@ -100,7 +101,9 @@ impl AppState {
         audit::search,
         audit::story,
         audit::verify,
-        audit::sinks,
+        sinks::sinks,
+        sinks::parked,
+        sinks::redeliver,
         ops::healthz,
         ops::metrics,
     ),
@@ -134,7 +137,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/events", get(audit::search))
         .route("/v1/audit/tasks/{id}/story", get(audit::story))
         .route("/v1/audit/verify", get(audit::verify))
-        .route("/v1/sinks", get(audit::sinks))
+        .route("/v1/sinks", get(sinks::sinks))
+        .route("/v1/sinks/{name}/parked", get(sinks::parked))
+        .route("/v1/sinks/{name}/redeliver", post(sinks::redeliver))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))

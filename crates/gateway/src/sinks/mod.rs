@@ -3,7 +3,9 @@
 //! durable cursor, delivers a batch, and moves the cursor only once the
 //! sink acknowledged it. A failure is retried on a growing schedule with
 //! jitter (seconds, then minutes, then hours, in the spirit of Svix's);
-//! an event the sink refuses for good is parked, logged, and passed.
+//! an event the sink refuses for good is parked, logged, and passed. Parked
+//! events an operator queues again (`taskgate sinks redeliver`) are sent
+//! before the next page, out of order; receivers deduplicate by event id.
 
 mod file;
 mod nats;
@@ -118,6 +120,15 @@ fn backoff(attempt: usize) -> Duration {
     Duration::from_secs_f64(base * (0.8 + 0.4 * unit))
 }
 
+/// An event as the sink gets it.
+fn outgoing(row: &taskgate_audit::EventRow) -> Result<Outgoing, String> {
+    let seq = u64::try_from(row.seq).unwrap_or(0);
+    let json =
+        exported(&row.body, &row.hash).map_err(|e| format!("record {seq} cannot be read: {e}"))?;
+    let id = json["id"].as_str().unwrap_or_default().to_owned();
+    Ok(Outgoing { seq, id, json })
+}
+
 /// Runs blocking store work off the async threads.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> taskgate_store::Result<T> + Send + 'static,
@@ -144,14 +155,59 @@ impl Runner {
         for row in rows {
             let seq = u64::try_from(row.seq).unwrap_or(0);
             if self.wanted(&row.event_type) {
-                let json = exported(&row.body, &row.hash)
-                    .map_err(|e| format!("record {seq} cannot be read: {e}"))?;
-                let id = json["id"].as_str().unwrap_or_default().to_owned();
-                wanted.push(Outgoing { seq, id, json });
+                wanted.push(outgoing(&row)?);
             }
             through = seq;
         }
         Ok((wanted, through))
+    }
+
+    /// Sends parked events an operator queued again, in batches; returns
+    /// how many went (delivered or parked again). A batch the sink should
+    /// get later stays queued and ends the round with its error.
+    async fn redeliver(&mut self) -> Result<usize, String> {
+        let (state, name) = (Arc::clone(&self.state), self.name.clone());
+        let seqs = blocking(move || state.queued(&name, PAGE_EVENTS)).await?;
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        let reader = Arc::clone(&self.reader);
+        let events = blocking(move || {
+            let mut rows = Vec::with_capacity(seqs.len());
+            for seq in seqs {
+                rows.extend(
+                    reader
+                        .events_after(seq.saturating_sub(1), 1)?
+                        .into_iter()
+                        .take(1),
+                );
+            }
+            Ok(rows)
+        })
+        .await?
+        .iter()
+        .map(outgoing)
+        .collect::<Result<Vec<_>, _>>()?;
+        for chunk in events.chunks(self.batch) {
+            let seqs: Vec<u64> = chunk.iter().map(|e| e.seq).collect();
+            let (state, name) = (Arc::clone(&self.state), self.name.clone());
+            match self.deliver.deliver(chunk).await {
+                Ok(()) => {
+                    tracing::info!(sink = %self.name, first = seqs.first(), last = seqs.last(), "parked events sent again");
+                    blocking(move || state.redelivered(&name, &seqs)).await?;
+                }
+                Err(Failure::Park(reason)) => {
+                    tracing::warn!(sink = %self.name, first = seqs.first(), last = seqs.last(), %reason, "the sink refused parked events again: they stay parked");
+                    blocking(move || state.parked_again(&name, &seqs, &reason)).await?;
+                }
+                Err(Failure::Retry(reason)) => {
+                    let error = format!("sending parked events again failed: {reason}");
+                    let _ = blocking(move || state.failed(&name, &reason)).await;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(events.len())
     }
 
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
@@ -179,6 +235,19 @@ impl Runner {
                     }
                 }
             };
+            match self.redeliver().await {
+                Ok(0) => {}
+                Ok(_) => {
+                    attempt = 0;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(sink = %self.name, %error, "will retry");
+                    self.pause(&mut shutdown, backoff(attempt)).await;
+                    attempt += 1;
+                    continue;
+                }
+            }
             let (events, through) = match self.page(at).await {
                 Ok(page) => page,
                 Err(error) => {

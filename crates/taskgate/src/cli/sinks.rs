@@ -1,4 +1,5 @@
-//! `taskgate sinks status`: where each export sink stands.
+//! `taskgate sinks status|parked|redeliver`: where each export sink stands,
+//! what it parked, and sending parked events again.
 
 use std::process::ExitCode;
 
@@ -16,10 +17,80 @@ pub enum SinksCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// The events a sink refused for good, with why.
+    Parked {
+        /// The sink's name in the config.
+        sink: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Queues a sink's parked events to be sent again (admins only), once
+    /// the receiver is fixed: all of them, or those from..=to.
+    Redeliver {
+        /// The sink's name in the config.
+        sink: String,
+        /// The first sequence number to send again.
+        #[arg(long)]
+        from: Option<u64>,
+        /// The last sequence number to send again.
+        #[arg(long)]
+        to: Option<u64>,
+    },
 }
 
 pub async fn run(global: &Global, command: SinksCommand) -> anyhow::Result<ExitCode> {
-    let SinksCommand::Status { format } = command;
+    match command {
+        SinksCommand::Status { format } => status(global, format).await,
+        SinksCommand::Parked { sink, format } => parked(global, &sink, format).await,
+        SinksCommand::Redeliver { sink, from, to } => {
+            let body = serde_json::json!({ "from": from, "to": to });
+            let answer: Value = Client::new(global)
+                .await?
+                .post(
+                    &format!("/v1/sinks/{sink}/redeliver"),
+                    &body,
+                    "sinks redeliver",
+                )
+                .await?;
+            println!(
+                "{}: {} parked events queued to be sent again",
+                sink, answer["queued"]
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn parked(global: &Global, sink: &str, format: Format) -> anyhow::Result<ExitCode> {
+    let parked: Value = Client::new(global)
+        .await?
+        .get(&format!("/v1/sinks/{sink}/parked"), "sinks parked")
+        .await?;
+    if format == Format::Json {
+        output::json(&parked);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows = parked.as_array().map(Vec::as_slice).unwrap_or_default();
+    if rows.is_empty() {
+        println!("{sink} has no parked events");
+    }
+    for event in rows {
+        println!(
+            "{} parked {}{}: {}",
+            event["seq"],
+            event["at"].as_str().unwrap_or("-"),
+            if event["queued"] == true {
+                " (queued to be sent again)"
+            } else {
+                ""
+            },
+            event["reason"].as_str().unwrap_or("-"),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(global: &Global, format: Format) -> anyhow::Result<ExitCode> {
     let sinks: Value = Client::new(global)
         .await?
         .get("/v1/sinks", "sinks status")
