@@ -175,12 +175,12 @@ impl Runner {
         let events = blocking(move || {
             let mut rows = Vec::with_capacity(seqs.len());
             for seq in seqs {
-                rows.extend(
-                    reader
-                        .events_after(seq.saturating_sub(1), 1)?
-                        .into_iter()
-                        .take(1),
-                );
+                let row = reader
+                    .events_after(seq.saturating_sub(1), 1)?
+                    .into_iter()
+                    .next();
+                // Only that event: never a later one in its place.
+                rows.extend(row.filter(|r| u64::try_from(r.seq).ok() == Some(seq)));
             }
             Ok(rows)
         })
