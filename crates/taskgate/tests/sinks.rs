@@ -338,6 +338,12 @@ fn events_the_receiver_refuses_are_parked_and_the_rest_go_on() {
         "{}",
         gw.log()
     );
+    let status = gw.cli(&gw.tokens.auditor, &["sinks", "status"]);
+    assert!(
+        status.stdout.contains("siem (webhook): cursor") && status.stdout.contains("parked 1,"),
+        "{}",
+        status.stdout
+    );
 }
 
 #[test]

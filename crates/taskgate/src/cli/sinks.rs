@@ -61,20 +61,37 @@ pub async fn run(global: &Global, command: SinksCommand) -> anyhow::Result<ExitC
     }
 }
 
-async fn parked(global: &Global, sink: &str, format: Format) -> anyhow::Result<ExitCode> {
-    let parked: Value = Client::new(global)
-        .await?
-        .get(&format!("/v1/sinks/{sink}/parked"), "sinks parked")
-        .await?;
+/// Fetches a list; prints it whole with `--format json` (and answers
+/// None), else says `empty` when there is nothing and answers the rows.
+async fn list(
+    global: &Global,
+    path: &str,
+    what: &str,
+    format: Format,
+    empty: &str,
+) -> anyhow::Result<Option<Vec<Value>>> {
+    let answer: Value = Client::new(global).await?.get(path, what).await?;
     if format == Format::Json {
-        output::json(&parked);
-        return Ok(ExitCode::SUCCESS);
+        output::json(&answer);
+        return Ok(None);
     }
-    let rows = parked.as_array().map(Vec::as_slice).unwrap_or_default();
+    let rows = match answer {
+        Value::Array(rows) => rows,
+        _ => Vec::new(),
+    };
     if rows.is_empty() {
-        println!("{sink} has no parked events");
+        println!("{empty}");
     }
-    for event in rows {
+    Ok(Some(rows))
+}
+
+async fn parked(global: &Global, sink: &str, format: Format) -> anyhow::Result<ExitCode> {
+    let path = format!("/v1/sinks/{sink}/parked");
+    let empty = format!("{sink} has no parked events");
+    let Some(rows) = list(global, &path, "sinks parked", format, &empty).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    for event in &rows {
         println!(
             "{} parked {}{}: {}",
             event["seq"],
@@ -91,19 +108,11 @@ async fn parked(global: &Global, sink: &str, format: Format) -> anyhow::Result<E
 }
 
 async fn status(global: &Global, format: Format) -> anyhow::Result<ExitCode> {
-    let sinks: Value = Client::new(global)
-        .await?
-        .get("/v1/sinks", "sinks status")
-        .await?;
-    if format == Format::Json {
-        output::json(&sinks);
+    let empty = "no export sinks are configured";
+    let Some(rows) = list(global, "/v1/sinks", "sinks status", format, empty).await? else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let rows = sinks.as_array().map(Vec::as_slice).unwrap_or_default();
-    if rows.is_empty() {
-        println!("no export sinks are configured");
-    }
-    for sink in rows {
+    };
+    for sink in &rows {
         let text = |key: &str| sink[key].as_str().unwrap_or("-").to_owned();
         println!(
             "{} ({}): cursor {} of {}, lag {}, delivered {}, parked {}, last delivery {}",
