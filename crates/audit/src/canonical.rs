@@ -41,11 +41,24 @@ impl Serialize for Sorted<'_> {
                 seq.end()
             }
             Value::Object(map) => {
-                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-                entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-                let mut out = serializer.serialize_map(Some(entries.len()))?;
-                for (key, value) in entries {
-                    out.serialize_entry(key, &Sorted(value))?;
+                let mut out = serializer.serialize_map(Some(map.len()))?;
+                let in_order = map
+                    .keys()
+                    .zip(map.keys().skip(1))
+                    .all(|(a, b)| a.as_bytes() < b.as_bytes());
+                if in_order {
+                    // serde_json's own map keeps keys sorted, unless a
+                    // `preserve_order` feature is on somewhere in the build:
+                    // checked, not assumed, and no sort is needed.
+                    for (key, value) in map {
+                        out.serialize_entry(key, &Sorted(value))?;
+                    }
+                } else {
+                    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                    for (key, value) in entries {
+                        out.serialize_entry(key, &Sorted(value))?;
+                    }
                 }
                 out.end()
             }
@@ -64,7 +77,11 @@ pub fn canonical_json(value: &Value) -> Result<Vec<u8>, CanonicalError> {
 }
 
 pub(crate) fn to_canonical<T: Serialize>(value: &T) -> Result<Vec<u8>, CanonicalError> {
-    serde_json::to_vec(value).map_err(|e| CanonicalError(e.to_string()))
+    // Room for a typical event at once: growing from serde_json's default
+    // took several copies per event.
+    let mut out = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut out, value).map_err(|e| CanonicalError(e.to_string()))?;
+    Ok(out)
 }
 
 #[cfg(test)]
