@@ -4,7 +4,9 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use taskgate_pgcluster::Cluster;
 
 /// Passwords of the roles the gateway logs in as.
 pub const RO_USER: &str = "shop_ro";
@@ -16,107 +18,64 @@ pub const TRUST_USER: &str = "shop_trust";
 pub const CLEAR_USER: &str = "shop_clear";
 
 pub struct TestCluster {
+    // Declared before `dir`, so the server stops before its files go.
+    cluster: Cluster,
     pub dir: tempfile::TempDir,
     pub port: u16,
-    bin: PathBuf,
-    as_postgres: bool,
 }
 
-/// PostgreSQL's binaries: `TASKGATE_PG_BINDIR`, else the newest under
-/// /usr/lib/postgresql, else whatever is on PATH.
+/// PostgreSQL's binaries (see `taskgate_pgcluster::bindir`).
 pub fn pg_bindir() -> PathBuf {
-    if let Ok(dir) = std::env::var("TASKGATE_PG_BINDIR") {
-        return dir.into();
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .collect()
-        })
-        .unwrap_or_default();
-    found.retain(|p| p.join("initdb").exists());
-    found.sort();
-    found.pop().unwrap_or_default()
+    taskgate_pgcluster::bindir().unwrap_or_default()
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    taskgate_pgcluster::free_port().unwrap()
 }
 
 impl TestCluster {
+    /// A cluster with `log_statement = all` and the test roles, database
+    /// and tables (see `setup`).
     pub fn start() -> Self {
         let dir = tempfile::Builder::new().prefix("tg-pg-").tempdir().unwrap();
-        let as_postgres = is_root();
-        let cluster = TestCluster {
-            port: free_port(),
-            bin: pg_bindir(),
-            as_postgres,
-            dir,
-        };
-        if as_postgres {
-            // initdb refuses to run as root; the cluster belongs to postgres.
-            let ok = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(cluster.dir.path())
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "chown of the cluster dir failed");
-        }
-        cluster.run_ok(
-            "initdb",
-            &[
-                "-D",
-                &cluster.data().display().to_string(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
+        let hba = format!(
+            "local all all trust\n\
+             host all {TRUST_USER} 127.0.0.1/32 trust\n\
+             host all {MD5_USER} 127.0.0.1/32 md5\n\
+             host all {CLEAR_USER} 127.0.0.1/32 password\n\
+             host all postgres 127.0.0.1/32 trust\n\
+             host all all 127.0.0.1/32 scram-sha-256\n"
         );
-        std::fs::write(
-            cluster.data().join("pg_hba.conf"),
-            format!(
-                "local all all trust\n\
-                 host all {TRUST_USER} 127.0.0.1/32 trust\n\
-                 host all {MD5_USER} 127.0.0.1/32 md5\n\
-                 host all {CLEAR_USER} 127.0.0.1/32 password\n\
-                 host all postgres 127.0.0.1/32 trust\n\
-                 host all all 127.0.0.1/32 scram-sha-256\n"
-            ),
+        let cluster = Cluster::start(
+            dir.path(),
+            &hba,
+            &[
+                "log_statement=all",
+                "log_line_prefix='%m [%p] app=%a '",
+                "max_connections=300",
+                "shared_buffers=32MB",
+            ],
         )
         .unwrap();
-        cluster.chown_data();
-        cluster.pg_ctl_start();
+        let cluster = TestCluster {
+            port: cluster.port(),
+            cluster,
+            dir,
+        };
         cluster.setup();
         cluster
     }
 
     fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.cluster.data()
     }
 
     pub fn socket_dir(&self) -> &Path {
-        self.dir.path()
+        self.cluster.socket_dir()
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("postgres.log")
+        self.cluster.log_path()
     }
 
     /// Everything the server logged: with `log_statement = all`, every
@@ -125,77 +84,14 @@ impl TestCluster {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    fn chown_data(&self) {
-        if self.as_postgres {
-            Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(self.dir.path())
-                .status()
-                .unwrap();
-        }
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let path = self.bin.join(program);
-        if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(path);
-            c
-        } else {
-            Command::new(path)
-        }
-    }
-
-    fn run_ok(&self, program: &str, args: &[&str]) -> Output {
-        let out = self.command(program).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{program} {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn pg_ctl_start(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c log_statement=all \
-             -c log_line_prefix='%m [%p] app=%a ' -c max_connections=300 -c shared_buffers=32MB",
-            self.port,
-            self.socket_dir().display()
-        );
-        self.run_ok(
-            "pg_ctl",
-            &[
-                "-D",
-                &self.data().display().to_string(),
-                "-l",
-                &self.log_path().display().to_string(),
-                "-w",
-                "-o",
-                &options,
-                "start",
-            ],
-        );
-    }
-
+    /// Stops the server at once, as a crash would.
     pub fn stop(&self) {
-        let _ = self
-            .command("pg_ctl")
-            .args([
-                "-D",
-                &self.data().display().to_string(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ])
-            .output();
+        self.cluster.stop();
     }
 
     pub fn restart(&self) {
         self.stop();
-        self.pg_ctl_start();
+        self.cluster.resume().unwrap();
     }
 
     /// Turns on TLS with this PEM certificate and key (and a reload).
@@ -207,7 +103,7 @@ impl TestCluster {
         std::fs::write(&cert, cert_pem).unwrap();
         std::fs::write(&key, key_pem).unwrap();
         Command::new("chmod").arg("600").arg(&key).status().unwrap();
-        self.chown_data();
+        self.cluster.chown().unwrap();
         self.psql("postgres", "ALTER SYSTEM SET ssl = on");
         self.psql("postgres", "SELECT pg_reload_conf()");
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -215,28 +111,7 @@ impl TestCluster {
 
     /// Runs SQL as the superuser over the local socket.
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = self.run_ok(
-            "psql",
-            &[
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                &self.socket_dir().display().to_string(),
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-c",
-                sql,
-            ],
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        self.cluster.psql(db, sql).unwrap()
     }
 
     fn setup(&self) {
@@ -272,19 +147,18 @@ impl TestCluster {
     /// Creates pgbench's tables (scale 1) in `shop`, writable by the
     /// gateway's write role.
     pub fn pgbench_init(&self) {
-        let init = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pgbench"))
-            .args(["-i", "-q", "-s", "1", "-h"])
-            .arg(self.socket_dir())
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "shop"])
-            .output()
-            .unwrap();
-        assert!(
-            init.status.success(),
-            "{}",
-            String::from_utf8_lossy(&init.stderr)
+        let (socket, port) = (
+            self.socket_dir().display().to_string(),
+            self.port.to_string(),
         );
+        self.cluster
+            .run(
+                "pgbench",
+                &[
+                    "-i", "-q", "-s", "1", "-h", &socket, "-p", &port, "-U", "postgres", "shop",
+                ],
+            )
+            .unwrap();
         self.psql(
             "shop",
             &format!("GRANT ALL ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO {RW_USER}"),
@@ -351,11 +225,5 @@ match = {{ tables = ["customers"], class = ["write"] }}
 action = "deny"
 "#
         )
-    }
-}
-
-impl Drop for TestCluster {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

@@ -22,7 +22,7 @@ use taskgate_store::checkpoints::{CheckpointDir, load_or_create_key};
 use taskgate_store::sqlite;
 
 use super::output;
-use cluster::Cluster;
+use taskgate_pgcluster::Cluster;
 
 /// How long the demo task's window stays open once approved: long enough
 /// for the steps before the cut, short enough to watch it lapse.
@@ -70,14 +70,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let password = secret("")?;
             let pg_dir = dir.path().join("pg");
             std::fs::create_dir(&pg_dir)?;
-            let cluster = Cluster::start(&pg_dir, &password).context("starting PostgreSQL")?;
+            let cluster = cluster::start(&pg_dir, &password).context(
+                "starting PostgreSQL (or pass --target-url for a scratch database of your own)",
+            )?;
             println!(
                 "taskgate demo: a throwaway PostgreSQL cluster on 127.0.0.1:{}, a temporary store in {}",
-                cluster.port,
+                cluster.port(),
                 dir.path().display()
             );
             Target {
-                address: format!("127.0.0.1:{}", cluster.port),
+                address: format!("127.0.0.1:{}", cluster.port()),
                 database: "orders".into(),
                 user: cluster::ROLE.into(),
                 password,
