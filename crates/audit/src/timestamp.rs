@@ -126,12 +126,10 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.canonical_text() {
-            Some(text) => match std::str::from_utf8(&text) {
-                Ok(text) => serializer.serialize_str(text),
-                Err(_) => serializer.collect_str(self),
-            },
-            None => serializer.collect_str(self),
+        let text = self.canonical_text();
+        match text.as_ref().map(|t| std::str::from_utf8(t)) {
+            Some(Ok(text)) => serializer.serialize_str(text),
+            _ => serializer.collect_str(self),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Export sinks' progress: a durable cursor per sink (the last event it has
 //! acknowledged, or skipped by its filter), the events it parked (and
-//! those of them an operator asked to send again), and its last error. Kept in a small SQLite file of its own beside the store
+//! those of them an operator asked to send again), and its last error.
+//! Kept in a small SQLite file of its own beside the store
 //! (`taskgate.sinks.db`), so moving a cursor never takes the store's write
 //! lock that every recorded statement waits on.
 

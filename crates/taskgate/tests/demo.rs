@@ -65,7 +65,7 @@ fn the_demo_runs_against_a_given_database_and_fails_loudly_without_one() {
     let cluster = TestCluster::start();
     let url = format!(
         "postgres://{RW_USER}:{UPSTREAM_PASSWORD}@127.0.0.1:{}/shop",
-        cluster.port
+        cluster.port()
     );
     let (code, stdout, stderr) = demo(&["--target-url", &url]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");

@@ -91,7 +91,7 @@ fn the_target_certificate_is_verified() {
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("ca.pem"), &cert).unwrap();
     std::fs::write(work.path().join("other-ca.pem"), &other_cert).unwrap();
-    let port = cluster.port;
+    let port = cluster.port();
     let extra = format!(
         r#"{}
 [[connections]]

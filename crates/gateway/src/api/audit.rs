@@ -28,10 +28,7 @@ impl AppState {
     ) -> Result<T, ApiError> {
         self.writer.flush().await?;
         let index = Arc::clone(&self.index);
-        tokio::task::spawn_blocking(move || work(&index))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::from)
+        super::blocking(move || work(&index)).await
     }
 }
 

@@ -76,11 +76,18 @@ impl AppState {
         work: impl FnOnce(&dyn StoreRead) -> taskgate_store::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         let reader = Arc::clone(&self.reader);
-        tokio::task::spawn_blocking(move || work(reader.as_ref()))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::from)
+        blocking(move || work(reader.as_ref())).await
     }
+}
+
+/// Runs store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> taskgate_store::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)
 }
 
 #[derive(OpenApi)]

@@ -22,10 +22,7 @@ impl AppState {
         + 'static,
     ) -> Result<T, ApiError> {
         let state = Arc::clone(&self.sink_state);
-        tokio::task::spawn_blocking(move || work(&state))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::from)
+        super::blocking(move || work(&state)).await
     }
 
     /// The configured sink called `name`, or 404.
@@ -39,6 +36,16 @@ impl AppState {
     }
 }
 
+fn may_see_sinks(caller: &Caller) -> Result<(), ApiError> {
+    if caller.reads_everything() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "only auditors and admins may see the export sinks",
+        ))
+    }
+}
+
 /// Each export sink: its cursor, how far behind the log it is, what it
 /// delivered and parked, and its last error.
 #[utoipa::path(
@@ -49,11 +56,7 @@ impl AppState {
     )
 )]
 pub async fn sinks(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    if !caller.reads_everything() {
-        return Err(ApiError::forbidden(
-            "only auditors and admins may see the export sinks",
-        ));
-    }
+    may_see_sinks(&caller)?;
     let head = state.read(|r| r.head_seq()).await?;
     let configured: Vec<(String, String)> = state
         .config
@@ -101,11 +104,7 @@ pub async fn parked(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if !caller.reads_everything() {
-        return Err(ApiError::forbidden(
-            "only auditors and admins may see the export sinks",
-        ));
-    }
+    may_see_sinks(&caller)?;
     let name = state.configured_sink(&name)?;
     let parked = state.sink_state(move |s| s.parked(&name)).await?;
     Ok(Json(json!(parked)))

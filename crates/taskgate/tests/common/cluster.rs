@@ -21,7 +21,6 @@ pub struct TestCluster {
     // Declared before `dir`, so the server stops before its files go.
     cluster: Cluster,
     pub dir: tempfile::TempDir,
-    pub port: u16,
 }
 
 /// PostgreSQL's binaries (see `taskgate_pgcluster::bindir`).
@@ -57,13 +56,13 @@ impl TestCluster {
             ],
         )
         .unwrap();
-        let cluster = TestCluster {
-            port: cluster.port(),
-            cluster,
-            dir,
-        };
+        let cluster = TestCluster { cluster, dir };
         cluster.setup();
         cluster
+    }
+
+    pub fn port(&self) -> u16 {
+        self.cluster.port()
     }
 
     fn data(&self) -> PathBuf {
@@ -149,7 +148,7 @@ impl TestCluster {
     pub fn pgbench_init(&self) {
         let (socket, port) = (
             self.socket_dir().display().to_string(),
-            self.port.to_string(),
+            self.port().to_string(),
         );
         self.cluster
             .run(
@@ -169,7 +168,7 @@ impl TestCluster {
     /// `shop` (SCRAM), `shop-md5` and `shop-trust`, and a policy letting
     /// agents take any access without approval, with two statement rules.
     pub fn gateway_config(&self) -> String {
-        let port = self.port;
+        let port = self.port();
         format!(
             r#"
 [[connections]]
