@@ -104,7 +104,10 @@ fn long_statements_bypass_the_cache() {
 
 #[test]
 fn concurrent_use_from_threads() {
-    let c = Arc::new(Classifier::new(64));
+    // Room enough that no shard evicts: the 101 shapes (`t0`..`t96` are
+    // distinct tables) over 64 shards of one entry each collided often
+    // enough, under some hash seeds, to make misses outnumber hits.
+    let c = Arc::new(Classifier::new(64 * 16));
     let shapes = [
         ("SELECT * FROM a WHERE id = {}", Class::Read),
         ("UPDATE a SET v = {} WHERE id = 1", Class::Write),
@@ -135,5 +138,5 @@ fn concurrent_use_from_threads() {
         hits > misses,
         "repeat shapes should mostly hit: {hits} hits, {misses} misses"
     );
-    assert!(c.len() <= 64);
+    assert!(c.len() <= 64 * 16);
 }
