@@ -77,22 +77,31 @@ pub struct RuleError {
     error: regex::Error,
 }
 
-/// `orders` matches `orders` in any schema; `shop.orders` only that one;
-/// `shop.*` every table of `shop`; `*` every table. Unquoted SQL names are
-/// case-insensitive, so the comparison is too.
-fn table_matches(pattern: &str, table: &str) -> bool {
+/// `orders` matches `orders` in any schema; `shop.orders` that one, and
+/// `orders` named without a schema (the session's `search_path` decides
+/// where that is, and it can change: rules only ever tighten, so the wider
+/// match is the safe one); `shop.*` every table named in `shop`; `*` every
+/// table. Unquoted SQL names are case-insensitive, so the comparison is
+/// too.
+pub fn table_matches(pattern: &str, table: &str) -> bool {
     let pattern = pattern.to_ascii_lowercase();
     let table = table.to_ascii_lowercase();
     if pattern == "*" {
         return true;
     }
-    if let Some(schema) = pattern.strip_suffix(".*") {
-        return table.rsplit_once('.').is_some_and(|(s, _)| s == schema);
+    let (schema, name) = match table.rsplit_once('.') {
+        Some((s, t)) => (Some(s), t),
+        None => (None, table.as_str()),
+    };
+    if let Some(wanted) = pattern.strip_suffix(".*") {
+        return schema == Some(wanted);
     }
-    if pattern.contains('.') {
-        return table == pattern;
+    match pattern.rsplit_once('.') {
+        Some((wanted_schema, wanted)) => {
+            name == wanted && schema.is_none_or(|s| s == wanted_schema)
+        }
+        None => name == pattern,
     }
-    table == pattern || table.rsplit_once('.').is_some_and(|(_, t)| t == pattern)
 }
 
 impl Rule {
@@ -117,11 +126,17 @@ impl Rule {
     fn matches(&self, sql: &str, c: &Classification) -> bool {
         (self.classes.is_empty() || self.classes.contains(&c.class))
             && (self.tables.is_empty()
+                // Opaque code may touch any table.
+                || !c.opaque.is_empty()
                 || c.tables_read
                     .iter()
                     .chain(&c.tables_written)
                     .any(|t| self.tables.iter().any(|p| table_matches(p, t))))
-            && self.regex.as_ref().is_none_or(|r| r.is_match(sql))
+            && self.regex.as_ref().is_none_or(|r| {
+                // Comments can stand anywhere in the text; the rule sees it
+                // both as sent and with them taken out.
+                r.is_match(sql) || r.is_match(&taskgate_sqlclass::without_comments(sql))
+            })
     }
 }
 
@@ -157,8 +172,15 @@ impl StatementPolicy {
         })
     }
 
-    fn ceiling(&self, c: &Classification) -> StatementDecision {
+    fn ceiling(&self, sql: &str, c: &Classification) -> StatementDecision {
         let denied = |why: String| StatementDecision::Deny { reason: why };
+        if taskgate_sqlclass::depends_on_standard_strings(sql) {
+            // The server may read it either way (a statement ahead of it
+            // can turn the setting off, reported only later): never guess.
+            return denied(
+                "the statement reads differently with standard_conforming_strings off (a backslash before a quote in a '...' string); write the string as E'...' or without the backslash".to_owned(),
+            );
+        }
         if c.class == Class::Unknown && self.access != Access::Admin {
             let why = match &c.error {
                 Some(error) => format!("the statement could not be classified ({error})"),
@@ -169,6 +191,16 @@ impl StatementPolicy {
             };
             return StatementDecision::Review {
                 reason: format!("{why}, so a {} grant needs a review", self.access),
+                by: self.default_approvers.clone(),
+            };
+        }
+        if !c.opaque.is_empty() && self.access != Access::Admin {
+            return StatementDecision::Review {
+                reason: format!(
+                    "it runs code the gateway cannot inspect ({}), so a {} grant needs a review",
+                    c.opaque.join(", "),
+                    self.access
+                ),
                 by: self.default_approvers.clone(),
             };
         }
@@ -193,7 +225,7 @@ impl StatementPolicy {
     /// Decides one statement. Rule reasons name the rule, so a refused
     /// client and an auditor both see which line of the config applied.
     pub fn decide(&self, sql: &str, c: &Classification) -> StatementDecision {
-        let mut decision = self.ceiling(c);
+        let mut decision = self.ceiling(sql, c);
         for rule in self.rules.iter().filter(|r| r.matches(sql, c)) {
             let from_rule = match rule.action {
                 RuleAction::Allow => StatementDecision::Allow,

@@ -4,7 +4,11 @@
 
 use pg_query::NodeEnum as N;
 
-use crate::names::{is_dcl_function, is_lexing_param, is_read_only_param, is_role_param, is_set_config};
+use crate::builtins::is_catalog_function;
+use crate::names::{
+    is_dcl_function, is_lexing_param, is_read_only_param, is_role_param, is_set_config, runs_dynamic_sql,
+    writes_despite_read_only,
+};
 use crate::statement::classify_base;
 use crate::walk::walk;
 use crate::{Class, Classification};
@@ -16,6 +20,7 @@ struct Partial {
     read: Vec<String>,
     written: Vec<String>,
     lifts: bool,
+    opaque: Vec<String>,
 }
 
 /// Classifies SQL text (one statement, or several combined: strictest
@@ -51,6 +56,7 @@ pub fn classify(sql: &str) -> Classification {
         acc.read.extend(p.read);
         acc.written.extend(p.written);
         acc.lifts |= p.lifts;
+        acc.opaque.extend(p.opaque);
         acc
     });
     finish(combined)
@@ -75,6 +81,7 @@ fn unparsable(msg: String) -> Classification {
         tables_read: Vec::new(),
         tables_written: Vec::new(),
         lifts_read_only: false,
+        opaque: Vec::new(),
         error: Some(msg),
     }
 }
@@ -98,6 +105,7 @@ fn finish(p: Partial) -> Classification {
         tables_read: sorted(p.read),
         tables_written: sorted(p.written),
         lifts_read_only: p.lifts,
+        opaque: sorted(p.opaque),
         error: None,
     }
 }
@@ -125,6 +133,7 @@ fn classify_node(node: &N, text: &str) -> Partial {
                 p.read.append(&mut w);
                 p.class = Class::Read;
                 p.lifts = false;
+                p.opaque.clear();
                 p.command = "EXPLAIN".to_owned();
             }
             p
@@ -242,6 +251,7 @@ fn unknown_partial(command: &str) -> Partial {
         read: Vec::new(),
         written: Vec::new(),
         lifts: false,
+        opaque: Vec::new(),
     }
 }
 
@@ -259,9 +269,18 @@ fn classify_plain(node: &N, text: &str) -> Partial {
     if facts.functions.iter().any(|f| is_dcl_function(f)) {
         class = class.stricter(Class::Dcl);
     }
+    if facts.functions.iter().any(|f| writes_despite_read_only(f)) {
+        class = class.stricter(Class::Write);
+    }
+    let mut opaque = opaque_parts(&b.command, &facts.functions);
     // EXECUTE runs a prepared statement the gateway cannot see from here.
     if facts.execute_nodes > 0 {
         class = Class::Unknown;
+        opaque.push("EXECUTE of a prepared statement".to_owned());
+    }
+    // Code the gateway cannot see may write anything it can reach.
+    if !opaque.is_empty() {
+        class = class.stricter(Class::Write);
     }
     let calls = facts.functions.iter().filter(|f| is_set_config(f)).count();
     let mut lifts = b.lifts;
@@ -286,5 +305,27 @@ fn classify_plain(node: &N, text: &str) -> Partial {
         read,
         written,
         lifts,
+        opaque,
     }
+}
+
+/// What in a statement runs code the gateway cannot read: DO blocks and
+/// procedures, functions outside PostgreSQL's catalog, and the catalog's
+/// functions that run SQL handed to them as text. Each is named, so the
+/// record says what could not be seen into.
+fn opaque_parts(command: &str, functions: &[String]) -> Vec<String> {
+    let mut parts = Vec::new();
+    match command {
+        "DO" => parts.push("DO block".to_owned()),
+        "CALL" => parts.push("procedure call".to_owned()),
+        _ => {}
+    }
+    for f in functions {
+        if runs_dynamic_sql(f) {
+            parts.push(format!("dynamic SQL in {f}()"));
+        } else if !is_catalog_function(f) && !is_dcl_function(f) {
+            parts.push(format!("function {f}()"));
+        }
+    }
+    parts
 }

@@ -9,6 +9,7 @@
 //! injective: `?` alone is a literal; `?` inside an operator is doubled.
 
 use crate::lexer::{Kind, Lexer, Step};
+use crate::names::mentions_set_config;
 
 /// Literal-normalized shape: numbers, strings (all forms, dollar-quoted too)
 /// and `$n` parameters become `?`; whitespace and comments collapse to one
@@ -79,11 +80,6 @@ pub fn fingerprint(sql: &str) -> String {
         prev = Some((t.kind, text));
     }
     out
-}
-
-fn mentions_set_config(sql: &str) -> bool {
-    const NAME: &[u8] = b"set_config";
-    sql.as_bytes().windows(NAME.len()).any(|w| w.eq_ignore_ascii_case(NAME))
 }
 
 fn sep(out: &mut String) {

@@ -58,6 +58,9 @@ pub(crate) enum Step {
 pub(crate) struct Lexer<'a> {
     src: &'a [u8],
     pos: usize,
+    /// Read plain `'...'` strings as the server does with
+    /// `standard_conforming_strings = off`: backslash escapes, like `E'...'`.
+    backslash_strings: bool,
 }
 
 fn is_ident_start(b: u8) -> bool {
@@ -100,6 +103,16 @@ impl<'a> Lexer<'a> {
         Lexer {
             src: src.as_bytes(),
             pos: 0,
+            backslash_strings: false,
+        }
+    }
+
+    /// A lexer that reads `'...'` (and `N'...'`) strings as the server does
+    /// with `standard_conforming_strings = off`.
+    pub(crate) fn with_backslash_strings(src: &'a str) -> Self {
+        Lexer {
+            backslash_strings: true,
+            ..Lexer::new(src)
         }
     }
 
@@ -290,13 +303,14 @@ impl<'a> Lexer<'a> {
         let lower = b.to_ascii_lowercase();
         let kind = if b == b'\'' {
             self.pos += 1;
-            if !self.quoted(b'\'', false) {
+            if !self.quoted(b'\'', self.backslash_strings) {
                 return Step::Unterminated(start);
             }
             Kind::Str
         } else if matches!(lower, b'e' | b'b' | b'x' | b'n') && next == b'\'' {
             self.pos += 2;
-            if !self.quoted(b'\'', lower == b'e') {
+            let backslash = lower == b'e' || (lower == b'n' && self.backslash_strings);
+            if !self.quoted(b'\'', backslash) {
                 return Step::Unterminated(start);
             }
             Kind::Str

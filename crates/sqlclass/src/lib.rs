@@ -15,12 +15,24 @@
 //! | class | statements |
 //! |---|---|
 //! | `read` | SELECT (no INTO, no data-modifying CTE, no FOR UPDATE/SHARE), VALUES, TABLE t, COPY ... TO STDOUT, FETCH / MOVE / CLOSE, DECLARE CURSOR of a read query, EXPLAIN without ANALYZE (of anything: its tables count as read, nothing in it runs) |
-//! | `write` | INSERT, UPDATE, DELETE, MERGE, TRUNCATE, COPY ... FROM STDIN, SELECT ... FOR UPDATE/NO KEY UPDATE/SHARE/KEY SHARE, writable CTEs, COPY (DELETE ... RETURNING) TO STDOUT, DECLARE ... FOR UPDATE, LOCK TABLE (but IN ACCESS SHARE MODE, the lock any SELECT takes, is read), REFRESH MATERIALIZED VIEW |
+//! | `write` | INSERT, UPDATE, DELETE, MERGE, TRUNCATE, COPY ... FROM STDIN, SELECT ... FOR UPDATE/NO KEY UPDATE/SHARE/KEY SHARE, writable CTEs, COPY (DELETE ... RETURNING) TO STDOUT, DECLARE ... FOR UPDATE, LOCK TABLE (but IN ACCESS SHARE MODE, the lock any SELECT takes, is read), REFRESH MATERIALIZED VIEW; a call of a built-in function that writes even in a read-only transaction (large objects: `lo_create`, `lo_from_bytea`, `lo_put`, `lo_unlink`, ...; `pg_stat_reset*`, replication slots and origins, `pg_notify`, `pg_logical_emit_message`); any statement with *opaque* code (below) |
 //! | `ddl` | CREATE / ALTER / DROP of tables, indexes, views, sequences, schemas, functions, types, extensions, triggers, policies, rules, domains, databases, tablespaces, servers, publications...; COMMENT ON, SECURITY LABEL; SELECT INTO and CREATE TABLE AS / MATERIALIZED VIEW (new table written, sources read); VACUUM, CLUSTER, REINDEX |
 //! | `dcl` | GRANT, REVOKE, CREATE / ALTER / DROP ROLE / USER / GROUP (and renaming one), ALTER DEFAULT PRIVILEGES, REASSIGN OWNED, DROP OWNED, SET / RESET ROLE, SET / RESET SESSION AUTHORIZATION, ALTER SYSTEM, LOAD, CHECKPOINT, COPY to/from a server file or PROGRAM, SET / RESET of `standard_conforming_strings` or `client_encoding` (they change how the gateway must read statement text), `set_config` of those, of `role` or `session_authorization`, or of a name that is not a literal; any statement calling `pg_terminate_backend`, `pg_cancel_backend`, `pg_reload_conf`, `lo_import`, `lo_export`, `dblink*`, or the server-file / server-control functions `pg_read_file`, `pg_read_binary_file`, `pg_ls_dir`, `pg_stat_file`, `pg_file_write`, `pg_promote`, `pg_rotate_logfile`, `pg_switch_wal`, `pg_create_restore_point` (matched on the last name part, any schema) |
 //! | `tcl` | BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE, ROLLBACK TO, SET TRANSACTION, PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED, SET CONSTRAINTS |
 //! | `utility` | SET / RESET of other settings (incl. SET SESSION CHARACTERISTICS), SHOW, DISCARD, LISTEN, UNLISTEN, NOTIFY, ANALYZE, DEALLOCATE, PREPARE name AS stmt (the inner statement's class instead when stricter, with its tables) |
 //! | `unknown` | DO, CALL (code the gateway cannot see into), EXECUTE of a prepared statement, text the parser refuses, empty input, any statement type not listed here (never defaults to read) |
+//!
+//! # Opaque code
+//!
+//! What the gateway cannot read is named in [`Classification::opaque`]: a
+//! call of a function outside PostgreSQL's catalog (`touch_customers()`,
+//! `public.lower()`: any schema but `pg_catalog`), a catalog function that
+//! runs SQL handed to it as text or reads a relation named by a value
+//! (`query_to_xml`, `table_to_xml`, `cursor_to_xml`, `ts_stat`, ...), a DO
+//! block, a procedure call, SQL-level EXECUTE. Such a statement's class is at
+//! least `write` (the code may write anything the session can), and its
+//! tables are only those the text names. The catalog's names are listed in
+//! `builtins.txt`.
 //!
 //! EXPLAIN ANALYZE runs its statement, so it takes that statement's class.
 //! Any ANALYZE option counts, whatever its value: `(ANALYZE 0)` and
@@ -65,6 +77,7 @@
 
 #![forbid(unsafe_code)]
 
+mod builtins;
 mod cache;
 mod classify;
 mod ddl;
@@ -72,6 +85,7 @@ mod facts;
 mod fingerprint;
 mod lexer;
 mod names;
+mod reading;
 mod split;
 mod statement;
 mod walk;
@@ -79,6 +93,7 @@ mod walk;
 pub use cache::{Classifier, MAX_CACHED_LEN};
 pub use classify::classify;
 pub use fingerprint::fingerprint;
+pub use reading::{depends_on_standard_strings, without_comments};
 pub use split::split;
 
 /// Statement class, after pgAudit's classes.
@@ -153,6 +168,12 @@ pub struct Classification {
     pub tables_written: Vec<String>,
     /// True when the statement would lift a read-only session (see crate docs).
     pub lifts_read_only: bool,
+    /// What runs code the gateway cannot read, each named ("function
+    /// public.touch_customers()", "dynamic SQL in query_to_xml()", "DO
+    /// block"): its tables are not all in `tables_read` / `tables_written`,
+    /// and the class is at least `write`. Sorted, deduplicated.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub opaque: Vec<String>,
     /// Parse error message when class is Unknown because the parser refused it.
     pub error: Option<String>,
 }

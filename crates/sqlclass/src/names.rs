@@ -100,6 +100,13 @@ pub(crate) fn is_dcl_function(name: &str) -> bool {
         )
 }
 
+/// Whether the text may call `set_config` (a plain substring test: a hit in
+/// a comment or a string only makes the caller stricter).
+pub(crate) fn mentions_set_config(sql: &str) -> bool {
+    const NAME: &[u8] = b"set_config";
+    sql.as_bytes().windows(NAME.len()).any(|w| w.eq_ignore_ascii_case(NAME))
+}
+
 /// `set_config()`, whose first argument decides what it does (see
 /// `classify::set_config_effect`).
 pub(crate) fn is_set_config(name: &str) -> bool {
@@ -122,4 +129,38 @@ pub(crate) fn is_read_only_param(name: &str) -> bool {
 /// Settings whose SET / RESET changes who the session is.
 pub(crate) fn is_role_param(name: &str) -> bool {
     name.eq_ignore_ascii_case("role") || name.eq_ignore_ascii_case("session_authorization")
+}
+
+/// Built-in functions that change data even in a read-only transaction
+/// (PostgreSQL's read-only mode does not stop them): large objects, and
+/// statistics, replication-slot and origin state. A call makes the
+/// statement a write. Matched on the last name part, like the DCL list.
+pub(crate) fn writes_despite_read_only(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    (last.starts_with("lo_")
+        && !matches!(
+            last,
+            "lo_get" | "lo_lseek" | "lo_lseek64" | "lo_tell" | "lo_tell64" | "lo_close"
+        ))
+        || last == "lowrite"
+        || last.starts_with("pg_stat_reset")
+        || last.starts_with("pg_replication_origin_")
+        || (last.starts_with("pg_") && last.contains("replication_slot"))
+        || matches!(
+            last,
+            "pg_logical_emit_message" | "pg_notify" | "pg_import_system_collations"
+        )
+}
+
+/// Built-in functions that run SQL given to them as text (or read a whole
+/// table, schema or database named by a value): the gateway cannot see
+/// which tables they touch.
+pub(crate) fn runs_dynamic_sql(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    last.starts_with("query_to_xml")
+        || last.starts_with("table_to_xml")
+        || last.starts_with("schema_to_xml")
+        || last.starts_with("database_to_xml")
+        || last.starts_with("cursor_to_xml")
+        || matches!(last, "ts_stat" | "ts_rewrite")
 }

@@ -25,6 +25,9 @@ fn render(c: &Classification) -> String {
         c.tables_written.join(", "),
         c.lifts_read_only
     );
+    if !c.opaque.is_empty() {
+        line.push_str(&format!(" | opaque=[{}]", c.opaque.join(", ")));
+    }
     if let Some(e) = &c.error {
         line.push_str(&format!(" | error={e}"));
     }

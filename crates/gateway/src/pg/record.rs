@@ -137,6 +137,9 @@ impl SessionRecord {
         );
         fields.insert("tables_read".into(), json!(c.tables_read));
         fields.insert("tables_written".into(), json!(c.tables_written));
+        if !c.opaque.is_empty() {
+            fields.insert("opaque".into(), json!(c.opaque));
+        }
         if statement.sql.len() > MAX_RECORDED_SQL_BYTES {
             fields.insert("sql_bytes".into(), json!(statement.sql.len()));
             fields.insert(

@@ -296,6 +296,7 @@ impl Session {
             writer: ctx.writer.clone(),
             tracker: Default::default(),
             made: Default::default(),
+            answered: Default::default(),
             limits: ctx.limits(),
             committed_through: Default::default(),
         });

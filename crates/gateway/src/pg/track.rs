@@ -17,7 +17,7 @@ use taskgate_wire_pg::backend::{BackendMessage, tag_rows};
 use taskgate_wire_pg::encode::backend as enc;
 use taskgate_wire_pg::frontend::Target;
 
-pub use names::{Change, Names, Portal, Prepared};
+pub use names::{Change, NameEffect, Names, Portal, Prepared};
 
 mod names;
 
@@ -109,6 +109,9 @@ pub struct Tracker {
     in_copy_in: bool,
     /// The gateway's own answers that must precede the message just taken.
     due: Vec<u8>,
+    /// Syncs and simple queries (or function calls) queued and not yet
+    /// answered by their ReadyForQuery.
+    unanswered: usize,
     pub names: Names,
 }
 
@@ -120,6 +123,7 @@ impl Default for Tracker {
             copy_in_bytes: 0,
             in_copy_in: false,
             due: Vec::new(),
+            unanswered: 0,
             names: Names::default(),
         }
     }
@@ -140,14 +144,23 @@ impl Tracker {
         if self.queue.len() >= MAX_OUTSTANDING {
             return Err(MAX_OUTSTANDING);
         }
+        if matches!(e, Expect::Sync | Expect::Query(_)) {
+            self.unanswered += 1;
+        }
         self.queue.push_back(e);
         Ok(())
+    }
+
+    /// Syncs and simple queries queued (forwarded, or about to be) whose
+    /// ReadyForQuery has not come back yet.
+    pub fn unanswered(&self) -> usize {
+        self.unanswered
     }
 
     /// Parse: the name now holds this statement.
     pub fn parse(&mut self, name: &str, prepared: Arc<Prepared>) -> Result<(), usize> {
         let prev = self.names.statements.insert(name.to_owned(), prepared);
-        let epoch = self.names.epoch;
+        let epoch = self.names.statement_epoch;
         self.expect(Expect::Named {
             change: Change::Statement {
                 name: name.to_owned(),
@@ -163,7 +176,7 @@ impl Tracker {
             Some(p) => self.names.portals.insert(name.to_owned(), Arc::new(p)),
             None => self.names.portals.remove(name),
         };
-        let epoch = self.names.epoch;
+        let epoch = self.names.portal_epoch;
         self.expect(Expect::Named {
             change: Change::Portal {
                 name: name.to_owned(),
@@ -185,7 +198,7 @@ impl Tracker {
                 prev: self.names.portals.remove(name),
             },
         };
-        let epoch = self.names.epoch;
+        let epoch = self.names.epoch_of(&change);
         self.expect(Expect::Named { change, epoch })
     }
 
@@ -266,6 +279,7 @@ impl Tracker {
         done: &mut Vec<Completion>,
     ) {
         let mut undos = Vec::new();
+        let mut transaction_ended = false;
         match message {
             BackendMessage::DataRow => {
                 if let Some(r) = self.running() {
@@ -327,15 +341,19 @@ impl Tracker {
             }
             BackendMessage::ReadyForQuery(status) => {
                 self.status = *status;
+                // Protocol-level portals end with their transaction.
+                transaction_ended = *status == b'I';
                 // Whatever is still open before the Sync or Query that this
                 // answers will not be answered any more.
                 while let Some(front) = self.queue.front() {
                     match front {
                         Expect::Sync => {
                             self.queue.pop_front();
+                            self.unanswered = self.unanswered.saturating_sub(1);
                             break;
                         }
                         Expect::Query(_) => {
+                            self.unanswered = self.unanswered.saturating_sub(1);
                             if let Some(Expect::Query(q)) = self.queue.pop_front() {
                                 for r in q {
                                     done.push(self.complete(r, Outcome::Skipped, now));
@@ -365,6 +383,9 @@ impl Tracker {
         for (change, epoch) in undos.into_iter().rev() {
             self.names.undo(change, epoch);
         }
+        if transaction_ended {
+            self.names.drop_portals();
+        }
         while matches!(self.queue.front(), Some(Expect::CopyEnd)) {
             // The end of a COPY that never started (or already ended).
             self.queue.pop_front();
@@ -380,6 +401,7 @@ impl Tracker {
             match self.queue.get(i) {
                 Some(Expect::Sync) => {
                     self.queue.remove(i);
+                    self.unanswered = self.unanswered.saturating_sub(1);
                 }
                 Some(Expect::CopyEnd) => {
                     self.queue.remove(i);
@@ -434,6 +456,7 @@ impl Tracker {
     /// Every command still open, when the connection ends.
     pub fn abandon(&mut self, now: Instant) -> Vec<Completion> {
         let mut done = Vec::new();
+        self.unanswered = 0;
         while let Some(front) = self.queue.pop_front() {
             match front {
                 Expect::Execute(r) => done.push(self.complete(r, Outcome::Unknown, now)),

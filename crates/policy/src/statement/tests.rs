@@ -85,6 +85,7 @@ fn class(class: Class, command: &str, read: &[&str], written: &[&str]) -> Classi
         tables_read: read.iter().map(|t| t.to_string()).collect(),
         tables_written: written.iter().map(|t| t.to_string()).collect(),
         lifts_read_only: false,
+        opaque: Vec::new(),
         error: None,
     }
 }
@@ -277,13 +278,54 @@ fn table_patterns() {
         ("orders", "orders", true),
         ("orders", "shop.orders", true),
         ("Orders", "ORDERS", true),
-        ("shop.orders", "orders", false),
+        // Unqualified, it may be in any schema the search_path names.
+        ("shop.orders", "orders", true),
         ("shop.orders", "shop.orders", true),
+        ("shop.orders", "s2.orders", false),
+        ("shop.orders", "shop.order_lines", false),
         ("shop.*", "shop.orders", true),
         ("shop.*", "orders", false),
+        ("shop.*", "s2.orders", false),
         ("*", "anything", true),
         ("orders", "orders_archive", false),
     ] {
         assert_eq!(table_matches(pattern, table), want, "{pattern} vs {table}");
     }
+}
+
+#[test]
+fn a_rule_sees_the_text_without_its_comments() {
+    // A rule written for the text's start, passed through a leading comment.
+    check(
+        Access::Write,
+        "/* x */ TRUNCATE orders",
+        class(Class::Write, "TRUNCATE", &[], &["orders"]),
+        Want::Deny("agents.statements[1]"),
+    );
+}
+
+#[test]
+fn opaque_code_matches_every_table_rule() {
+    // Its tables are unknown, so the rule on billing.* and secrets applies
+    // (deny beats the review an opaque call needs), whatever the grant.
+    let mut c = class(Class::Write, "SELECT", &[], &[]);
+    c.opaque = vec!["function touch_customers()".into()];
+    for access in [Access::Read, Access::Write, Access::Admin] {
+        check(
+            access,
+            "SELECT touch_customers()",
+            c.clone(),
+            Want::Deny("agents.statements[2]"),
+        );
+    }
+}
+
+#[test]
+fn text_that_reads_two_ways_is_denied() {
+    check(
+        Access::Write,
+        "SELECT 'x\\' AS a, ' ; UPDATE t SET a = 1; --' AS b",
+        class(Class::Read, "SELECT", &[], &[]),
+        Want::Deny("standard_conforming_strings"),
+    );
 }

@@ -4,6 +4,25 @@
 
 pub const CASES: &[(&str, &[&str])] = &[
     (
+        "code the gateway cannot see into, and writes read-only mode does not stop",
+        &[
+            "SELECT touch_customers()",
+            "SELECT public.lower(name) FROM customers",
+            "SELECT pg_catalog.lower(name), upper(name), count(*) FROM customers",
+            "SELECT table_to_xml('customers', true, false, '')",
+            "SELECT query_to_xml('select * from customers', true, false, '')",
+            "SELECT lo_create(0)",
+            "SELECT lo_from_bytea(0, '\\x41')",
+            "SELECT lo_put(16384, 0, '\\x41')",
+            "SELECT lo_unlink(16384)",
+            "SELECT lo_get(16384)",
+            "SELECT pg_stat_reset()",
+            "CALL archive_orders(30)",
+            "DO $$ BEGIN PERFORM 1; END $$",
+            "UPDATE orders SET total = recompute(id)",
+        ],
+    ),
+    (
         "reads",
         &[
             "SELECT 1",

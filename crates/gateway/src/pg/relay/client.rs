@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use super::super::ClientStream;
 use super::super::record::{Protocol, Statement, param_value};
 use super::super::sessions::CloseReason;
-use super::super::track::{Expect, Portal, Prepared, Running};
+use super::super::track::{Expect, NameEffect, Portal, Prepared, Running};
 use super::{Ending, INSUFFICIENT_PRIVILEGE, Shared};
 
 /// SQLSTATE for an Execute of a portal the gateway does not know.
@@ -76,6 +76,9 @@ struct Batch {
     overflow: Option<usize>,
     /// A statement that waits for a review; nothing after it is read yet.
     hold: Option<Held>,
+    /// A message that looks a name up behind an unanswered Sync: it is
+    /// taken again once the server has answered everything before it.
+    wait_for_server: bool,
 }
 
 /// A message held until a human decides.
@@ -176,7 +179,7 @@ impl ClientHalf {
                         "more than {limit} answers outstanding: the client sends without reading"
                     ));
                 }
-                if batch.terminate || batch.hold.is_some() {
+                if batch.terminate || batch.hold.is_some() || batch.wait_for_server {
                     break;
                 }
             }
@@ -204,6 +207,10 @@ impl ClientHalf {
             if batch.terminate {
                 return Ending::ClientLeft;
             }
+            if batch.wait_for_server {
+                self.wait_for_server().await;
+                continue;
+            }
             if let Some(held) = batch.hold.take() {
                 // Only this session waits; what came before is on its way.
                 // Messages the client sent behind the held one stay in
@@ -218,6 +225,19 @@ impl ClientHalf {
                 Ok(_) => {}
                 Err(e) => return Ending::Io(e.to_string()),
             }
+        }
+    }
+
+    /// Waits until the server has answered every Sync and query sent, so
+    /// the names it has are the ones the gateway knows. The server half
+    /// ends the session (and this wait with it) on a cut-off.
+    async fn wait_for_server(&self) {
+        loop {
+            let answered = self.shared.answered.notified();
+            if self.shared.tracker().unanswered() == 0 {
+                return;
+            }
+            answered.await;
         }
     }
 
@@ -301,6 +321,19 @@ impl ClientHalf {
     }
 
     fn on_frame(&mut self, frame: Frame, batch: &mut Batch) -> Result<(), Ending> {
+        // Bind and Execute look up names. Behind an unanswered Sync the
+        // server runs them whether or not what came before it succeeded
+        // (a Parse refused for a reused name, a portal dropped at COMMIT),
+        // so the gateway cannot know which statement or portal they name
+        // until it has the answers: it stops taking messages until then.
+        if matches!(frame.tag, b'B' | b'E')
+            && !self.skipping
+            && self.shared.tracker().unanswered() > 0
+        {
+            self.resume = Some(frame);
+            batch.wait_for_server = true;
+            return Ok(());
+        }
         let message = frontend::decode(&frame).map_err(|e| {
             Ending::ClientProtocol(format!(
                 "malformed message of type {:?}: {e}",
@@ -384,6 +417,7 @@ impl ClientHalf {
                     tables_read: Vec::new(),
                     tables_written: Vec::new(),
                     lifts_read_only: false,
+                    opaque: vec![format!("function call by oid {function_oid}")],
                     error: None,
                 };
                 let params: Vec<_> = args
@@ -716,8 +750,11 @@ impl ClientHalf {
                 .push(self.shared.record.started(id, &statement));
             running.push_back(Running::new(id, now));
         }
-        if classes.iter().any(|c| changes_prepared_names(c)) {
-            self.shared.tracker().names.clear();
+        {
+            let mut tracker = self.shared.tracker();
+            for class in &classes {
+                tracker.names.forget(NameEffect::of(class));
+            }
         }
         self.expect(batch, Expect::Query(running));
         Ok(true)
@@ -754,9 +791,6 @@ impl ClientHalf {
             return false;
         }
         let mut tracker = self.shared.tracker();
-        if changes_prepared_names(&class) {
-            tracker.names.clear();
-        }
         let prepared = Arc::new(Prepared {
             sql: sql.into(),
             class,
@@ -812,19 +846,15 @@ impl ClientHalf {
         batch
             .events
             .push(self.shared.record.started(id, &statement));
+        // What it does to the server's names happens as it runs; later
+        // messages of the batch see the names as they will be then.
+        self.shared
+            .tracker()
+            .names
+            .forget(NameEffect::of(&found.prepared.class));
         self.expect(batch, Expect::Execute(Running::new(id, Instant::now())));
         Ok(true)
     }
-}
-
-/// SQL-level PREPARE, DEALLOCATE and DISCARD change the server's prepared
-/// statements in ways the gateway does not follow: after one, it forgets
-/// every name rather than risk naming the wrong statement.
-fn changes_prepared_names(c: &Classification) -> bool {
-    c.command.split("; ").any(|command| {
-        matches!(command, "PREPARE" | "DEALLOCATE" | "DEALLOCATE ALL")
-            || command.starts_with("DISCARD")
-    })
 }
 
 fn simple<'a>(sql: &'a str, class: &'a Classification) -> Statement<'a> {

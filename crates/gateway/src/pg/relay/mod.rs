@@ -98,6 +98,8 @@ pub struct Shared {
     pub tracker: Mutex<Tracker>,
     /// Wakes the server half when the gateway's own answer is queued.
     pub made: Notify,
+    /// Wakes the client half when a ReadyForQuery has been taken in.
+    pub answered: Notify,
     pub limits: Limits,
     /// The highest command id whose `command.started` is committed: only
     /// those may get a `command.completed`.

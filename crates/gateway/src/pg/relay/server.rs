@@ -131,6 +131,7 @@ async fn forward_answers(
 ) -> Result<(), Ending> {
     let mut done = Vec::new();
     let mut unsafe_change = None;
+    let mut ready = false;
     {
         let mut tracker = shared.tracker();
         let now = Instant::now();
@@ -145,11 +146,15 @@ async fn forward_answers(
             if let BackendMessage::ParameterStatus { name, value } = message {
                 unsafe_change = unsafe_change.or_else(|| unsafe_setting(name, value));
             }
+            ready |= matches!(message, BackendMessage::ReadyForQuery(_));
             tracker.on_backend(&message, frame.body().len(), now, &mut done);
             tracker.take_due(out);
             out.extend_from_slice(&frame.raw);
             tracker.take_made(out);
         }
+    }
+    if ready {
+        shared.answered.notify_one();
     }
     let committed = shared
         .committed_through

@@ -44,13 +44,56 @@ pub enum Change {
 /// Bind), and undone, newest first, when the server refuses or skips the
 /// message: the tables can lose a name the server has (then the gateway
 /// refuses to run it) but never hold a different statement under a name.
+/// That holds only within one batch (up to Sync): a message that looks a
+/// name up behind an unanswered Sync waits for the answer (see
+/// `ClientHalf`), because the server runs it whether or not what came
+/// before succeeded.
 #[derive(Debug, Default)]
 pub struct Names {
     pub(super) statements: HashMap<String, Arc<Prepared>>,
     pub(super) portals: HashMap<String, Arc<Portal>>,
-    /// Bumped when the tables are cleared, so undoing an older change
+    /// Bumped when the statements are cleared, so undoing an older change
     /// cannot bring back a name from before the clearing.
-    pub(super) epoch: u64,
+    pub(super) statement_epoch: u64,
+    /// The same for portals, which also end with their transaction.
+    pub(super) portal_epoch: u64,
+}
+
+/// What a statement the server runs may do to the session's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameEffect {
+    None,
+    /// DECLARE, CLOSE, or the end of a transaction: cursors (portals) come
+    /// and go.
+    Portals,
+    /// SQL-level PREPARE, DEALLOCATE, DISCARD, or code the gateway cannot
+    /// see into: anything may change.
+    All,
+}
+
+impl NameEffect {
+    /// The effect of running a statement so classified.
+    pub fn of(c: &Classification) -> NameEffect {
+        if !c.opaque.is_empty() || c.class == taskgate_sqlclass::Class::Unknown {
+            return NameEffect::All;
+        }
+        let mut effect = NameEffect::None;
+        for command in c.command.split("; ") {
+            match command {
+                "PREPARE" | "DEALLOCATE" | "DEALLOCATE ALL" => return NameEffect::All,
+                c if c.starts_with("DISCARD") => return NameEffect::All,
+                "DECLARE CURSOR"
+                | "CLOSE CURSOR"
+                | "CLOSE CURSOR ALL"
+                | "COMMIT"
+                | "ROLLBACK"
+                | "ROLLBACK TO SAVEPOINT"
+                | "PREPARE TRANSACTION" => effect = NameEffect::Portals,
+                _ => {}
+            }
+        }
+        effect
+    }
 }
 
 impl Names {
@@ -62,16 +105,37 @@ impl Names {
         self.portals.get(name)
     }
 
-    /// Forgets every name: after SQL-level PREPARE, DEALLOCATE or DISCARD,
-    /// which change the server's tables in ways the gateway does not follow.
-    pub fn clear(&mut self) {
-        self.statements.clear();
+    /// Forgets what a statement being run may change: the gateway does not
+    /// follow SQL-level names, so it loses its own rather than risk naming
+    /// the wrong statement or cursor.
+    pub fn forget(&mut self, effect: NameEffect) {
+        match effect {
+            NameEffect::None => {}
+            NameEffect::Portals => self.drop_portals(),
+            NameEffect::All => {
+                self.statements.clear();
+                self.statement_epoch += 1;
+                self.drop_portals();
+            }
+        }
+    }
+
+    /// Every portal is gone: its transaction ended, or it may have been
+    /// replaced.
+    pub fn drop_portals(&mut self) {
         self.portals.clear();
-        self.epoch += 1;
+        self.portal_epoch += 1;
+    }
+
+    pub(super) fn epoch_of(&self, change: &Change) -> u64 {
+        match change {
+            Change::Statement { .. } => self.statement_epoch,
+            Change::Portal { .. } => self.portal_epoch,
+        }
     }
 
     pub(super) fn undo(&mut self, change: Change, epoch: u64) {
-        if epoch != self.epoch {
+        if epoch != self.epoch_of(&change) {
             return;
         }
         // A failed Parse or Bind of the unnamed statement or portal leaves

@@ -236,7 +236,7 @@ fn clearing_the_names_outlasts_older_undos() {
     );
     t.close(Target::Statement, "s1").unwrap();
     t.expect(Expect::Sync).unwrap();
-    t.names.clear();
+    t.names.forget(NameEffect::All);
     feed(
         &mut t,
         &[error("XX000"), BackendMessage::ReadyForQuery(b'I')],

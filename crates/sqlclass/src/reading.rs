@@ -1,0 +1,127 @@
+//! How statement text reads, independent of the session it arrives in.
+//!
+//! The gateway decides on a statement before the server has answered
+//! everything sent ahead of it, so it cannot know every setting the server
+//! will lex the text under: a statement earlier in the same pipeline can turn
+//! `standard_conforming_strings` off (by `set_config`, `UPDATE pg_settings`,
+//! a function or a trigger), and the server reports that only at the next
+//! `ReadyForQuery`. [`depends_on_standard_strings`] finds the text whose
+//! tokens would differ under that setting, so the gateway can refuse it
+//! instead of guessing which reading the server will take.
+
+use std::borrow::Cow;
+
+use crate::lexer::{Kind, Lexer, Step};
+use crate::names::mentions_set_config;
+
+/// True when `sql` would split into different tokens (strings, comments,
+/// statements) with `standard_conforming_strings` off than with it on, or
+/// when a `set_config` name could read differently: a backslash before a
+/// quote in a plain `'...'` string, say. Text without a backslash never
+/// does, and is answered without lexing.
+pub fn depends_on_standard_strings(sql: &str) -> bool {
+    if !sql.contains('\\') {
+        return false;
+    }
+    let mut on = Lexer::new(sql);
+    let mut off = Lexer::with_backslash_strings(sql);
+    let mut backslash_in_plain_string = false;
+    loop {
+        let (a, b) = (on.next_step(), off.next_step());
+        if a != b {
+            return true;
+        }
+        match a {
+            Step::Token(t) => {
+                let text = sql.get(t.start..t.end).unwrap_or_default();
+                if t.kind == Kind::Str && text.contains('\\') && !is_escape_string(text) {
+                    backslash_in_plain_string = true;
+                }
+            }
+            Step::Unterminated(_) | Step::End => break,
+        }
+    }
+    // Same tokens: only literal values differ, and only `set_config`'s
+    // first argument is read for its value.
+    backslash_in_plain_string && mentions_set_config(sql)
+}
+
+fn is_escape_string(token: &str) -> bool {
+    token.starts_with(['e', 'E']) || token.starts_with(['b', 'B', 'x', 'X']) || token.starts_with('$')
+}
+
+/// The text with every comment replaced by one space (strings and quoted
+/// names untouched), so a rule's regex sees `/* x */ TRUNCATE t` as
+/// ` TRUNCATE t`. Borrowed when the text holds no comment.
+pub fn without_comments(sql: &str) -> Cow<'_, str> {
+    if !sql.contains("--") && !sql.contains("/*") {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut lx = Lexer::new(sql);
+    let mut last = 0;
+    loop {
+        match lx.next_step() {
+            Step::Token(t) => {
+                let gap = sql.get(last..t.start).unwrap_or_default();
+                push_gap(&mut out, gap);
+                out.push_str(sql.get(t.start..t.end).unwrap_or_default());
+                last = t.end;
+            }
+            Step::Unterminated(at) => {
+                push_gap(&mut out, sql.get(last..at).unwrap_or_default());
+                out.push_str(sql.get(at..).unwrap_or_default());
+                return Cow::Owned(out);
+            }
+            Step::End => {
+                push_gap(&mut out, sql.get(last..).unwrap_or_default());
+                return Cow::Owned(out);
+            }
+        }
+    }
+}
+
+/// Whitespace between tokens is kept; a gap holding a comment becomes one
+/// space.
+fn push_gap(out: &mut String, gap: &str) {
+    if gap.contains("--") || gap.contains("/*") {
+        out.push(' ');
+    } else {
+        out.push_str(gap);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backslash_before_a_quote_reads_two_ways() {
+        let attack = "SELECT 'x\\' AS a, ' ; UPDATE customers SET name = $$pwned$$ WHERE id = 1; --' AS b";
+        assert!(depends_on_standard_strings(attack));
+        assert!(depends_on_standard_strings("SELECT 'a\\'"));
+        assert!(depends_on_standard_strings(
+            "SELECT set_config('standard\\_conforming\\_strings', 'off', false)"
+        ));
+    }
+
+    #[test]
+    fn ordinary_backslashes_read_one_way() {
+        assert!(!depends_on_standard_strings("SELECT 1"));
+        assert!(!depends_on_standard_strings("SELECT * FROM t WHERE x ~ '\\d+'"));
+        assert!(!depends_on_standard_strings("SELECT '\\\\'"));
+        assert!(!depends_on_standard_strings("SELECT E'it\\'s'"));
+        assert!(!depends_on_standard_strings("SELECT $$a\\'$$"));
+        assert!(!depends_on_standard_strings(
+            "SELECT set_config('search_path', 'public', false)"
+        ));
+    }
+
+    #[test]
+    fn comments_become_spaces() {
+        assert_eq!(without_comments("/* x */ TRUNCATE orders"), " TRUNCATE orders");
+        assert_eq!(without_comments("DROP/**/TABLE t -- bye\n"), "DROP TABLE t ");
+        assert_eq!(without_comments("SELECT '/* not */' -- c"), "SELECT '/* not */' ");
+        assert!(matches!(without_comments("SELECT 1"), Cow::Borrowed(_)));
+    }
+}

@@ -1,0 +1,292 @@
+//! The bypasses an adversarial review found, each as its attack: a raw
+//! client (or psycopg) sends what the attacker sent, and the test checks
+//! what the database really ran (its own log, its tables) against what the
+//! gateway recorded and refused. Each failed before the fix.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::TestGateway;
+use common::cluster::TestCluster;
+use common::raw::{RawPg, frontend as fe, tags};
+use serde_json::Value;
+
+/// A rule on the schema-qualified table, beside the cluster's own rules.
+const GUARD: &str = r#"
+[[policies]]
+name = "guard"
+who = ["kind:agent"]
+connections = ["shop"]
+access = ["read", "write", "admin"]
+max_window = "30m"
+
+[[policies.statements]]
+match = { tables = ["public.orders"], class = ["write"] }
+action = "deny"
+"#;
+
+fn gateway(cluster: &TestCluster) -> TestGateway {
+    TestGateway::start_with(&format!("{}{GUARD}", cluster.gateway_config()))
+}
+
+fn started_sql(gw: &TestGateway) -> Vec<String> {
+    gw.events_of("command.started")
+        .iter()
+        .map(|e| e["payload"]["sql"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn payload_of<'a>(events: &'a [Value], sql: &str) -> &'a Value {
+    &events
+        .iter()
+        .find(|e| e["payload"]["sql"] == sql)
+        .unwrap_or_else(|| panic!("no event for {sql:?} in {events:?}"))["payload"]
+}
+
+/// Finding 1: `Parse s A; Sync; Parse s B; Sync; Bind p s; Execute p; Sync`
+/// in one write. The server refuses the second Parse and runs A; the
+/// record must say A, and judge A.
+#[test]
+fn a_reused_name_in_one_write_is_recorded_as_what_runs() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let (task, token) = gw.active_task("shop", "write", "10m");
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    let update = "UPDATE orders SET qty = qty + 100 WHERE id = 1";
+    pg.send(
+        &[
+            fe::parse("s", update, &[]),
+            fe::sync(),
+            fe::parse("s", "SELECT 'harmless'", &[]),
+            fe::sync(),
+            fe::bind("p", "s", &[]),
+            fe::execute("p", 0),
+            fe::sync(),
+        ]
+        .concat(),
+    );
+    let answers = pg.until_ready(3);
+    assert_eq!(tags(&answers), "1ZEZ2CZ", "{answers:?}");
+    assert_eq!(answers[2].sqlstate.as_deref(), Some("42P05"));
+    assert_eq!(answers[5].text, "UPDATE 1");
+    let started = gw.events_of("command.started");
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(started[0]["payload"]["sql"], update);
+    assert_eq!(started[0]["payload"]["class"], "write");
+    assert_eq!(
+        cluster.psql("shop", "SELECT qty FROM orders WHERE id = 1"),
+        "103"
+    );
+
+    // Under a read grant the same trick must not read customers unseen.
+    let (task, token) = gw.active_task("shop", "read", "10m");
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    let secret = "SELECT name FROM customers";
+    pg.send(
+        &[
+            fe::parse("s", secret, &[]),
+            fe::sync(),
+            fe::parse("s", "SELECT 'harmless'", &[]),
+            fe::sync(),
+            fe::bind("p", "s", &[]),
+            fe::execute("p", 0),
+            fe::sync(),
+        ]
+        .concat(),
+    );
+    let answers = pg.until_ready(3);
+    assert_eq!(tags(&answers), "1ZEZ2DDCZ", "{answers:?}");
+    let started = gw.events_of("command.started");
+    let last = started.last().unwrap();
+    assert_eq!(last["task"], task.as_str());
+    assert_eq!(last["payload"]["sql"], secret);
+    assert_eq!(
+        last["payload"]["tables_read"],
+        serde_json::json!(["customers"])
+    );
+}
+
+/// Finding 2: a portal bound in a transaction is gone at COMMIT; a cursor
+/// declared later under the same name must not run as the old portal.
+#[test]
+fn a_portal_name_does_not_outlive_its_transaction() {
+    let cluster = TestCluster::start();
+    let gw = gateway(&cluster);
+    let (task, token) = gw.active_task("shop", "write", "10m");
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    pg.send(
+        &[
+            fe::query("BEGIN"),
+            fe::parse("", "SELECT 'old portal'", &[]),
+            fe::bind("cur", "", &[]),
+            fe::sync(),
+            fe::query("COMMIT"),
+            fe::query("DECLARE cur CURSOR WITH HOLD FOR SELECT name FROM customers"),
+            fe::execute("cur", 0),
+            fe::sync(),
+        ]
+        .concat(),
+    );
+    let answers = pg.until_ready(5);
+    assert_eq!(tags(&answers), "CZ12ZCZCZEZ", "{answers:?}");
+    assert_eq!(answers[9].sqlstate.as_deref(), Some("34000"));
+    assert!(
+        !started_sql(&gw).iter().any(|s| s == "SELECT 'old portal'"),
+        "the old portal's SQL was recorded as run"
+    );
+    let denied = gw.events_of("command.denied");
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["payload"]["portal"], "cur");
+}
+
+/// Finding 3: a statement ahead in the pipeline turns
+/// standard_conforming_strings off; the next one reads as a harmless
+/// SELECT with it on and as an UPDATE of customers with it off.
+#[test]
+fn text_that_reads_differently_without_standard_strings_is_refused() {
+    let cluster = TestCluster::start();
+    let gw = gateway(&cluster);
+    let (task, token) = gw.active_task("shop", "write", "10m");
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    let trick =
+        "SELECT 'x\\' AS a, ' ; UPDATE customers SET name = $$pwned$$ WHERE id = 1; --' AS b";
+    pg.send(
+        &[
+            fe::query(
+                "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+            ),
+            fe::query(trick),
+        ]
+        .concat(),
+    );
+    let answers = pg.until_ready_or_closed();
+    let more = pg.until_ready_or_closed();
+    let all: Vec<_> = answers.iter().chain(&more).collect();
+    assert!(
+        all.iter().any(|a| a.sqlstate.as_deref() == Some("42501")
+            && a.text.contains("standard_conforming_strings")),
+        "{all:?}"
+    );
+    assert_eq!(
+        cluster.psql("shop", "SELECT name FROM customers WHERE id = 1"),
+        "ada"
+    );
+    assert!(
+        !cluster.log().contains("pwned"),
+        "the trick reached the server"
+    );
+    let denied = gw.events_of("command.denied");
+    assert!(
+        denied.iter().any(|e| e["payload"]["sql"] == trick),
+        "{denied:?}"
+    );
+}
+
+/// Finding 4: large-object functions write even in a read-only session.
+#[test]
+fn large_object_writes_are_writes() {
+    let cluster = TestCluster::start();
+    let gw = gateway(&cluster);
+    let (task, token) = gw.active_task("shop", "read", "10m");
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    for sql in [
+        "SELECT lo_create(0)",
+        "SELECT lo_from_bytea(0, '\\x41'::bytea)",
+        "SELECT lo_unlink(1)",
+    ] {
+        pg.send(&fe::query(sql));
+        let answers = pg.until_ready(1);
+        assert_eq!(
+            answers[0].sqlstate.as_deref(),
+            Some("42501"),
+            "{sql}: {answers:?}"
+        );
+    }
+    assert_eq!(
+        cluster.psql("shop", "SELECT count(*) FROM pg_largeobject_metadata"),
+        "0"
+    );
+    let denied = gw.events_of("command.denied");
+    assert!(
+        denied.iter().all(|e| e["payload"]["class"] == "write"),
+        "{denied:?}"
+    );
+}
+
+/// Finding 5: a comment ahead of the text hid it from a deny regex in the
+/// extended protocol (psycopg's prepare=True), but not in a simple query.
+#[test]
+fn a_leading_comment_does_not_hide_a_statement_from_a_regex_rule() {
+    let cluster = TestCluster::start();
+    let gw = gateway(&cluster);
+    let (task, token) = gw.active_task("shop", "write", "10m");
+    let script = format!(
+        r#"
+import psycopg
+conn = psycopg.connect("host=127.0.0.1 port={port} dbname=shop user={task} password={token}", autocommit=True)
+for sql in ["/* x */ DROP TABLE orders", "-- x\nDROP TABLE orders"]:
+    try:
+        conn.execute(sql, prepare=True)
+        print("ran")
+    except psycopg.errors.InsufficientPrivilege as e:
+        print("refused")
+"#,
+        port = gw.postgres.port()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "refused\nrefused\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(cluster.psql("shop", "SELECT count(*) FROM orders"), "2");
+}
+
+/// Finding 6: rules and records by the tables touched, not only as named.
+#[test]
+fn tables_are_matched_as_the_server_may_resolve_them() {
+    let cluster = TestCluster::start();
+    cluster.psql(
+        "shop",
+        "SET ROLE shop_rw;
+         CREATE FUNCTION touch_customers() RETURNS int LANGUAGE sql AS 'UPDATE customers SET name = name RETURNING 1';",
+    );
+    let gw = gateway(&cluster);
+    let (task, token) = gw.active_task("shop", "write", "10m");
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    // A rule on public.orders holds for orders named without its schema.
+    pg.send(&fe::query("DELETE FROM orders"));
+    let answers = pg.until_ready(1);
+    assert_eq!(answers[0].sqlstate.as_deref(), Some("42501"), "{answers:?}");
+    assert!(
+        answers[0].text.contains("guard.statements[0]"),
+        "{answers:?}"
+    );
+    // Code the gateway cannot read may write customers: the rule on
+    // customers applies, and the record names what it could not see.
+    for sql in [
+        "SELECT touch_customers()",
+        "SELECT query_to_xml('update customers set name = name returning 1', true, false, '')",
+    ] {
+        pg.send(&fe::query(sql));
+        let answers = pg.until_ready(1);
+        assert_eq!(
+            answers[0].sqlstate.as_deref(),
+            Some("42501"),
+            "{sql}: {answers:?}"
+        );
+    }
+    assert_eq!(cluster.psql("shop", "SELECT count(*) FROM orders"), "2");
+    assert!(!cluster.log().contains("SELECT touch_customers()"));
+    let denied = gw.events_of("command.denied");
+    let touch = payload_of(&denied, "SELECT touch_customers()");
+    assert_eq!(touch["class"], "write");
+    assert_eq!(
+        touch["opaque"],
+        serde_json::json!(["function touch_customers()"])
+    );
+}
