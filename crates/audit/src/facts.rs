@@ -63,6 +63,8 @@ struct Payload {
     tables_read: Vec<String>,
     #[serde(default)]
     tables_written: Vec<String>,
+    #[serde(default)]
+    opaque: Vec<String>,
 }
 
 impl EventFacts {
@@ -75,10 +77,16 @@ impl EventFacts {
         );
         let (class, tables) = if statement {
             let p = &body.payload;
-            (
-                p.class.clone(),
-                table_uses(&p.tables_read, &p.tables_written),
-            )
+            let mut tables = table_uses(&p.tables_read, &p.tables_written);
+            if !p.opaque.is_empty() {
+                // Code the gateway could not read may touch any table.
+                tables.push(TableUse {
+                    name: ANY_TABLE.to_owned(),
+                    read: true,
+                    written: true,
+                });
+            }
+            (p.class.clone(), tables)
         } else {
             (None, Vec::new())
         };
@@ -124,16 +132,37 @@ fn table_uses(read: &[String], written: &[String]) -> Vec<TableUse> {
     uses
 }
 
+/// The table name under which a statement with opaque code is indexed: it
+/// may have touched any table, so a search for any table finds it.
+pub const ANY_TABLE: &str = "*";
+
 /// The names under which a table is found by search: as the statement named
-/// it and, when qualified (`shop.orders`), by its bare name too, so that
-/// `--table orders` finds it in any schema while `--table shop.orders` finds
-/// only that one.
-pub fn table_search_names(name: &str) -> impl Iterator<Item = &str> {
-    let bare = name
-        .rsplit('.')
-        .next()
-        .filter(|bare| bare.len() < name.len());
-    std::iter::once(name).chain(bare)
+/// it; when qualified (`shop.orders`), by its bare name too, so that
+/// `--table orders` finds it in any schema; when bare, as `*.orders`, so
+/// that `--table shop.orders` finds it too (the session's `search_path`
+/// decided which schema that was).
+pub fn table_search_names(name: &str) -> Vec<String> {
+    if name == ANY_TABLE {
+        return vec![name.to_owned()];
+    }
+    match name.rsplit_once('.') {
+        Some((_, bare)) => vec![name.to_owned(), bare.to_owned()],
+        None => vec![name.to_owned(), format!("*.{name}")],
+    }
+}
+
+/// The names a search for `table` looks up: the table as given, every
+/// statement that named it without a schema (when it is qualified), and
+/// every statement with opaque code.
+pub fn table_query_names(table: &str) -> Vec<String> {
+    let mut names = vec![table.to_owned()];
+    if let Some((_, bare)) = table.rsplit_once('.') {
+        names.push(format!("*.{bare}"));
+    }
+    if table != ANY_TABLE {
+        names.push(ANY_TABLE.to_owned());
+    }
+    names
 }
 
 #[cfg(test)]
@@ -208,9 +237,25 @@ mod tests {
 
     #[test]
     fn qualified_tables_are_found_by_bare_name_too() {
-        let names: Vec<_> = table_search_names("shop.orders").collect();
-        assert_eq!(names, ["shop.orders", "orders"]);
-        let names: Vec<_> = table_search_names("orders").collect();
-        assert_eq!(names, ["orders"]);
+        assert_eq!(table_search_names("shop.orders"), ["shop.orders", "orders"]);
+        assert_eq!(table_search_names("orders"), ["orders", "*.orders"]);
+        assert_eq!(table_search_names("*"), ["*"]);
+        assert_eq!(
+            table_query_names("s2.orders"),
+            ["s2.orders", "*.orders", "*"]
+        );
+        assert_eq!(table_query_names("orders"), ["orders", "*"]);
+    }
+
+    #[test]
+    fn opaque_code_may_touch_any_table() -> Result<(), serde_json::Error> {
+        let draft = EventDraft::new(EventType::CommandStarted, Timestamp::from_micros(7))
+            .task("tsk_1")
+            .payload(json!({"class": "write", "tables_read": [], "command": 1,
+                            "opaque": ["function touch_customers()"]}));
+        let facts = EventFacts::from_body(&body(draft))?;
+        assert_eq!(facts.tables.len(), 1);
+        assert_eq!(facts.tables[0].name, ANY_TABLE);
+        Ok(())
     }
 }

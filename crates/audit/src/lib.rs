@@ -21,7 +21,7 @@ pub use chain::{Chain, ChainHead, EventColumns, GENESIS_HASH, Hash, PreparedEven
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointKey, KeyError, PublicKey};
 pub use event::{Event, EventDraft, EventType, SCHEMA_VERSION};
 pub use export::exported;
-pub use facts::{EventFacts, TableUse, table_search_names};
+pub use facts::{ANY_TABLE, EventFacts, TableUse, table_query_names, table_search_names};
 pub use identity::{Identity, IdentityKind};
 pub use story::{Decision, Entry, Story, What, outcome_text};
 pub use timestamp::{Timestamp, TimestampError};

@@ -282,6 +282,48 @@ fn tables_are_matched_as_the_server_may_resolve_them() {
     }
     assert_eq!(cluster.psql("shop", "SELECT count(*) FROM orders"), "2");
     assert!(!cluster.log().contains("SELECT touch_customers()"));
+    // After SET search_path, `items` is s2.items: a search for s2.items
+    // finds it, and one for customers finds the opaque calls.
+    cluster.psql(
+        "shop",
+        "CREATE SCHEMA s2 AUTHORIZATION shop_rw; CREATE TABLE s2.items (id int); ALTER TABLE s2.items OWNER TO shop_rw;",
+    );
+    pg.send(&fe::query("SET search_path = s2"));
+    pg.until_ready(1);
+    pg.send(&fe::query("INSERT INTO items VALUES (1)"));
+    let answers = pg.until_ready(1);
+    assert_eq!(tags(&answers), "CZ", "{answers:?}");
+    assert_eq!(cluster.psql("shop", "SELECT count(*) FROM s2.items"), "1");
+    let found = |table: &str| -> Vec<String> {
+        let (status, body) = gw.http().get(
+            &gw.tokens.auditor,
+            &format!("/v1/audit/events?table={table}"),
+        );
+        assert_eq!(status, 200, "{body}");
+        body["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                h["event"]["payload"]["sql"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert!(gw.eventually(std::time::Duration::from_secs(10), || {
+        found("s2.items").contains(&"INSERT INTO items VALUES (1)".to_owned())
+    }));
+    let customers = found("public.customers");
+    assert!(
+        customers.contains(&"SELECT touch_customers()".to_owned()),
+        "{customers:?}"
+    );
+    assert!(
+        !found("s3.orders").is_empty(),
+        "an unqualified orders may be any schema's"
+    );
     let denied = gw.events_of("command.denied");
     let touch = payload_of(&denied, "SELECT touch_customers()");
     assert_eq!(touch["class"], "write");

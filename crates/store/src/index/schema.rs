@@ -9,7 +9,7 @@ use crate::Result;
 
 /// Bumped whenever the index's shape or the facts it holds change; an index
 /// of another version is dropped and rebuilt.
-pub(super) const VERSION: i64 = 3;
+pub(super) const VERSION: i64 = 4;
 
 /// Page cache of an index connection.
 pub(super) const CACHE_KIB: i64 = 64 * 1024;

@@ -197,13 +197,18 @@ pub(super) fn matching_sql(
         args.push(value);
         format!("?{}", args.len())
     };
-    let mut sql = String::from("SELECT e.seq FROM ");
+    let mut sql = String::from("SELECT DISTINCT e.seq FROM ");
     let mut conditions = Vec::new();
     // With a table, the table index drives the search (its class is kept
-    // beside each table use); without one, the events themselves.
+    // beside each table use); without one, the events themselves. A table
+    // is looked up under every name a statement touching it is indexed by.
     let (seq_column, class_column) = if let Some(table) = &query.table {
         sql.push_str("ev_table t JOIN ev e ON e.seq = t.seq");
-        conditions.push(format!("t.name = {}", arg(Sql::Text(table.clone()))));
+        let names: Vec<String> = taskgate_audit::table_query_names(table)
+            .into_iter()
+            .map(|n| arg(Sql::Text(n)))
+            .collect();
+        conditions.push(format!("t.name IN ({})", names.join(", ")));
         ("t.seq", "t.class")
     } else {
         sql.push_str("ev e");
