@@ -5,7 +5,7 @@
 
 pub mod api;
 pub mod audit_search;
-mod checkpoints;
+pub mod checkpoints;
 pub mod expiry;
 pub mod identity;
 mod indexer;

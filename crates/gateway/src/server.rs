@@ -105,6 +105,13 @@ impl Gateway {
                 error,
             }
         })?;
+        let warnings: Vec<String> =
+            crate::checkpoints::same_disk_warning(&audit.checkpoint_dir, &store_path)
+                .into_iter()
+                .collect();
+        for warning in &warnings {
+            tracing::warn!("{warning}");
+        }
         let checkpointing = Checkpointing {
             key,
             every: audit.checkpoint_every,
@@ -203,6 +210,7 @@ impl Gateway {
             sink_state,
             sessions,
             postgres_addr,
+            warnings,
             auth,
             metrics,
             deadlines,

@@ -342,7 +342,10 @@ fn openapi_health_and_metrics_are_served() {
             .is_some()
     );
 
-    assert_eq!(http.get_anonymous("/healthz"), (200, "ok\n".to_owned()));
+    let (status, health) = http.get_anonymous("/healthz");
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
     gw.request("read", "5m");
     let (status, metrics) = http.get_anonymous("/metrics");
     assert_eq!(status, 200);

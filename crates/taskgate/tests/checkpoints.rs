@@ -227,3 +227,60 @@ fn a_log_cut_off_after_the_last_external_checkpoint_is_named() {
         "{problem}"
     );
 }
+
+/// The search index is derived data nothing signs: a row deleted from it
+/// would make a search leave an event out while the chain verifies.
+/// `audit verify` checks it against the chain, and says plainly when the
+/// checkpoint copies share the store's disk (the default).
+#[test]
+fn a_row_deleted_from_the_search_index_is_named_and_copies_beside_the_store_are_reported() {
+    let mut gw = TestGateway::start();
+    for _ in 0..3 {
+        gw.request("read", "5m");
+    }
+    let (status, health) = gw.http().get(&gw.tokens.auditor, "/healthz");
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "ok");
+    let warning = health["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("same disk as the store"), "{health}");
+    let (status, online) = gw.http().get(&gw.tokens.auditor, "/v1/audit/verify");
+    assert_eq!(status, 200, "{online}");
+    assert_eq!(online["ok"], true, "{online}");
+    assert_eq!(online["index"]["problem"], Value::Null, "{online}");
+    assert_eq!(online["checkpoint_dir_on_store_disk"], true, "{online}");
+    gw.stop();
+
+    let index = gw.store_path().with_extension("index.db");
+    let deleted = Connection::open(&index)
+        .unwrap()
+        .execute(
+            "DELETE FROM task_event WHERE type = (SELECT min(type) FROM task_event)",
+            [],
+        )
+        .unwrap();
+    assert!(deleted > 0);
+    let (code, report) = verify(&gw, &[]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        report["problem"],
+        Value::Null,
+        "the chain itself is intact: {report}"
+    );
+    let named = report["index"]["problem"].as_str().unwrap_or_default();
+    assert!(named.contains("task_event"), "{report}");
+    let config = gw.config_path();
+    let text = gw.cli(
+        "",
+        &["audit", "verify", "--config", config.to_str().unwrap()],
+    );
+    assert!(
+        text.stdout.contains("SEARCH INDEX WRONG"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("same disk as the store"),
+        "{}",
+        text.stdout
+    );
+}

@@ -128,11 +128,22 @@ pub async fn verify(
     state.writer.flush().await?;
     let key = state.checkpoint_key;
     let dir = state.config.audit.checkpoint_dir.clone();
+    let same_disk = crate::checkpoints::on_store_disk(&dir, &state.config.store.path);
     let report = state
         .read(move |r| {
             let external = CheckpointDir::read_all(&dir)?;
             r.verify_chain(Some(key), &external)
         })
         .await?;
-    Ok(Json(VerifyView::from(report)))
+    let index = state
+        .index(|index| {
+            index.catch_up()?;
+            index.check()
+        })
+        .await?;
+    Ok(Json(
+        VerifyView::from(report)
+            .with_index(index)
+            .with_checkpoint_disk(same_disk),
+    ))
 }

@@ -56,6 +56,9 @@ pub struct Inner {
     pub sessions: Arc<Sessions>,
     /// Where the PostgreSQL listener actually listens, for connection strings.
     pub postgres_addr: std::net::SocketAddr,
+    /// What the operator should know about how this gateway is set up (a
+    /// checkpoint folder on the store's disk), shown by `/healthz`.
+    pub warnings: Vec<String>,
 }
 
 impl std::ops::Deref for AppState {

@@ -8,10 +8,23 @@ use utoipa::OpenApi;
 
 use super::{ApiDoc, ApiError, AppState};
 
-/// Liveness: the process is up and serving.
-#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "alive", body = String)))]
-pub async fn healthz() -> &'static str {
-    "ok\n"
+/// Liveness: the process is up and serving, with what an operator should
+/// know about how it is set up.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok` when it answers.
+    pub status: &'static str,
+    /// Set-up problems that weaken a guarantee (a checkpoint folder on the
+    /// store's disk); empty when none.
+    pub warnings: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "alive", body = Health)))]
+pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        warnings: state.warnings.clone(),
+    })
 }
 
 /// Prometheus metrics in the text exposition format.

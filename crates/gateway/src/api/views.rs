@@ -208,11 +208,44 @@ pub struct VerifyView {
     pub external_checkpoints: u64,
     /// The first bad record, if any.
     pub problem: Option<String>,
+    /// The search index checked against the chain, when it was.
+    pub index: Option<IndexCheckView>,
+    /// Whether the checkpoint copies sit on the same disk as the store, and
+    /// so protect nothing against someone who holds that disk.
+    pub checkpoint_dir_on_store_disk: Option<bool>,
+}
+
+/// The search index compared with a fresh one built from the chain.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IndexCheckView {
+    /// The last record the index covers, and so the check.
+    pub through_seq: u64,
+    /// The first difference; `taskgate audit reindex` mends the index.
+    pub problem: Option<String>,
+}
+
+impl VerifyView {
+    /// Adds the index check; a difference makes the answer not ok.
+    pub fn with_index(mut self, check: taskgate_store::index::IndexCheck) -> Self {
+        self.ok &= check.problem.is_none();
+        self.index = Some(IndexCheckView {
+            through_seq: check.through_seq,
+            problem: check.problem,
+        });
+        self
+    }
+
+    pub fn with_checkpoint_disk(mut self, same_disk: Option<bool>) -> Self {
+        self.checkpoint_dir_on_store_disk = same_disk;
+        self
+    }
 }
 
 impl From<taskgate_audit::VerifyReport> for VerifyView {
     fn from(report: taskgate_audit::VerifyReport) -> Self {
         Self {
+            index: None,
+            checkpoint_dir_on_store_disk: None,
             ok: report.ok(),
             events: report.events,
             chain: report.chain,

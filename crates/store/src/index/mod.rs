@@ -8,6 +8,7 @@
 //! each time: if the store was replaced or its history no longer matches the
 //! last indexed record, the index is dropped and rebuilt.
 
+mod check;
 mod schema;
 mod search;
 
@@ -19,6 +20,7 @@ use taskgate_audit::{EventFacts, EventType, table_search_names};
 
 use crate::{Result, StoreError};
 
+pub use check::IndexCheck;
 pub use search::{EventQuery, MAX_PAGE, SearchHit, SearchPage, TaskSummary};
 
 /// Events indexed per transaction while catching up.

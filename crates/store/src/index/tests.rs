@@ -639,3 +639,55 @@ async fn a_task_s_events_come_back_in_order() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_index_is_checked_against_the_chain() {
+    let (_dir, path) = store_with(script()).await;
+    let index = AuditIndex::open(&path).expect("index");
+    let state = index.catch_up().expect("catch up");
+    let intact = index.check().expect("check");
+    assert_eq!(intact.through_seq, state.through_seq);
+    assert_eq!(intact.problem, None);
+    // Each edit someone with the index file could make, one at a time,
+    // undone by a rebuild before the next.
+    for (edit, named) in [
+        (
+            "DELETE FROM ev_table WHERE name = 'orders' AND seq = (SELECT max(seq) FROM ev_table WHERE name = 'orders')",
+            "ev_table",
+        ),
+        (
+            "UPDATE ev_table SET class = 'read' WHERE class = 'write'",
+            "ev_table",
+        ),
+        (
+            "INSERT INTO ev_table (name, seq, written, class) VALUES ('vault', 3, 0, 'read')",
+            "ev_table",
+        ),
+        ("DELETE FROM ev WHERE seq = 5", "ev"),
+        (
+            "UPDATE ev SET subject = 'someone-else' WHERE subject = 'copilot'",
+            "ev",
+        ),
+        ("DELETE FROM task_event", "task_event"),
+    ] {
+        {
+            let conn = Connection::open(index.path()).expect("open index");
+            let changed = conn.execute(edit, []).expect(edit);
+            assert!(changed > 0, "{edit} changed nothing");
+        }
+        let check = index.check().expect("check");
+        let problem = check
+            .problem
+            .unwrap_or_else(|| panic!("{edit} went unnoticed"));
+        assert!(problem.contains(named), "{edit}: {problem}");
+        index.rebuild().expect("rebuild");
+        assert_eq!(index.check().expect("check").problem, None);
+    }
+    // The scratch index is gone afterwards.
+    let leftovers: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".check-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -338,8 +338,23 @@ async fn verify(
             let key = offline.key;
             let report =
                 tokio::task::spawn_blocking(move || reader.verify_chain(key, &external)).await??;
+            let store = offline.store.clone();
+            let index = tokio::task::spawn_blocking(move || {
+                let index = AuditIndex::open(&store)?;
+                index.catch_up()?;
+                index.check()
+            })
+            .await??;
+            let same_disk = offline
+                .checkpoints
+                .as_deref()
+                .and_then(|dir| taskgate_gateway::checkpoints::on_store_disk(dir, &offline.store));
             // The same shape the gateway's API answers with.
-            serde_json::to_value(VerifyView::from(report))?
+            serde_json::to_value(
+                VerifyView::from(report)
+                    .with_index(index)
+                    .with_checkpoint_disk(same_disk),
+            )?
         }
         None => {
             Client::new(global)
@@ -372,11 +387,25 @@ async fn verify(
                 .map_or("-".into(), |s| s.to_string()),
             report["external_checkpoints"],
         );
+        if let Some(through) = report["index"]["through_seq"].as_u64() {
+            println!("search index: matches the chain through record {through}");
+        }
+    } else if let Some(problem) = report["index"]["problem"].as_str()
+        && report["problem"].is_null()
+    {
+        println!(
+            "SEARCH INDEX WRONG: {problem}; the chain itself verifies. Run `taskgate audit reindex` to build the index again"
+        );
     } else {
         println!(
             "TAMPERED: {} (after {} intact events)",
             report["problem"].as_str().unwrap_or("unknown problem"),
             report["events"].as_u64().unwrap_or(1).saturating_sub(1),
+        );
+    }
+    if format != Format::Json && report["checkpoint_dir_on_store_disk"] == true {
+        println!(
+            "warning: the checkpoint copies are on the same disk as the store, so they do not protect the log against someone who holds that disk; point audit.checkpoint_dir at another disk"
         );
     }
     Ok(if ok {
