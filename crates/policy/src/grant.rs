@@ -24,8 +24,9 @@ pub struct TaskRequest {
 pub enum GrantDecision {
     /// No policy allows it; the reason says what would have to change.
     Refused(String),
-    /// Allowed at once.
-    Granted,
+    /// Allowed at once; `approvers` are those the covering policies name
+    /// anywhere (they decide its statement reviews and may revoke it).
+    Granted { approvers: Vec<Matcher> },
     /// Allowed once one of `approvers` approves, within `timeout`.
     NeedsApproval {
         approvers: Vec<Matcher>,
@@ -40,6 +41,15 @@ fn describe(identity: &Identity) -> String {
         format!(", groups {}", identity.groups.join(","))
     };
     format!("{} ({}{groups})", identity.subject, identity.kind)
+}
+
+/// Whether someone other than `requester` could match one of `approvers`
+/// (a requester never decides its own request): false only when there are
+/// none, or each names the requester by subject.
+pub fn may_be_approved_by_another(approvers: &[Matcher], requester: &Identity) -> bool {
+    approvers
+        .iter()
+        .any(|m| !matches!(m, Matcher::Subject(s) if *s == requester.subject))
 }
 
 pub fn evaluate_request(
@@ -93,7 +103,13 @@ pub fn evaluate_request(
         .iter()
         .any(|p| p.approval_for(request.access).is_none())
     {
-        return GrantDecision::Granted;
+        let mut approvers: Vec<Matcher> = Vec::new();
+        for m in fitting.iter().flat_map(|p| p.named_approvers()) {
+            if !approvers.contains(m) {
+                approvers.push(m.clone());
+            }
+        }
+        return GrantDecision::Granted { approvers };
     }
     let mut approvers: Vec<Matcher> = Vec::new();
     let mut timeout = Duration::MAX;
@@ -107,6 +123,18 @@ pub fn evaluate_request(
             }
         }
         timeout = timeout.min(approval.timeout.map_or(DEFAULT_APPROVAL_TIMEOUT, |t| t.0));
+    }
+    if !may_be_approved_by_another(&approvers, identity) {
+        return GrantDecision::Refused(format!(
+            "{} access to {:?} needs an approval, but no one other than the requester may approve it (approvers: {})",
+            request.access,
+            request.connection,
+            approvers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     GrantDecision::NeedsApproval { approvers, timeout }
 }
@@ -166,7 +194,10 @@ approve = { when = ["write"], by = ["group:dba"], timeout = "10m" }
         };
         assert_eq!(
             evaluate_request(&config, &agent(), &request(Access::Read, 15)),
-            GrantDecision::Granted
+            // Granted at once; the policy's write approvers may revoke it.
+            GrantDecision::Granted {
+                approvers: vec![Matcher::Group("dba".into())]
+            }
         );
         assert_eq!(
             evaluate_request(&config, &agent(), &request(Access::Write, 15)),
@@ -200,5 +231,19 @@ approve = { when = ["write"], by = ["group:dba"], timeout = "10m" }
             evaluate_request(&config, &agent(), &unknown),
             GrantDecision::Refused(_)
         ));
+    }
+
+    #[test]
+    fn a_request_only_its_requester_could_approve_is_refused_at_once() {
+        let config =
+            match parse(&CONFIG.replace("by = [\"group:dba\"]", "by = [\"subject:copilot\"]")) {
+                Ok(c) => c,
+                Err(e) => panic!("{e:?}"),
+            };
+        let refused = evaluate_request(&config, &agent(), &request(Access::Write, 15));
+        assert!(
+            matches!(&refused, GrantDecision::Refused(r) if r.contains("no one other than the requester")),
+            "{refused:?}"
+        );
     }
 }

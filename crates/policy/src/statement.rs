@@ -68,6 +68,8 @@ pub struct StatementPolicy {
     rules: Vec<Rule>,
     /// Who approves a review when its rule names nobody.
     default_approvers: Vec<Matcher>,
+    /// The task's requester, who may never approve its own statements.
+    requester: crate::Identity,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +171,7 @@ impl StatementPolicy {
             access: task.access,
             rules,
             default_approvers,
+            requester: task.requester.clone(),
         })
     }
 
@@ -243,7 +246,19 @@ impl StatementPolicy {
             };
             decision = decision.stricter(from_rule);
         }
-        decision
+        match decision {
+            // Holding it would only wait out the hold: say so at once.
+            StatementDecision::Review { reason, by }
+                if !crate::grant::may_be_approved_by_another(&by, &self.requester) =>
+            {
+                StatementDecision::Deny {
+                    reason: format!(
+                        "{reason}, but no one other than the requester may approve it; name approvers (`by`) in the rule or in the grant's policy"
+                    ),
+                }
+            }
+            other => other,
+        }
     }
 }
 

@@ -652,10 +652,11 @@ fn bad_wire_input_closes_only_that_connection() {
 }
 
 #[test]
-fn failed_logins_are_rate_limited_per_address() {
+fn failed_logins_are_rate_limited_per_address_and_task() {
     let cluster = TestCluster::start();
     let gw = TestGateway::start_with(&cluster.gateway_config());
     let (id, token) = task(&gw, "shop", "read", "10m");
+    let (other, other_token) = task(&gw, "shop", "read", "10m");
     rt().block_on(async {
         for _ in 0..10 {
             let err = connect(&gw, &id, "wrong", "shop").await.err().unwrap();
@@ -671,6 +672,9 @@ fn failed_logins_are_rate_limited_per_address() {
                 message(&err)
             );
         }
+        // Another task's sessions from the same address are not locked out.
+        let client = connect(&gw, &other, &other_token, "shop").await.unwrap();
+        client.simple_query("SELECT 1").await.unwrap();
     });
     let failed = of_type(&events(&gw), "auth.failed").len();
     assert_eq!(

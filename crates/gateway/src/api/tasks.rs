@@ -94,13 +94,15 @@ pub async fn create_task(
                 reason.clone(),
             ));
         }
-        GrantDecision::Granted => (Vec::new(), None),
+        GrantDecision::Granted { approvers } => {
+            (approvers.iter().map(ToString::to_string).collect(), None)
+        }
         GrantDecision::NeedsApproval { approvers, timeout } => (
             approvers.iter().map(ToString::to_string).collect(),
             Some(now.plus(*timeout)),
         ),
     };
-    let granted = decision == GrantDecision::Granted;
+    let granted = matches!(decision, GrantDecision::Granted { .. });
     let task = Task {
         id: token::new_id("tsk").map_err(ApiError::internal)?,
         name: body.name,

@@ -109,9 +109,9 @@ pub(super) async fn negotiate(
         let task = (!task_id.is_empty()).then_some(task_id.as_str());
         record::auth_failed(peer, task, task_exists, Some(&database), &message)
     };
-    if let Some(limited) = ctx.limiter.check(peer.ip(), Instant::now()) {
+    if let Some(limited) = ctx.limiter.check(peer.ip(), &task_id, Instant::now()) {
         let message = format!(
-            "too many failed logins from {}; try again in {} s",
+            "too many failed logins for this task from {}; try again in {} s",
             peer.ip(),
             limited.wait.as_secs().max(1)
         );
@@ -151,7 +151,7 @@ pub(super) async fn negotiate(
     {
         Ok(login) => login,
         Err(refusal) => {
-            ctx.limiter.failed(peer.ip(), Instant::now());
+            ctx.limiter.failed(peer.ip(), &task_id, Instant::now());
             tracing::info!(client = %peer, task = %task_id, reason = %refusal.message, "login refused");
             if let Err(e) = ctx
                 .writer

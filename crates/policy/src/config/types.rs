@@ -497,6 +497,16 @@ impl Policy {
     pub fn approval_for(&self, access: Access) -> Option<&Approval> {
         self.approve.as_ref().filter(|a| a.when.contains(&access))
     }
+
+    /// Everyone this policy names as an approver, of grants at any level
+    /// or of statements: the people it trusts to decide about the tasks it
+    /// covers, and so to revoke them.
+    pub fn named_approvers(&self) -> impl Iterator<Item = &Matcher> {
+        self.approve
+            .iter()
+            .flat_map(|a| &a.by)
+            .chain(self.statements.iter().flat_map(|r| &r.by))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -323,6 +323,20 @@ fn policies(config: &Config, report: &mut Report<'_>) {
                 }
             }
         }
+        let grants_at_once = policy
+            .access
+            .iter()
+            .any(|a| policy.approval_for(*a).is_none());
+        if grants_at_once
+            && config.roles.admins.is_empty()
+            && policy.named_approvers().next().is_none()
+        {
+            report.at(
+                policy,
+                "",
+                "grants tasks without approval and names no approver, and roles.admins is empty: no one could revoke such a task; name admins in [roles], or approvers in the policy",
+            );
+        }
         if let Some(approve) = &policy.approve {
             if approve.by.is_empty() {
                 report.at(policy, "approve.by", "must name who approves");

@@ -3,6 +3,9 @@ use crate::{Identity, IdentityKind, TaskState};
 use taskgate_audit::Timestamp;
 
 const CONFIG: &str = r#"
+[roles]
+admins = ["group:platform"]
+
 [[identity.dev]]
 subject = "copilot"
 kind = "agent"
@@ -328,4 +331,19 @@ fn text_that_reads_two_ways_is_denied() {
         class(Class::Read, "SELECT", &[], &[]),
         Want::Deny("standard_conforming_strings"),
     );
+}
+
+#[test]
+fn a_review_no_one_but_the_requester_could_decide_is_refused_at_once() {
+    let config = crate::config::parse(CONFIG).unwrap();
+    for approvers in [vec![], vec!["subject:copilot".to_owned()]] {
+        let mut t = task(Access::Write);
+        t.approvers = approvers;
+        let policy = StatementPolicy::for_task(&config, &t).unwrap();
+        let got = policy.decide("DO $$ BEGIN END $$", &class(Class::Unknown, "DO", &[], &[]));
+        assert!(
+            matches!(&got, StatementDecision::Deny { reason } if reason.contains("no one other than the requester")),
+            "{got:?}"
+        );
+    }
 }

@@ -108,6 +108,7 @@ action = "review"
         "line 35: policies[2].access: allows write on \"orders-db\", which has no write credential",
         "line 35: policies[2].statements[0].match.regex: invalid regex \"(unclosed\": unclosed group",
         "line 35: policies[2].statements[0].by: a review rule must name who approves",
+        "line 35: policies[2]: grants tasks without approval and names no approver, and roles.admins is empty",
     ];
     for want in expect {
         assert!(
