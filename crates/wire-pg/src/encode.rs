@@ -172,6 +172,24 @@ pub mod frontend {
         message(b'S', &[])
     }
 
+    pub fn flush() -> Vec<u8> {
+        message(b'H', &[])
+    }
+
+    /// Describe of a statement (`b'S'`) or a portal (`b'P'`).
+    pub fn describe(target: u8, name: &str) -> Vec<u8> {
+        let mut body = vec![target];
+        cstr(&mut body, name);
+        message(b'D', &body)
+    }
+
+    /// Close of a statement (`b'S'`) or a portal (`b'P'`).
+    pub fn close(target: u8, name: &str) -> Vec<u8> {
+        let mut body = vec![target];
+        cstr(&mut body, name);
+        message(b'C', &body)
+    }
+
     pub fn terminate() -> Vec<u8> {
         message(b'X', &[])
     }

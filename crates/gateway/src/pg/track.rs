@@ -112,6 +112,12 @@ pub struct Tracker {
     /// Syncs and simple queries (or function calls) queued and not yet
     /// answered by their ReadyForQuery.
     unanswered: usize,
+    /// The server met an error in the extended protocol and discards every
+    /// message until the next Sync, simple queries included.
+    server_ignoring: bool,
+    /// Commands of queries sent while the server discards them: they never
+    /// run, and are completed as skipped with the next server message.
+    discarded: Vec<Running>,
     pub names: Names,
 }
 
@@ -124,6 +130,8 @@ impl Default for Tracker {
             in_copy_in: false,
             due: Vec::new(),
             unanswered: 0,
+            server_ignoring: false,
+            discarded: Vec::new(),
             names: Names::default(),
         }
     }
@@ -133,14 +141,23 @@ impl Tracker {
     /// Queues what the server will answer to a forwarded message. Fails
     /// when too much is outstanding.
     pub fn expect(&mut self, e: Expect) -> Result<(), usize> {
-        match e {
+        let e = match e {
             Expect::Sync if self.in_copy_in => return Ok(()),
             Expect::CopyEnd if self.in_copy_in => {
                 self.in_copy_in = false;
                 return Ok(());
             }
-            _ => {}
-        }
+            Expect::Query(q) if self.server_ignoring => {
+                // Discarded by the server: no answer will come for it.
+                self.discarded.extend(q);
+                return Ok(());
+            }
+            Expect::Sync => {
+                self.server_ignoring = false;
+                Expect::Sync
+            }
+            e => e,
+        };
         if self.queue.len() >= MAX_OUTSTANDING {
             return Err(MAX_OUTSTANDING);
         }
@@ -253,19 +270,34 @@ impl Tracker {
     }
 
     /// After an error in the extended protocol the server ignores every
-    /// message up to the next Sync: what was expected of them never comes,
-    /// and the name changes they carried did not happen.
+    /// message up to the next Sync, simple queries too: what was expected
+    /// of them never comes, and the name changes they carried did not
+    /// happen.
     fn skip_to_sync(
         &mut self,
         now: Instant,
         done: &mut Vec<Completion>,
         undos: &mut Vec<(Change, u64)>,
     ) {
+        // Until a Sync is sent, whatever comes is discarded too.
+        self.server_ignoring = true;
         while let Some(front) = self.queue.front() {
-            if matches!(front, Expect::Sync | Expect::Query(_)) {
-                break;
+            match front {
+                Expect::Sync => {
+                    self.server_ignoring = false;
+                    break;
+                }
+                Expect::Query(_) => {
+                    self.unanswered = self.unanswered.saturating_sub(1);
+                    if let Some(Expect::Query(q)) = self.queue.pop_front() {
+                        for r in q {
+                            let c = self.complete(r, Outcome::Skipped, now);
+                            done.push(c);
+                        }
+                    }
+                }
+                _ => self.pop(true, now, done, undos),
             }
-            self.pop(true, now, done, undos);
         }
     }
 
@@ -280,6 +312,16 @@ impl Tracker {
     ) {
         let mut undos = Vec::new();
         let mut transaction_ended = false;
+        for r in std::mem::take(&mut self.discarded) {
+            let c = self.complete(r, Outcome::Skipped, now);
+            done.push(c);
+        }
+        // The gateway's own answers at the head of the line come before
+        // this server message (the server half may not have sent them
+        // yet): they must not stand between it and what it answers.
+        let mut due = std::mem::take(&mut self.due);
+        self.take_made(&mut due);
+        self.due = due;
         match message {
             BackendMessage::DataRow => {
                 if let Some(r) = self.running() {

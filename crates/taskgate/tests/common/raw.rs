@@ -172,3 +172,68 @@ fn frame_of(tag: u8, body: &[u8]) -> frame::Frame {
 pub fn tags(answers: &[Answer]) -> String {
     answers.iter().map(|a| a.tag).collect()
 }
+
+/// How a wait for answers ended before it had them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// The gateway closed the connection (after a FATAL, say).
+    Closed,
+    /// Nothing came for the read timeout: something waits for something
+    /// that will not come.
+    TimedOut,
+}
+
+impl RawPg {
+    /// Reads answers until the `n`th ReadyForQuery, or says why it stopped
+    /// before.
+    pub fn answers(&mut self, n: usize) -> (Vec<Answer>, Option<Cut>) {
+        let mut answers = Vec::new();
+        let mut ready = 0;
+        loop {
+            while let Some(f) =
+                frame::decode(&mut self.buf, Direction::Backend, &Limits::default()).unwrap()
+            {
+                let (sqlstate, text, hint) = match backend::decode(&f).unwrap() {
+                    BackendMessage::ErrorResponse(e) | BackendMessage::NoticeResponse(e) => (
+                        Some(e.code.to_owned()),
+                        e.message.to_owned(),
+                        e.hint.map(str::to_owned),
+                    ),
+                    BackendMessage::CommandComplete(t) => (None, t.to_owned(), None),
+                    _ => (None, String::new(), None),
+                };
+                answers.push(Answer {
+                    tag: f.tag as char,
+                    sqlstate,
+                    text,
+                    hint,
+                });
+                if f.tag == b'Z' {
+                    ready += 1;
+                    if ready == n {
+                        return (answers, None);
+                    }
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return (answers, Some(Cut::Closed)),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return (answers, Some(Cut::TimedOut));
+                }
+                Err(_) => return (answers, Some(Cut::Closed)),
+            }
+        }
+    }
+
+    /// Sends a message, ignoring a connection the gateway already closed.
+    pub fn try_send(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok()
+    }
+}

@@ -321,12 +321,13 @@ impl ClientHalf {
     }
 
     fn on_frame(&mut self, frame: Frame, batch: &mut Batch) -> Result<(), Ending> {
-        // Bind and Execute look up names. Behind an unanswered Sync the
-        // server runs them whether or not what came before it succeeded
-        // (a Parse refused for a reused name, a portal dropped at COMMIT),
-        // so the gateway cannot know which statement or portal they name
-        // until it has the answers: it stops taking messages until then.
-        if matches!(frame.tag, b'B' | b'E')
+        // Parse, Bind, Close and Execute change or look up names. Behind an
+        // unanswered Sync the server takes them whether or not what came
+        // before succeeded (a Parse refused for a reused name, a portal
+        // dropped at COMMIT), so the gateway cannot know what they name,
+        // or what a name held before them, until it has the answers: it
+        // stops taking messages until then.
+        if matches!(frame.tag, b'P' | b'B' | b'C' | b'E')
             && !self.skipping
             && self.shared.tracker().unanswered() > 0
         {
@@ -341,6 +342,11 @@ impl ClientHalf {
             ))
         })?;
         let forward = match message {
+            // After an error in a batch the server discards everything up
+            // to Sync, simple queries and function calls included.
+            FrontendMessage::Query(_) | FrontendMessage::FunctionCall { .. } if self.skipping => {
+                false
+            }
             FrontendMessage::Query(sql) => self.query(sql, batch)?,
             FrontendMessage::Parse { name, sql, .. } => self.parse(name, sql, batch),
             FrontendMessage::Bind {

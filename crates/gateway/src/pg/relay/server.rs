@@ -146,8 +146,11 @@ async fn forward_answers(
             if let BackendMessage::ParameterStatus { name, value } = message {
                 unsafe_change = unsafe_change.or_else(|| unsafe_setting(name, value));
             }
-            ready |= matches!(message, BackendMessage::ReadyForQuery(_));
             tracker.on_backend(&message, frame.body().len(), now, &mut done);
+            // Everything sent has been answered (by a ReadyForQuery, or by
+            // an error that makes the server discard the rest): a client
+            // half waiting on names may go on.
+            ready |= tracker.unanswered() == 0;
             tracker.take_due(out);
             out.extend_from_slice(&frame.raw);
             tracker.take_made(out);

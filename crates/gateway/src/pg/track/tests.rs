@@ -383,3 +383,98 @@ fn abandoning_marks_open_commands_unknown() {
         .collect();
     assert_eq!(ids, vec![(1, Outcome::Unknown), (2, Outcome::Unknown)]);
 }
+
+/// After an error in the extended protocol the server discards everything
+/// up to Sync, simple queries included; the count of outstanding answers
+/// follows, so nothing waits for an answer that will not come.
+#[test]
+fn a_query_after_an_extended_error_is_skipped_with_the_rest() {
+    let mut t = Tracker::default();
+    t.expect(Expect::Execute(Running::new(1, t0())));
+    t.expect(Expect::Query([Running::new(2, t0())].into()));
+    t.expect(Expect::Sync);
+    assert_eq!(t.unanswered(), 2);
+    let done = feed(&mut t, &[error("22012")]);
+    assert_eq!(done.len(), 2);
+    assert_eq!(done[1], (2, Outcome::Skipped, None));
+    assert_eq!(t.unanswered(), 1, "only the Sync is still to be answered");
+    feed(&mut t, &[BackendMessage::ReadyForQuery(b'I')]);
+    assert_eq!(t.unanswered(), 0);
+    assert!(t.is_idle());
+}
+
+/// An error that came back before the Sync was sent: a query sent after it
+/// is discarded by the server too, so it is completed as skipped and
+/// waits for no answer.
+#[test]
+fn a_query_sent_while_the_server_discards_is_skipped() {
+    let mut t = Tracker::default();
+    t.expect(Expect::Execute(Running::new(1, t0())));
+    feed(&mut t, &[error("22012")]);
+    t.expect(Expect::Query([Running::new(2, t0())].into()));
+    assert_eq!(t.unanswered(), 0);
+    t.expect(Expect::Sync);
+    let done = feed(&mut t, &[BackendMessage::ReadyForQuery(b'I')]);
+    assert_eq!(done, vec![(2, Outcome::Skipped, None)]);
+    assert_eq!(t.unanswered(), 0);
+    // After the Sync, queries are answered again.
+    t.expect(Expect::Query([Running::new(3, t0())].into()));
+    assert_eq!(t.unanswered(), 1);
+}
+
+/// A refusal of the gateway's own at the head of the line goes out before
+/// the next server message, which then finds what it answers.
+#[test]
+fn a_made_answer_ahead_of_a_server_error_goes_first() {
+    let mut t = Tracker::default();
+    t.expect(Expect::Made {
+        bytes: b"made".to_vec(),
+        ready: true,
+    });
+    t.expect(Expect::Execute(Running::new(1, t0())));
+    t.expect(Expect::Sync);
+    let mut done = Vec::new();
+    t.on_backend(&error("26000"), 10, t0(), &mut done);
+    let mut out = Vec::new();
+    t.take_due(&mut out);
+    assert!(out.starts_with(b"made"), "{out:?}");
+    assert_eq!(done.len(), 1, "the error completes the Execute");
+    feed(&mut t, &[BackendMessage::ReadyForQuery(b'I')]);
+    assert_eq!(t.unanswered(), 0);
+    assert!(t.is_idle());
+}
+
+/// Portals end with their transaction.
+#[test]
+fn portals_are_dropped_when_the_server_is_idle_again() {
+    let mut t = Tracker::default();
+    let prepared = Arc::new(Prepared {
+        sql: "SELECT 1".into(),
+        class: Arc::new(taskgate_sqlclass::classify("SELECT 1")),
+        review: None,
+    });
+    t.parse("s", Arc::clone(&prepared));
+    t.bind(
+        "p",
+        Some(Portal {
+            statement: "s".into(),
+            prepared,
+            params: vec![],
+        }),
+    );
+    t.expect(Expect::Sync);
+    feed(
+        &mut t,
+        &[
+            BackendMessage::ParseComplete,
+            BackendMessage::BindComplete,
+            BackendMessage::ReadyForQuery(b'T'),
+        ],
+    );
+    assert!(t.names.portal("p").is_some(), "kept inside a transaction");
+    assert!(t.names.statement("s").is_some());
+    t.expect(Expect::Sync);
+    feed(&mut t, &[BackendMessage::ReadyForQuery(b'I')]);
+    assert!(t.names.portal("p").is_none(), "gone with the transaction");
+    assert!(t.names.statement("s").is_some(), "statements outlive it");
+}

@@ -1,0 +1,415 @@
+//! The differential adversarial suite: pipelined message sequences from a
+//! seeded generator (reused names, errors mid-batch, portals across
+//! transactions, SQL-level PREPARE / DECLARE / CLOSE, settings changes,
+//! comments, dollar quotes, backslashes, multi-statement strings) go through
+//! the gateway to a cluster that logs every statement. Then, session by
+//! session, every statement the database logged must have a
+//! `command.started` before it, in order, with exactly that text, and with
+//! the class and tables PostgreSQL's grammar gives that text. Nothing the
+//! gateway denied or held can have run, since everything that ran is
+//! matched to a start.
+//!
+//! `TASKGATE_DIFF_SEQUENCES` and `TASKGATE_DIFF_SEED` run it longer or
+//! elsewhere (bench/differential.sh).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::TestGateway;
+use common::cluster::TestCluster;
+use common::raw::{Cut, RawPg, frontend as fe};
+use serde_json::Value;
+
+/// SplitMix64: a small deterministic generator, so a failing seed replays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+}
+
+/// Statements any grant here may send: reads, writes, errors, refusals
+/// (the cluster's rules deny DROP and writes to customers), transaction
+/// control, SQL-level names, and text that reads differently without
+/// standard_conforming_strings.
+const COMMON: &[&str] = &[
+    "SELECT 1",
+    "SELECT count(*) FROM orders",
+    "SELECT name FROM customers WHERE id = 1",
+    "SELECT 'a;b' AS x",
+    "SELECT $$x;y$$ AS d",
+    "SELECT $t$ ' ; $t$ AS t",
+    "/* c */ SELECT 2",
+    "SELECT 3 -- trailing comment",
+    "SELECT E'it\\'s' AS e",
+    "SELECT 'x\\' AS a, ' ; UPDATE customers SET name = $$pwned$$ WHERE id = 1; --' AS b",
+    "VALUES (1), (2)",
+    "SELECT 1/0",
+    "SELECT * FROM no_such_table",
+    "SELEC 1",
+    "UPDATE orders SET qty = qty + 1 WHERE id = 1",
+    "INSERT INTO orders (item) VALUES ('gen')",
+    "DELETE FROM orders WHERE item = 'gen'",
+    "UPDATE customers SET name = name",
+    "DROP TABLE orders",
+    "/* x */ DROP TABLE orders",
+    "BEGIN",
+    "COMMIT",
+    "ROLLBACK",
+    "SAVEPOINT sp",
+    "ROLLBACK TO SAVEPOINT sp",
+    "PREPARE q AS SELECT name FROM customers",
+    "DEALLOCATE q",
+    "DEALLOCATE ALL",
+    "DECLARE cur CURSOR WITH HOLD FOR SELECT name FROM customers",
+    "DECLARE p1 CURSOR WITH HOLD FOR SELECT item FROM orders",
+    "CLOSE cur",
+    "CLOSE ALL",
+    "FETCH 1 FROM cur",
+    "SET search_path = public",
+    "SELECT lo_create(0)",
+];
+
+/// Only under the admin grant: what a write grant would hold for review
+/// (code the gateway cannot see into) or refuse as dcl, and settings that
+/// make the gateway end the session.
+const ADMIN_ONLY: &[&str] = &[
+    "EXECUTE q",
+    "DISCARD ALL",
+    "DO $$ BEGIN PERFORM 1; END $$",
+    "SELECT set_config('standard_conforming_strings', 'off', false)",
+    "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+    "SET standard_conforming_strings = off",
+];
+
+const STATEMENT_NAMES: &[&str] = &["", "s1", "s2", "q"];
+const PORTAL_NAMES: &[&str] = &["", "p1", "cur"];
+
+/// One pipelined write, ending with Sync and an empty Query, whose
+/// EmptyQueryResponse marks the end of the answers (how many
+/// ReadyForQuery come before depends on which errors the server meets:
+/// after one it discards even simple queries up to Sync).
+fn sequence(rng: &mut Rng, pool: &[&str]) -> (Vec<u8>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut shown = Vec::new();
+    for _ in 0..1 + rng.below(12) {
+        match rng.below(10) {
+            0 | 1 => {
+                let n = 1 + rng.below(3);
+                let parts: Vec<&str> = (0..n).map(|_| rng.pick(pool)).collect();
+                let sql = parts.join("; ");
+                out.extend(fe::query(&sql));
+                shown.push(format!("Query {sql:?}"));
+            }
+            2 | 3 => {
+                let (name, sql) = (rng.pick(STATEMENT_NAMES), rng.pick(pool));
+                out.extend(fe::parse(name, sql, &[]));
+                shown.push(format!("Parse {name:?} {sql:?}"));
+            }
+            4 | 5 => {
+                let (portal, name) = (rng.pick(PORTAL_NAMES), rng.pick(STATEMENT_NAMES));
+                out.extend(fe::bind(portal, name, &[]));
+                shown.push(format!("Bind {portal:?} {name:?}"));
+            }
+            6 => {
+                let (portal, rows) = (rng.pick(PORTAL_NAMES), rng.pick(&[0, 0, 1]));
+                out.extend(fe::execute(portal, rows));
+                shown.push(format!("Execute {portal:?} {rows}"));
+            }
+            7 => {
+                let (kind, target) = (rng.below(2), rng.pick(b"SP"));
+                let name = if target == b'S' {
+                    rng.pick(STATEMENT_NAMES)
+                } else {
+                    rng.pick(PORTAL_NAMES)
+                };
+                if kind == 0 {
+                    out.extend(fe::describe(target, name));
+                    shown.push(format!("Describe {} {name:?}", target as char));
+                } else {
+                    out.extend(fe::close(target, name));
+                    shown.push(format!("Close {} {name:?}", target as char));
+                }
+            }
+            _ => {
+                out.extend(fe::sync());
+                shown.push("Sync".to_owned());
+            }
+        }
+    }
+    out.extend(fe::sync());
+    out.extend(fe::query(""));
+    shown.push("Sync".to_owned());
+    shown.push("Query \"\"".to_owned());
+    (out, shown)
+}
+
+/// Reads the answers to one sequence: up to the ReadyForQuery after the
+/// closing empty query's EmptyQueryResponse.
+fn read_sequence(pg: &mut RawPg) -> (Vec<common::raw::Answer>, Option<Cut>) {
+    let mut all = Vec::new();
+    loop {
+        let (answers, cut) = pg.answers(1);
+        all.extend(answers);
+        if cut.is_some() {
+            return (all, cut);
+        }
+        let n = all.len();
+        if n >= 2 && all[n - 2].tag == 'I' {
+            return (all, None);
+        }
+    }
+}
+
+/// What the database logged one backend executing, in order.
+#[derive(Debug)]
+struct Ran {
+    simple: bool,
+    text: String,
+}
+
+/// The database's log, by backend pid: `statement:` (simple) and
+/// `execute ...:` (extended) records of the gateway's sessions.
+fn database_log(log: &str) -> HashMap<String, Vec<Ran>> {
+    let mut records: Vec<String> = Vec::new();
+    for line in log.lines() {
+        let starts = line.as_bytes().first().is_some_and(u8::is_ascii_digit)
+            && line.contains(" [")
+            && line.contains("] app=");
+        if starts {
+            records.push(line.to_owned());
+        } else if let Some(last) = records.last_mut() {
+            last.push('\n');
+            last.push_str(line);
+        }
+    }
+    let mut by_pid: HashMap<String, Vec<Ran>> = HashMap::new();
+    for record in records {
+        let Some((head, rest)) = record.split_once("] app=") else {
+            continue;
+        };
+        if !rest.starts_with("taskgate/") {
+            continue;
+        }
+        let pid = head.rsplit('[').next().unwrap_or_default().to_owned();
+        let Some((_, message)) = rest.split_once(" LOG:  ") else {
+            continue;
+        };
+        let ran = if let Some(text) = message.strip_prefix("statement: ") {
+            Ran {
+                simple: true,
+                text: text.to_owned(),
+            }
+        } else if message.starts_with("execute ") {
+            let Some((_, text)) = message.split_once(": ") else {
+                continue;
+            };
+            Ran {
+                simple: false,
+                text: text.to_owned(),
+            }
+        } else {
+            continue;
+        };
+        by_pid.entry(pid).or_default().push(ran);
+    }
+    by_pid
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Every statement a backend ran has a start before it, in order, with the
+/// same text and the class and tables the grammar gives that text.
+/// Returns how many statements were checked.
+fn check_session(marker: &str, ran: &[Ran], started: &[&Value]) -> usize {
+    let mut next = 0;
+    let mut checked = 0;
+    for r in ran {
+        let parts: Vec<&str> = if r.simple {
+            taskgate_sqlclass::split(&r.text)
+        } else {
+            vec![r.text.as_str()]
+        };
+        let protocol = if r.simple { "simple" } else { "extended" };
+        for part in parts {
+            let found = started[next..]
+                .iter()
+                .position(|e| e["payload"]["protocol"] == protocol && e["payload"]["sql"] == part);
+            let Some(offset) = found else {
+                let all: Vec<String> = started
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {} {}",
+                            e["payload"]["command"], e["payload"]["protocol"], e["payload"]["sql"]
+                        )
+                    })
+                    .collect();
+                let ran: Vec<String> = ran
+                    .iter()
+                    .map(|r| format!("{} {}", r.simple, r.text))
+                    .collect();
+                std::fs::write(
+                    "/tmp/differential-failure.txt",
+                    format!("{all:#?}\n{ran:#?}"),
+                )
+                .ok();
+                panic!(
+                    "{marker}: the database ran {part:?} ({protocol}) with no command.started for it after the previous match (start {next} of {}); see /tmp/differential-failure.txt",
+                    started.len()
+                );
+            };
+            let event = started[next + offset];
+            next += offset + 1;
+            let truth = taskgate_sqlclass::classify(part);
+            let p = &event["payload"];
+            assert_eq!(p["class"], truth.class.as_str(), "{marker}: {part:?}");
+            assert_eq!(
+                strings(&p["tables_read"]),
+                truth.tables_read,
+                "{marker}: {part:?}"
+            );
+            assert_eq!(
+                strings(&p["tables_written"]),
+                truth.tables_written,
+                "{marker}: {part:?}"
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn everything_the_database_ran_was_recorded_first_with_its_own_text() {
+    let sequences = env_number("TASKGATE_DIFF_SEQUENCES", 3000);
+    let seed = env_number("TASKGATE_DIFF_SEED", 16);
+    let per_session = 40;
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_full("review_hold = \"1s\"", &cluster.gateway_config());
+    let admin = gw.active_task("shop", "admin", "30m");
+    let write = gw.active_task("shop", "write", "30m");
+    let admin_pool: Vec<&str> = COMMON.iter().chain(ADMIN_ONLY).copied().collect();
+    let mut rng = Rng(seed);
+    // TASKGATE_DIFF_TRACE=FILE writes every sequence and its answers there.
+    let mut trace = std::env::var("TASKGATE_DIFF_TRACE")
+        .ok()
+        .and_then(|path| std::fs::File::create(path).ok());
+    let (mut sent, mut session, mut cut_short) = (0u64, 0u64, 0u64);
+    while sent < sequences {
+        session += 1;
+        let as_admin = session % 2 == 1;
+        let ((task, token), pool) = if as_admin {
+            (&admin, &admin_pool[..])
+        } else {
+            (&write, COMMON)
+        };
+        let mut pg = RawPg::connect(gw.postgres, task, token, "shop");
+        let marker = format!("SELECT 'session {session}'");
+        pg.send(&fe::query(&marker));
+        let (_, cut) = pg.answers(1);
+        assert_eq!(cut, None, "session {session}: the marker got no answer");
+        for _ in 0..per_session {
+            if sent >= sequences {
+                break;
+            }
+            sent += 1;
+            let (bytes, shown) = sequence(&mut rng, pool);
+            if !pg.try_send(&bytes) {
+                break;
+            }
+            let (answers, cut) = read_sequence(&mut pg);
+            if let Some(trace) = trace.as_mut() {
+                use std::io::Write;
+                let tags: String = answers.iter().map(|a| a.tag).collect();
+                let errors: Vec<_> = answers.iter().filter_map(|a| a.sqlstate.clone()).collect();
+                let _ = writeln!(
+                    trace,
+                    "session {session} sequence {sent}: {shown:?} -> {tags} {errors:?}"
+                );
+            }
+            match cut {
+                None => {}
+                Some(Cut::Closed) => {
+                    // The gateway ends a session whose server turned
+                    // standard_conforming_strings off.
+                    cut_short += 1;
+                    break;
+                }
+                Some(Cut::TimedOut) => {
+                    panic!(
+                        "seed {seed}, sequence {sent}: no answer for 10 s after {answers:#?}\nsent: {shown:#?}"
+                    )
+                }
+            }
+        }
+        drop(pg);
+    }
+    gw.eventually(std::time::Duration::from_secs(5), || true);
+    let started = gw.events_of("command.started");
+    let mut by_session: HashMap<String, Vec<&Value>> = HashMap::new();
+    for e in &started {
+        let s = e["session"].as_str().unwrap_or_default().to_owned();
+        by_session.entry(s).or_default().push(e);
+    }
+    let log = database_log(&cluster.log());
+    let mut checked = 0;
+    let mut sessions_checked = 0;
+    for ran in log.values() {
+        let Some(first) = ran.first() else { continue };
+        let marker = first.text.clone();
+        let session = started
+            .iter()
+            .find(|e| e["payload"]["sql"] == marker.as_str())
+            .and_then(|e| e["session"].as_str())
+            .unwrap_or_else(|| panic!("no session recorded the marker {marker:?}"));
+        checked += check_session(&marker, ran, &by_session[session]);
+        sessions_checked += 1;
+    }
+    let denied = gw.events_of("command.denied").len();
+    println!(
+        "differential: seed {seed}: {sent} sequences in {session} sessions ({cut_short} ended by the gateway); {checked} statements the database ran, each recorded first with its text, class and tables; {denied} refused, none in the database's log"
+    );
+    assert_eq!(
+        sessions_checked, session,
+        "a session left no trace in the database's log"
+    );
+    assert!(
+        checked > sequences as usize / 2,
+        "too little ran to check: {checked}"
+    );
+    assert!(denied > 0);
+}
