@@ -280,6 +280,44 @@ fn tables_are_matched_as_the_server_may_resolve_them() {
             "{sql}: {answers:?}"
         );
     }
+    // Views are judged by the tables under them: one made before the
+    // session, one made after it outside the gateway, and one made in the
+    // same query that uses it.
+    cluster.psql(
+        "shop",
+        "SET ROLE shop_rw; CREATE VIEW cust_v AS SELECT * FROM customers;",
+    );
+    let (task2, token2) = gw.active_task("shop", "write", "10m");
+    let mut pg2 = RawPg::connect(gw.postgres, &task2, &token2, "shop");
+    cluster.psql(
+        "shop",
+        "SET ROLE shop_rw; CREATE VIEW cust_later AS SELECT * FROM cust_v;",
+    );
+    for sql in [
+        "UPDATE cust_v SET name = 'view-bypass' WHERE id = 1",
+        "UPDATE cust_later SET name = 'view-bypass' WHERE id = 1",
+        "CREATE VIEW cust_now AS SELECT * FROM customers; UPDATE cust_now SET name = 'view-bypass' WHERE id = 1",
+    ] {
+        pg2.send(&fe::query(sql));
+        let answers = pg2.until_ready(1);
+        assert_eq!(
+            answers[0].sqlstate.as_deref(),
+            Some("42501"),
+            "{sql}: {answers:?}"
+        );
+    }
+    assert_eq!(
+        cluster.psql("shop", "SELECT name FROM customers WHERE id = 1"),
+        "ada"
+    );
+    pg2.send(&fe::query("SELECT name FROM cust_v WHERE id = 2"));
+    assert_eq!(tags(&pg2.until_ready(1)), "TDCZ");
+    let started = gw.events_of("command.started");
+    let read = payload_of(&started, "SELECT name FROM cust_v WHERE id = 2");
+    assert_eq!(
+        read["tables_read"],
+        serde_json::json!(["cust_v", "public.customers"])
+    );
     assert_eq!(cluster.psql("shop", "SELECT count(*) FROM orders"), "2");
     assert!(!cluster.log().contains("SELECT touch_customers()"));
     // After SET search_path, `items` is s2.items: a search for s2.items

@@ -28,7 +28,7 @@ fn random_ms(min: u64, max: u64) -> Duration {
 /// protocol, `LOG:  execute <name>: <sql>` for each extended-protocol run.
 fn statements_via_gateway(log: &str) -> Vec<String> {
     log.lines()
-        .filter(|l| l.contains("app=taskgate/"))
+        .filter(|l| l.contains("app=taskgate/tsk_"))
         .filter_map(|l| {
             let (_, logged) = l.split_once("LOG:  ")?;
             let sql = match logged.strip_prefix("statement: ") {

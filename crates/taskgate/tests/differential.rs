@@ -203,7 +203,7 @@ fn database_log(log: &str) -> HashMap<String, Vec<Ran>> {
         let Some((head, rest)) = record.split_once("] app=") else {
             continue;
         };
-        if !rest.starts_with("taskgate/") {
+        if !rest.starts_with("taskgate/tsk_") {
             continue;
         }
         let pid = head.rsplit('[').next().unwrap_or_default().to_owned();

@@ -7,6 +7,7 @@
 //! relays ([`relay`]) until it ends.
 //! A fault in one connection ends that connection only.
 
+mod catalog;
 mod handshake;
 mod login;
 mod ratelimit;
@@ -56,6 +57,8 @@ pub struct PgContext {
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     /// TLS to each target configured with `tls`, by connection name.
     upstream_tls: HashMap<String, tls::Upstream>,
+    /// Each target's relations and views, shared by its sessions.
+    catalogs: catalog::Catalogs,
 }
 
 pub use tls::TlsError;
@@ -96,6 +99,7 @@ impl PgContext {
             connections,
             acceptor,
             upstream_tls,
+            catalogs: catalog::Catalogs::default(),
         })
     }
 

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::record::SessionRecord;
 use super::relay::{self, ClientHalf, Ending, Holds, Shared};
-use super::{ClientStream, PgContext, fatal, login, sessions, upstream};
+use super::{ClientStream, PgContext, catalog, fatal, login, sessions, upstream};
 use crate::secrets;
 
 /// How long the server half may take to finish after the client left.
@@ -42,6 +42,8 @@ pub(super) struct Session {
     policy: StatementPolicy,
     record: SessionRecord,
     opened: Instant,
+    catalog: catalog::Access,
+    relations: Arc<catalog::Relations>,
 }
 
 fn upstream_params<'a>(
@@ -196,14 +198,38 @@ impl Session {
             },
         };
         let upstream_tls = ctx.upstream_tls.get(&connection.name);
+        let timeout = connection
+            .connect_timeout
+            .map_or(upstream::UPSTREAM_CONNECT_TIMEOUT, |t| t.0);
+        let catalog = catalog::Access::new(
+            &connection.name,
+            &connection.address,
+            &params,
+            password.clone(),
+            timeout,
+        );
+        let relations = match catalog.relations(ctx, false).await {
+            Ok(relations) => relations,
+            Err(e) => {
+                tracing::warn!(task = %task.id, connection = %connection.name, error = %e, "cannot read the target's catalog");
+                fatal(
+                    client,
+                    "58000",
+                    &format!(
+                        "connection {}: the gateway could not read the database's catalog (its views decide which tables a statement touches); the gateway's log has details",
+                        connection.name
+                    ),
+                )
+                .await;
+                return None;
+            }
+        };
         let upstream = match upstream::connect(
             &connection.address,
             upstream_tls,
             &params,
             password.as_ref(),
-            connection
-                .connect_timeout
-                .map_or(upstream::UPSTREAM_CONNECT_TIMEOUT, |t| t.0),
+            timeout,
         )
         .await
         {
@@ -277,6 +303,8 @@ impl Session {
             policy,
             record,
             opened: Instant::now(),
+            catalog,
+            relations,
         })
     }
 
@@ -290,6 +318,8 @@ impl Session {
             policy,
             record,
             opened,
+            catalog,
+            relations,
         } = self;
         let shared = Arc::new(Shared {
             record,
@@ -324,6 +354,7 @@ impl Session {
             task.ends_at,
             guard.closing.clone(),
             guard.cancels.clone(),
+            catalog::SessionCatalog::new(Arc::clone(&ctx), catalog, relations),
         );
         let ending = tokio::select! {
             ending = half.run(client_read, buf, upstream_write) => {

@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 
 use super::super::ClientStream;
+use super::super::catalog::SessionCatalog;
 use super::super::record::{Protocol, Statement, param_value};
 use super::super::sessions::CloseReason;
 use super::super::track::{Expect, NameEffect, Portal, Prepared, Running};
@@ -63,6 +64,8 @@ pub struct ClientHalf {
     /// rest up to Sync is ignored, as the server would after an error.
     skipping: bool,
     unknown: Arc<Classification>,
+    /// The target's relations: views widen a statement's tables.
+    catalog: SessionCatalog,
 }
 
 /// What one read of the client's bytes turns into.
@@ -74,6 +77,9 @@ struct Batch {
     terminate: bool,
     /// Set when the client has more answers outstanding than allowed.
     overflow: Option<usize>,
+    /// A statement names relations the catalog read lacks: read it again,
+    /// then take the message again.
+    read_catalog: bool,
     /// A statement that waits for a review; nothing after it is read yet.
     hold: Option<Held>,
     /// A message that looks a name up behind an unanswered Sync: it is
@@ -126,6 +132,7 @@ enum Verdict {
 }
 
 impl ClientHalf {
+    #[allow(clippy::too_many_arguments)] // each is a separate part of the session
     pub fn new(
         shared: Arc<Shared>,
         policy: StatementPolicy,
@@ -134,6 +141,7 @@ impl ClientHalf {
         ends_at: Option<Timestamp>,
         closing: watch::Receiver<Option<CloseReason>>,
         cancels: watch::Receiver<u64>,
+        catalog: SessionCatalog,
     ) -> Self {
         let unknown = classifier.classify("");
         Self {
@@ -149,6 +157,7 @@ impl ClientHalf {
             commands: 0,
             skipping: false,
             unknown,
+            catalog,
         }
     }
 
@@ -179,7 +188,11 @@ impl ClientHalf {
                         "more than {limit} answers outstanding: the client sends without reading"
                     ));
                 }
-                if batch.terminate || batch.hold.is_some() || batch.wait_for_server {
+                if batch.terminate
+                    || batch.hold.is_some()
+                    || batch.wait_for_server
+                    || batch.read_catalog
+                {
                     break;
                 }
             }
@@ -209,6 +222,10 @@ impl ClientHalf {
             }
             if batch.wait_for_server {
                 self.wait_for_server().await;
+                continue;
+            }
+            if batch.read_catalog {
+                self.catalog.read_again().await;
                 continue;
             }
             if let Some(held) = batch.hold.take() {
@@ -256,14 +273,33 @@ impl ClientHalf {
         self.commands
     }
 
+    /// The statement's classification, its tables widened by the views it
+    /// names.
     fn classify(&self, sql: &str) -> Arc<Classification> {
-        if sql.len() > CLASSIFY_INLINE_MAX_BYTES {
+        let class = if sql.len() > CLASSIFY_INLINE_MAX_BYTES {
             // A huge statement can take the parser a while: let the other
             // sessions' tasks move to another thread meanwhile.
             tokio::task::block_in_place(|| self.classifier.classify(sql))
         } else {
             self.classifier.classify(sql)
+        };
+        self.catalog.widen(class)
+    }
+
+    /// Whether the text names relations the catalog read lacks, so it
+    /// should be read again before the text is decided.
+    fn names_unknown_relations(&mut self, sql: &str, simple: bool) -> bool {
+        let parts = if simple {
+            taskgate_sqlclass::split(sql)
+        } else {
+            vec![sql]
+        };
+        let mut read = false;
+        for part in parts {
+            let class = self.classifier.classify(part);
+            read |= self.catalog.should_read_for(&class);
         }
+        read
     }
 
     fn expect(&self, batch: &mut Batch, e: Expect) {
@@ -341,6 +377,17 @@ impl ClientHalf {
                 frame.tag as char
             ))
         })?;
+        let unknown_relations = match &message {
+            _ if self.skipping => false,
+            FrontendMessage::Query(sql) => self.names_unknown_relations(sql, true),
+            FrontendMessage::Parse { sql, .. } => self.names_unknown_relations(sql, false),
+            _ => false,
+        };
+        if unknown_relations {
+            self.resume = Some(frame);
+            batch.read_catalog = true;
+            return Ok(());
+        }
         let forward = match message {
             // After an error in a batch the server discards everything up
             // to Sync, simple queries and function calls included.
@@ -720,7 +767,14 @@ impl ClientHalf {
     fn query(&mut self, sql: &str, batch: &mut Batch) -> Result<bool, Ending> {
         self.check_live()?;
         let parts = taskgate_sqlclass::split(sql);
-        let classes: Vec<_> = parts.iter().map(|s| self.classify(s)).collect();
+        // DDL early in the string (CREATE VIEW v AS ...) changes what a
+        // later statement naming v touches: learn it before going on.
+        let mut classes = Vec::with_capacity(parts.len());
+        for part in &parts {
+            let class = self.classify(part);
+            self.catalog.ran(&class);
+            classes.push(class);
+        }
         let mut review: Option<Arc<str>> = None;
         let mut needs_review: Option<Held> = None;
         for (text, class) in parts.iter().zip(&classes) {
@@ -796,6 +850,7 @@ impl ClientHalf {
             self.refuse(batch, &statement, &decision, false);
             return false;
         }
+        self.catalog.ran(&class);
         let mut tracker = self.shared.tracker();
         let prepared = Arc::new(Prepared {
             sql: sql.into(),

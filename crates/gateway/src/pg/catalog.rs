@@ -1,0 +1,585 @@
+//! The target's relations as its catalog has them, so a statement that
+//! names a view is judged and recorded by the tables under it.
+//!
+//! A rule on `customers` must hold for `UPDATE customers_view`, and an
+//! auditor's `--table customers` must find it. The gateway reads every
+//! relation and every view's base tables from the catalog (one query on a
+//! connection of its own, cached per connection for [`FRESH_FOR`]), and
+//! widens each statement's tables with the base tables of the views it
+//! names. A relation the statement names that the catalog does not hold
+//! makes the session read the catalog again first (a name a read just missed
+//! is not looked for again within [`RELOAD_AT_MOST_EVERY`]); one created by
+//! DDL through this session is taken from that DDL at once (see
+//! [`Relations::learn`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Buf;
+use taskgate_sqlclass::{Class, Classification};
+use taskgate_wire_pg::backend::{self, BackendMessage};
+use taskgate_wire_pg::encode::frontend as enc;
+use taskgate_wire_pg::frame::{self, Direction, Limits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::upstream::{self, Upstream, UpstreamError};
+
+/// How long a catalog read serves new sessions of the same connection.
+pub const FRESH_FOR: Duration = Duration::from_secs(30);
+/// A name a read did not find is taken as not there for this long; asked
+/// for after it, the catalog is read again.
+pub const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(2);
+
+/// Every relation (by the classifier's rendering: `schema.name`), and each
+/// view's direct dependencies, in one round trip.
+const QUERY: &str = "SELECT n.nspname, c.relname, c.relkind::text FROM pg_catalog.pg_class c \
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast'); \
+SELECT DISTINCT vn.nspname, v.relname, bn.nspname, b.relname FROM pg_catalog.pg_rewrite r \
+JOIN pg_catalog.pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm') \
+JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace \
+JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid \
+AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> v.oid \
+JOIN pg_catalog.pg_class b ON b.oid = d.refobjid \
+JOIN pg_catalog.pg_namespace bn ON bn.oid = b.relnamespace \
+WHERE vn.nspname NOT IN ('pg_catalog', 'information_schema')";
+
+/// A relation name as the classifier renders it (see sqlclass's
+/// `push_part`): a part holding `.` or `"` is quoted.
+fn render(schema: &str, name: &str) -> String {
+    let part = |p: &str| {
+        if p.contains(['.', '"']) {
+            format!("\"{}\"", p.replace('"', "\"\""))
+        } else {
+            p.to_owned()
+        }
+    };
+    format!("{}.{}", part(schema), part(name))
+}
+
+/// The relations of one target.
+#[derive(Clone, Debug)]
+pub struct Relations {
+    /// Qualified names by bare name.
+    by_name: HashMap<String, Vec<String>>,
+    /// A view's (or anything DDL made stand for other tables) base tables,
+    /// qualified, resolved through views below it.
+    base: HashMap<String, Vec<String>>,
+}
+
+impl Relations {
+    fn from_rows(relations: Vec<[String; 3]>, deps: Vec<[String; 4]>) -> Relations {
+        let mut by_name: HashMap<String, Vec<String>> = HashMap::new();
+        for [schema, name, _kind] in &relations {
+            by_name
+                .entry(name.clone())
+                .or_default()
+                .push(render(schema, name));
+        }
+        let mut direct: HashMap<String, Vec<String>> = HashMap::new();
+        for [vs, vn, bs, bn] in &deps {
+            direct
+                .entry(render(vs, vn))
+                .or_default()
+                .push(render(bs, bn));
+        }
+        let mut base = HashMap::new();
+        for view in direct.keys() {
+            let mut seen = HashSet::new();
+            let mut out = Vec::new();
+            flatten(view, &direct, &mut seen, &mut out);
+            out.sort();
+            out.dedup();
+            base.insert(view.clone(), out);
+        }
+        Relations { by_name, base }
+    }
+
+    /// The qualified relations a name as written may be: `s.t` that one,
+    /// `t` any schema's `t` (the session's `search_path` decides which).
+    fn candidates<'a>(&'a self, written: &'a str) -> Vec<&'a str> {
+        let (schema, bare) = match written.rsplit_once('.') {
+            Some((schema, bare)) => (Some(schema.rsplit('.').next().unwrap_or(schema)), bare),
+            None => (None, written),
+        };
+        let mut found: Vec<&str> = self
+            .by_name
+            .get(bare)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .filter(|q| schema.is_none_or(|s| q.rsplit_once('.').is_some_and(|(qs, _)| qs == s)))
+            .collect();
+        // Names DDL of this session made stand for other tables.
+        if self.base.contains_key(written) && !found.contains(&written) {
+            found.push(written);
+        }
+        found
+    }
+
+    /// Names the statement uses that the catalog does not hold.
+    pub fn unknown<'a>(&self, c: &'a Classification) -> Vec<&'a str> {
+        c.tables_read
+            .iter()
+            .chain(&c.tables_written)
+            .map(String::as_str)
+            .filter(|t| self.candidates(t).is_empty())
+            .collect()
+    }
+
+    /// The classification with the base tables of every view it names
+    /// added (written where the view is written): `None` when it names no
+    /// view.
+    pub fn widen(&self, c: &Classification) -> Option<Classification> {
+        let mut read = Vec::new();
+        let mut written = Vec::new();
+        for (tables, out) in [
+            (&c.tables_read, &mut read),
+            (&c.tables_written, &mut written),
+        ] {
+            for t in tables {
+                for q in self.candidates(t) {
+                    if let Some(base) = self.base.get(q) {
+                        out.extend(base.iter().cloned());
+                    }
+                }
+            }
+        }
+        if read.is_empty() && written.is_empty() {
+            return None;
+        }
+        let mut wide = c.clone();
+        wide.tables_read.extend(read);
+        wide.tables_written.extend(written);
+        for v in [&mut wide.tables_read, &mut wide.tables_written] {
+            v.sort();
+            v.dedup();
+        }
+        Some(wide)
+    }
+
+    /// DDL run through this session that writes a relation while reading
+    /// others (`CREATE VIEW v AS SELECT ... FROM customers`, a rule, `CREATE
+    /// TABLE ... AS`): from now on that name stands for those tables too,
+    /// before the catalog is read again.
+    pub fn learn(&mut self, c: &Classification) {
+        if c.class != Class::Ddl || c.tables_read.is_empty() {
+            return;
+        }
+        for target in &c.tables_written {
+            let mut sources: Vec<String> = c
+                .tables_read
+                .iter()
+                .filter(|t| *t != target)
+                .flat_map(|t| {
+                    let resolved: Vec<String> = self
+                        .candidates(t)
+                        .into_iter()
+                        .flat_map(|q| {
+                            self.base
+                                .get(q)
+                                .cloned()
+                                .unwrap_or_else(|| vec![q.to_owned()])
+                        })
+                        .collect();
+                    if resolved.is_empty() {
+                        vec![t.clone()]
+                    } else {
+                        resolved
+                    }
+                })
+                .collect();
+            sources.sort();
+            sources.dedup();
+            self.base.entry(target.clone()).or_default().extend(sources);
+        }
+    }
+}
+
+fn flatten(
+    view: &str,
+    direct: &HashMap<String, Vec<String>>,
+    seen: &mut HashSet<String>,
+    out: &mut Vec<String>,
+) {
+    if !seen.insert(view.to_owned()) {
+        return;
+    }
+    for dep in direct.get(view).into_iter().flatten() {
+        if direct.contains_key(dep) {
+            flatten(dep, direct, seen, out);
+        } else {
+            out.push(dep.clone());
+        }
+    }
+}
+
+/// Why the catalog could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Login(#[from] UpstreamError),
+    #[error("reading the catalog failed: {0}")]
+    Query(String),
+}
+
+/// The application name of the gateway's catalog connections, so the
+/// database's log tells them from sessions (`taskgate/<task id>`).
+const APPLICATION_NAME: &str = "taskgate/catalog";
+
+/// How a session's catalog is read: as the session logs in, on a
+/// connection of the gateway's own.
+#[derive(Clone)]
+pub struct Access {
+    pub connection: String,
+    pub address: String,
+    params: Vec<(String, String)>,
+    password: Option<taskgate_policy::Secret>,
+    pub timeout: Duration,
+}
+
+impl Access {
+    /// From a session's startup parameters (its application name is
+    /// replaced).
+    pub fn new(
+        connection: &str,
+        address: &str,
+        params: &[(&str, &str)],
+        password: Option<taskgate_policy::Secret>,
+        timeout: Duration,
+    ) -> Access {
+        let params = params
+            .iter()
+            .map(|(k, v)| {
+                let v = if *k == "application_name" {
+                    APPLICATION_NAME
+                } else {
+                    v
+                };
+                ((*k).to_owned(), v.to_owned())
+            })
+            .collect();
+        Access {
+            connection: connection.to_owned(),
+            address: address.to_owned(),
+            params,
+            password,
+            timeout,
+        }
+    }
+
+    /// The relations, from the shared cache unless `fresh`.
+    pub async fn relations(
+        &self,
+        ctx: &super::PgContext,
+        fresh: bool,
+    ) -> Result<Arc<Relations>, CatalogError> {
+        let params: Vec<(&str, &str)> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let target = Target {
+            address: &self.address,
+            tls: ctx.upstream_tls.get(&self.connection),
+            params: &params,
+            password: self.password.as_ref(),
+            timeout: self.timeout,
+        };
+        ctx.catalogs
+            .relations(&self.connection, &target, fresh)
+            .await
+    }
+}
+
+/// One session's view of its target's relations: the shared catalog read,
+/// what DDL of this session added, and when it was last read.
+pub struct SessionCatalog {
+    ctx: Arc<super::PgContext>,
+    access: Access,
+    relations: Arc<Relations>,
+    /// Names a read made for them did not find, and when: asked for again
+    /// within [`RELOAD_AT_MOST_EVERY`], they are taken as not there.
+    missing: HashMap<String, Instant>,
+    /// Names the next read is for.
+    wanted: Vec<String>,
+}
+
+impl SessionCatalog {
+    pub fn new(ctx: Arc<super::PgContext>, access: Access, relations: Arc<Relations>) -> Self {
+        Self {
+            ctx,
+            access,
+            relations,
+            missing: HashMap::new(),
+            wanted: Vec::new(),
+        }
+    }
+
+    /// The classification widened by the views it names.
+    pub fn widen(&self, c: Arc<Classification>) -> Arc<Classification> {
+        match self.relations.widen(&c) {
+            Some(wide) => Arc::new(wide),
+            None => c,
+        }
+    }
+
+    /// Whether the statement names relations the catalog read does not
+    /// hold that no recent read looked for: then the catalog is read again
+    /// before the statement is decided (a view made since the last read
+    /// must not pass as an unknown name). Remembers what to look for.
+    pub fn should_read_for(&mut self, c: &Classification) -> bool {
+        let fresh = |at: &Instant| at.elapsed() < RELOAD_AT_MOST_EVERY;
+        let wanted: Vec<String> = self
+            .relations
+            .unknown(c)
+            .into_iter()
+            .filter(|n| !self.missing.get(*n).is_some_and(fresh))
+            .map(str::to_owned)
+            .collect();
+        if wanted.is_empty() {
+            return false;
+        }
+        self.wanted.extend(wanted);
+        true
+    }
+
+    /// Reads the catalog again. A failure keeps what was read before
+    /// (statements naming what it lacks are judged by their names).
+    pub async fn read_again(&mut self) {
+        match self.access.relations(&self.ctx, true).await {
+            Ok(relations) => self.relations = relations,
+            Err(e) => {
+                tracing::warn!(connection = %self.access.connection, error = %e, "cannot read the target's catalog again");
+            }
+        }
+        let now = Instant::now();
+        // Bounded: names not asked for lately are dropped.
+        self.missing
+            .retain(|_, at| now.duration_since(*at) < RELOAD_AT_MOST_EVERY);
+        for name in self.wanted.drain(..) {
+            self.missing.insert(name, now);
+        }
+    }
+
+    /// DDL forwarded through this session: learn what it makes names
+    /// stand for, and let other sessions read the catalog afresh.
+    pub fn ran(&mut self, c: &Classification) {
+        if c.class == Class::Ddl {
+            Arc::make_mut(&mut self.relations).learn(c);
+            self.ctx.catalogs.invalidate(&self.access.connection);
+        }
+    }
+}
+
+/// How to reach one target as a session would.
+pub struct Target<'a> {
+    pub address: &'a str,
+    pub tls: Option<&'a super::tls::Upstream>,
+    pub params: &'a [(&'a str, &'a str)],
+    pub password: Option<&'a taskgate_policy::Secret>,
+    pub timeout: Duration,
+}
+
+/// Reads the relations of a target on a connection of its own.
+pub async fn load(target: &Target<'_>) -> Result<Relations, CatalogError> {
+    let Upstream {
+        mut stream,
+        mut buf,
+        ..
+    } = upstream::connect(
+        target.address,
+        target.tls,
+        target.params,
+        target.password,
+        target.timeout,
+    )
+    .await?;
+    let io = |e: std::io::Error| CatalogError::Query(e.to_string());
+    stream.write_all(&enc::query(QUERY)).await.map_err(io)?;
+    let mut results: Vec<Vec<Vec<String>>> = Vec::new();
+    let read = async {
+        loop {
+            let frame = match frame::decode(&mut buf, Direction::Backend, &Limits::default()) {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    if stream.read_buf(&mut buf).await.map_err(io)? == 0 {
+                        return Err(CatalogError::Query(
+                            "the server closed the connection".into(),
+                        ));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(CatalogError::Query(e.to_string())),
+            };
+            match backend::decode(&frame).map_err(|e| CatalogError::Query(e.to_string()))? {
+                BackendMessage::RowDescription => results.push(Vec::new()),
+                BackendMessage::DataRow => {
+                    let row = data_row(frame.body())
+                        .ok_or_else(|| CatalogError::Query("a malformed data row".into()))?;
+                    if let Some(rows) = results.last_mut() {
+                        rows.push(row);
+                    }
+                }
+                BackendMessage::ErrorResponse(f) => {
+                    return Err(CatalogError::Query(format!("{} {}", f.code, f.message)));
+                }
+                BackendMessage::ReadyForQuery(_) => return Ok(()),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(target.timeout, read)
+        .await
+        .map_err(|_| CatalogError::Query("timed out".into()))??;
+    let _ = stream.write_all(&enc::terminate()).await;
+    let [relations, deps] = <[Vec<Vec<String>>; 2]>::try_from(results)
+        .map_err(|_| CatalogError::Query("expected two result sets".into()))?;
+    let relations = relations
+        .into_iter()
+        .filter_map(|r| <[String; 3]>::try_from(r).ok())
+        .collect();
+    let deps = deps
+        .into_iter()
+        .filter_map(|r| <[String; 4]>::try_from(r).ok())
+        .collect();
+    Ok(Relations::from_rows(relations, deps))
+}
+
+/// A DataRow's columns as text (the catalog query selects no NULLs).
+fn data_row(mut body: &[u8]) -> Option<Vec<String>> {
+    if body.len() < 2 {
+        return None;
+    }
+    let n = body.get_i16();
+    let mut row = Vec::with_capacity(usize::try_from(n).ok()?);
+    for _ in 0..n {
+        if body.len() < 4 {
+            return None;
+        }
+        let len = usize::try_from(body.get_i32()).ok()?;
+        let bytes = body.get(..len)?;
+        row.push(String::from_utf8_lossy(bytes).into_owned());
+        body = &body[len..];
+    }
+    Some(row)
+}
+
+/// Catalog reads shared by the sessions of each connection.
+#[derive(Default)]
+pub struct Catalogs {
+    cached: Mutex<HashMap<String, (Instant, Arc<Relations>)>>,
+}
+
+impl Catalogs {
+    /// The relations of `connection`, read again when older than
+    /// [`FRESH_FOR`] or when `fresh` asks for it.
+    pub async fn relations(
+        &self,
+        connection: &str,
+        target: &Target<'_>,
+        fresh: bool,
+    ) -> Result<Arc<Relations>, CatalogError> {
+        if !fresh {
+            let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, relations)) = cached.get(connection)
+                && at.elapsed() < FRESH_FOR
+            {
+                return Ok(Arc::clone(relations));
+            }
+        }
+        let relations = Arc::new(load(target).await?);
+        self.cached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                connection.to_owned(),
+                (Instant::now(), Arc::clone(&relations)),
+            );
+        Ok(relations)
+    }
+
+    /// Forgets a connection's relations (DDL ran on it).
+    pub fn invalidate(&self, connection: &str) {
+        self.cached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(connection);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> String {
+        v.to_owned()
+    }
+
+    fn relations() -> Relations {
+        Relations::from_rows(
+            vec![
+                [s("public"), s("customers"), s("r")],
+                [s("public"), s("orders"), s("r")],
+                [s("public"), s("cust_v"), s("v")],
+                [s("public"), s("cust_vv"), s("v")],
+                [s("s2"), s("orders"), s("r")],
+            ],
+            vec![
+                [s("public"), s("cust_v"), s("public"), s("customers")],
+                [s("public"), s("cust_vv"), s("public"), s("cust_v")],
+                [s("public"), s("cust_vv"), s("public"), s("orders")],
+            ],
+        )
+    }
+
+    #[test]
+    fn a_view_stands_for_its_base_tables_through_other_views() {
+        let r = relations();
+        let c = taskgate_sqlclass::classify("UPDATE cust_vv SET name = 'x'");
+        let wide = r.widen(&c).expect("widened");
+        assert_eq!(
+            wide.tables_written,
+            ["cust_vv", "public.customers", "public.orders"]
+        );
+        let c = taskgate_sqlclass::classify("SELECT * FROM public.cust_v");
+        assert_eq!(
+            r.widen(&c).expect("widened").tables_read,
+            ["public.cust_v", "public.customers"]
+        );
+        assert!(
+            r.widen(&taskgate_sqlclass::classify("SELECT * FROM orders"))
+                .is_none()
+        );
+        assert!(
+            r.widen(&taskgate_sqlclass::classify("SELECT * FROM s2.cust_v"))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn names_not_in_the_catalog_are_unknown_until_ddl_here_makes_them() {
+        let mut r = relations();
+        let create = taskgate_sqlclass::classify("CREATE VIEW v2 AS SELECT * FROM cust_v");
+        assert_eq!(r.unknown(&create), ["v2"]);
+        r.learn(&create);
+        let update = taskgate_sqlclass::classify("UPDATE v2 SET name = 'x'");
+        assert!(r.unknown(&update).is_empty());
+        assert_eq!(
+            r.widen(&update).expect("widened").tables_written,
+            ["public.customers", "v2"]
+        );
+    }
+
+    #[test]
+    fn data_rows_are_read_as_text() {
+        let mut body = 2i16.to_be_bytes().to_vec();
+        for v in ["public", "t"] {
+            body.extend((v.len() as i32).to_be_bytes());
+            body.extend(v.as_bytes());
+        }
+        assert_eq!(data_row(&body), Some(vec![s("public"), s("t")]));
+        assert_eq!(data_row(&body[..5]), None);
+    }
+}
