@@ -4,10 +4,10 @@
 //! comments, dollar quotes, backslashes, multi-statement strings) go through
 //! the gateway to a cluster that logs every statement. Then, session by
 //! session, every statement the database logged must have a
-//! `command.started` before it, in order, with exactly that text, and with
-//! the class and tables PostgreSQL's grammar gives that text. Nothing the
-//! gateway denied or held can have run, since everything that ran is
-//! matched to a start.
+//! `command.started` before it, in order, with exactly that text, the class
+//! PostgreSQL's grammar gives that text, and at least the tables it names.
+//! Nothing the gateway denied or held can have run, since everything that
+//! ran is matched to a start.
 //!
 //! `TASKGATE_DIFF_SEQUENCES` and `TASKGATE_DIFF_SEED` run it longer or
 //! elsewhere (bench/differential.sh).
@@ -290,16 +290,17 @@ fn check_session(marker: &str, ran: &[Ran], started: &[&Value]) -> usize {
             let truth = taskgate_sqlclass::classify(part);
             let p = &event["payload"];
             assert_eq!(p["class"], truth.class.as_str(), "{marker}: {part:?}");
-            assert_eq!(
-                strings(&p["tables_read"]),
-                truth.tables_read,
-                "{marker}: {part:?}"
-            );
-            assert_eq!(
-                strings(&p["tables_written"]),
-                truth.tables_written,
-                "{marker}: {part:?}"
-            );
+            // At least as wide: views and names in several schemas add to
+            // what the text names.
+            for (recorded, named) in [
+                (strings(&p["tables_read"]), &truth.tables_read),
+                (strings(&p["tables_written"]), &truth.tables_written),
+            ] {
+                assert!(
+                    named.iter().all(|t| recorded.contains(t)),
+                    "{marker}: {part:?} recorded {recorded:?}, names {named:?}"
+                );
+            }
             checked += 1;
         }
     }

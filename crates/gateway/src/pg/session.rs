@@ -208,22 +208,6 @@ impl Session {
             password.clone(),
             timeout,
         );
-        let relations = match catalog.relations(ctx, false).await {
-            Ok(relations) => relations,
-            Err(e) => {
-                tracing::warn!(task = %task.id, connection = %connection.name, error = %e, "cannot read the target's catalog");
-                fatal(
-                    client,
-                    "58000",
-                    &format!(
-                        "connection {}: the gateway could not read the database's catalog (its views decide which tables a statement touches); the gateway's log has details",
-                        connection.name
-                    ),
-                )
-                .await;
-                return None;
-            }
-        };
         let upstream = match upstream::connect(
             &connection.address,
             upstream_tls,
@@ -237,6 +221,26 @@ impl Session {
             Err(e) => {
                 tracing::warn!(task = %task.id, connection = %connection.name, error = %e, "upstream login failed");
                 fatal(client, "08006", &e.client_message(&connection.name)).await;
+                return None;
+            }
+        };
+        let relations = match catalog.relations(ctx, false).await {
+            Ok(relations) => relations,
+            Err(e) => {
+                tracing::warn!(task = %task.id, connection = %connection.name, error = %e, "cannot read the target's catalog");
+                let (code, message) = match &e {
+                    catalog::CatalogError::Login(e) => {
+                        ("08006", e.client_message(&connection.name))
+                    }
+                    catalog::CatalogError::Query(_) => (
+                        "58000",
+                        format!(
+                            "connection {}: the gateway could not read the database's catalog (its views decide which tables a statement touches); the gateway's log has details",
+                            connection.name
+                        ),
+                    ),
+                };
+                fatal(client, code, &message).await;
                 return None;
             }
         };
