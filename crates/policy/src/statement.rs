@@ -8,7 +8,8 @@
 //!    `write` adds writes and DDL; only `admin` runs DCL. A statement that
 //!    would lift a read-only session is denied under `read`. A statement the
 //!    parser cannot classify (`unknown`) is never allowed silently under a
-//!    `read` or `write` grant: it needs review.
+//!    `read` or `write` grant: it needs review. Text the grammar refuses is
+//!    `Invalid`, whatever the grant: refused as a syntax error, never run.
 //! 2. Statement rules of every policy that covers the task (its requester,
 //!    connection and access level). A rule matches when all of its given
 //!    criteria match: class, any table read or written, and the regex over
@@ -32,6 +33,12 @@ pub enum StatementDecision {
         reason: String,
         by: Vec<Matcher>,
     },
+    /// Not SQL PostgreSQL's grammar accepts: refused at once as the server
+    /// would refuse it (`42601`), never forwarded; `message` is the
+    /// parser's.
+    Invalid {
+        message: String,
+    },
 }
 
 impl StatementDecision {
@@ -40,6 +47,7 @@ impl StatementDecision {
             StatementDecision::Allow => 0,
             StatementDecision::Review { .. } => 1,
             StatementDecision::Deny { .. } => 2,
+            StatementDecision::Invalid { .. } => 3,
         }
     }
 
@@ -184,14 +192,16 @@ impl StatementPolicy {
                 "the statement reads differently with standard_conforming_strings off (a backslash before a quote in a '...' string); write the string as E'...' or without the backslash".to_owned(),
             );
         }
-        if c.class == Class::Unknown && self.access != Access::Admin {
-            let why = match &c.error {
-                Some(error) => format!("the statement could not be classified ({error})"),
-                None => format!(
-                    "{} statements run code the gateway cannot inspect",
-                    c.command
-                ),
+        if let Some(error) = &c.error {
+            return StatementDecision::Invalid {
+                message: error.clone(),
             };
+        }
+        if c.class == Class::Unknown && self.access != Access::Admin {
+            let why = format!(
+                "{} statements run code the gateway cannot inspect",
+                c.command
+            );
             return StatementDecision::Review {
                 reason: format!("{why}, so a {} grant needs a review", self.access),
                 by: self.default_approvers.clone(),

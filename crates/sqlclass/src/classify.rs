@@ -41,9 +41,10 @@ pub fn classify(sql: &str) -> Classification {
         Some(classify_node(node, statement_text(sql, s)))
     });
     let Some(first) = parts.next() else {
-        // Empty input, only comments, only semicolons: nothing to run, but
-        // nothing the gateway should call a read either.
+        // Empty input, only comments, only semicolons: nothing runs, and
+        // the server answers EmptyQueryResponse, as to any client.
         return Classification {
+            class: Class::Utility,
             command: "EMPTY".to_owned(),
             ..unparsable(String::new())
         }

@@ -113,11 +113,16 @@ pub(crate) fn is_set_config(name: &str) -> bool {
     name.rsplit('.').next() == Some("set_config")
 }
 
-/// Settings that change how the gateway's lexer must read statement text
-/// (string syntax, and the bytes of multibyte characters): only the gateway
-/// may set them.
+/// Settings only the gateway may set: those that change how its lexer must
+/// read statement text (string syntax, and the bytes of multibyte
+/// characters), and the application name that tags the session with its
+/// task.
 pub(crate) fn is_lexing_param(name: &str) -> bool {
-    name.eq_ignore_ascii_case("standard_conforming_strings") || name.eq_ignore_ascii_case("client_encoding")
+    name.eq_ignore_ascii_case("standard_conforming_strings")
+        || name.eq_ignore_ascii_case("client_encoding")
+        // Not for lexing, but the gateway's too: it names the task in the
+        // database's own logs and pg_stat_activity.
+        || name.eq_ignore_ascii_case("application_name")
 }
 
 /// Settings whose SET / RESET lifts a read-only session (GUC names are

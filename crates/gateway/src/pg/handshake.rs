@@ -12,6 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::session::Session;
 use super::{ClientStream, PgContext, fatal, login, record, relay};
 
+/// The Terminate message: type `X`, length 4.
+const TERMINATE: &[u8] = b"X\0\0\0\x04";
+
 /// Reads the startup packet, switching to TLS when asked and able, and
 /// serving cancel requests. `None` when the connection ends here.
 pub(super) async fn read_startup(
@@ -21,6 +24,12 @@ pub(super) async fn read_startup(
     tls: &mut bool,
 ) -> Option<Startup> {
     loop {
+        // A client that connects and ends at once sends Terminate without a
+        // startup packet (drivers' "end" before "connect" finished):
+        // PostgreSQL closes without a word, and so does the gateway.
+        if buf.starts_with(TERMINATE) {
+            return None;
+        }
         match startup::decode(buf) {
             Ok(Some(Startup::SslRequest)) if !*tls => {
                 if !buf.is_empty() {

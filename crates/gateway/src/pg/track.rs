@@ -70,6 +70,15 @@ pub enum Expect {
         bytes: Vec<u8>,
         ready: bool,
     },
+    /// A refusal: in place of the refused message the server was sent text
+    /// no grammar accepts, so it fails the transaction and skips the batch
+    /// as after any error. Its ErrorResponse is replaced by `error`. A
+    /// simple query's refusal is followed by an empty `Query`, which takes
+    /// its ReadyForQuery.
+    Refused {
+        error: Vec<u8>,
+        extended: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -302,14 +311,17 @@ impl Tracker {
     }
 
     /// Takes one server message into account. Completed commands go to
-    /// `done`.
+    /// `done`. Returns whether the message goes on to the client (the
+    /// error answering a refusal's stand-in does not: the gateway's own
+    /// error goes in its place).
     pub fn on_backend(
         &mut self,
         message: &BackendMessage<'_>,
         body_len: usize,
         now: Instant,
         done: &mut Vec<Completion>,
-    ) {
+    ) -> bool {
+        let mut forward = true;
         let mut undos = Vec::new();
         let mut transaction_ended = false;
         for r in std::mem::take(&mut self.discarded) {
@@ -345,6 +357,15 @@ impl Tracker {
                     message: fields.message.to_owned(),
                 };
                 match self.queue.front_mut() {
+                    Some(Expect::Refused { .. }) => {
+                        if let Some(Expect::Refused { error, extended }) = self.queue.pop_front() {
+                            self.due.extend_from_slice(&error);
+                            forward = false;
+                            if extended {
+                                self.skip_to_sync(now, done, &mut undos);
+                            }
+                        }
+                    }
                     Some(Expect::Query(q)) => {
                         if let Some(r) = q.pop_front() {
                             let skipped: Vec<Running> = q.drain(..).collect();
@@ -432,6 +453,7 @@ impl Tracker {
             // The end of a COPY that never started (or already ended).
             self.queue.pop_front();
         }
+        forward
     }
 
     /// The server entered COPY IN: Syncs the client sent after the command

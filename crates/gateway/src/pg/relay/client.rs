@@ -15,6 +15,7 @@ use taskgate_policy::{
 use taskgate_sqlclass::{Classification, Classifier};
 use taskgate_store::StoreRead;
 use taskgate_wire_pg::encode::backend as enc;
+use taskgate_wire_pg::encode::frontend as enc_fe;
 use taskgate_wire_pg::frame::{self, Direction, Frame};
 use taskgate_wire_pg::frontend::{self, FrontendMessage, param_format};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -27,8 +28,18 @@ use super::super::sessions::CloseReason;
 use super::super::track::{Expect, NameEffect, Portal, Prepared, Running};
 use super::{Ending, INSUFFICIENT_PRIVILEGE, Shared};
 
+/// SQLSTATE for text the grammar refuses.
+const SYNTAX_ERROR: &str = "42601";
 /// SQLSTATE for an Execute of a portal the gateway does not know.
 const INVALID_CURSOR_NAME: &str = "34000";
+/// What the server is sent in place of a refused message: text no grammar
+/// accepts, so the server meets an error there (see `refuse_here`). Its log
+/// shows the refusal's place too.
+const REFUSED_STAND_IN: &str = "taskgate refused the statement sent here";
+/// The statement name a refused Parse's stand-in takes: a failed Parse of a
+/// named statement leaves nothing behind (the unnamed one would drop the
+/// client's unnamed statement).
+const REFUSED_STATEMENT: &str = "taskgate_refused";
 /// SQLSTATE for a statement the client cancelled.
 const QUERY_CANCELED: &str = "57014";
 /// Statements longer than this are classified off the async threads.
@@ -66,6 +77,8 @@ pub struct ClientHalf {
     unknown: Arc<Classification>,
     /// The target's relations: views widen a statement's tables.
     catalog: SessionCatalog,
+    /// What a decided hold left to send upstream first.
+    carried: Option<Batch>,
 }
 
 /// What one read of the client's bytes turns into.
@@ -73,7 +86,6 @@ pub struct ClientHalf {
 struct Batch {
     out: Vec<u8>,
     events: Vec<EventDraft>,
-    made: bool,
     terminate: bool,
     /// Set when the client has more answers outstanding than allowed.
     overflow: Option<usize>,
@@ -158,6 +170,7 @@ impl ClientHalf {
             skipping: false,
             unknown,
             catalog,
+            carried: None,
         }
     }
 
@@ -169,7 +182,7 @@ impl ClientHalf {
         mut upstream: WriteHalf<ClientStream>,
     ) -> Ending {
         loop {
-            let mut batch = Batch::default();
+            let mut batch = self.carried.take().unwrap_or_default();
             loop {
                 let frame = match self.resume.take() {
                     Some(approved) => approved,
@@ -213,9 +226,6 @@ impl ClientHalf {
                 && let Err(e) = upstream.write_all(&batch.out).await
             {
                 return Ending::Io(e.to_string());
-            }
-            if batch.made {
-                self.shared.made.notify_one();
             }
             if batch.terminate {
                 return Ending::ClientLeft;
@@ -308,14 +318,36 @@ impl ClientHalf {
         }
     }
 
-    /// Queues an answer of the gateway's own. In the extended protocol the
-    /// rest of the batch is then skipped up to Sync, as after a server error.
-    fn made(&mut self, batch: &mut Batch, bytes: Vec<u8>, ready: bool) {
-        // Refusals do not go upstream, so nothing else bounds them: the
-        // tracker's limit does.
-        self.expect(batch, Expect::Made { bytes, ready });
-        batch.made = true;
-        if !ready {
+    /// Answers a refused message with `error`, leaving the session as a
+    /// server error would have: the server is sent, in the refused
+    /// message's place, text no grammar accepts (a simple query, or a
+    /// Parse under a name of the gateway's), so it fails the open
+    /// transaction (a later COMMIT answers ROLLBACK) and skips the rest of
+    /// the batch up to Sync, and its error is replaced by the gateway's.
+    fn refuse_here(&mut self, batch: &mut Batch, error: Vec<u8>, simple: bool) {
+        if simple {
+            batch.out.extend(enc_fe::query(REFUSED_STAND_IN));
+            self.expect(
+                batch,
+                Expect::Refused {
+                    error,
+                    extended: false,
+                },
+            );
+            self.expect(batch, Expect::Query(VecDeque::new()));
+        } else {
+            batch
+                .out
+                .extend(enc_fe::parse(REFUSED_STATEMENT, REFUSED_STAND_IN, &[]));
+            self.expect(
+                batch,
+                Expect::Refused {
+                    error,
+                    extended: true,
+                },
+            );
+            // The server skips the rest up to Sync; so does the gateway,
+            // recording none of it.
             self.skipping = true;
         }
     }
@@ -331,6 +363,17 @@ impl ClientHalf {
     ) {
         let (kind, reason) = match decision {
             StatementDecision::Deny { reason } => ("deny", reason.clone()),
+            StatementDecision::Invalid { message } => {
+                // As the server answers it, and recorded as refused.
+                batch.events.push(self.shared.record.denied(
+                    statement,
+                    "invalid",
+                    &format!("the statement is not valid SQL: {message}"),
+                ));
+                let error = enc::error("ERROR", SYNTAX_ERROR, message, None);
+                self.refuse_here(batch, error, ready);
+                return;
+            }
             StatementDecision::Review { reason, by } => {
                 let by: Vec<String> = by.iter().map(|m| m.to_string()).collect();
                 (
@@ -353,7 +396,7 @@ impl ClientHalf {
             &format!("taskgate: {reason}"),
             Some(&hint),
         );
-        self.made(batch, error, ready);
+        self.refuse_here(batch, error, ready);
     }
 
     fn on_frame(&mut self, frame: Frame, batch: &mut Batch) -> Result<(), Ending> {
@@ -608,8 +651,9 @@ impl ClientHalf {
         };
         let error = enc::error("ERROR", code, message, Some(&hint));
         let mut batch = Batch::default();
-        self.made(&mut batch, error, held.simple);
-        self.shared.made.notify_one();
+        self.refuse_here(&mut batch, error, held.simple);
+        // Goes upstream with the next batch, ahead of anything after it.
+        self.carried = Some(batch);
         Ok(())
     }
 
@@ -892,7 +936,7 @@ impl ClientHalf {
                 &format!("taskgate: {reason}"),
                 None,
             );
-            self.made(batch, error, false);
+            self.refuse_here(batch, error, false);
             return Ok(false);
         };
         let id = self.next_command();

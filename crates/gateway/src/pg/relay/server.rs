@@ -108,8 +108,16 @@ pub async fn server_half(
 }
 
 /// Settings the gateway reads statements under; a server reporting another
-/// value means statements may no longer mean what the gateway decided.
-fn unsafe_setting(name: &str, value: &str) -> Option<String> {
+/// value means statements may no longer mean what the gateway decided. The
+/// application name must go on naming the task (`taskgate/<task>`), which
+/// ties the database's own logs to it.
+fn unsafe_setting(name: &str, value: &str, task: &str) -> Option<String> {
+    if name == "application_name" {
+        let tag = format!("taskgate/{task}");
+        return (value != tag && !value.starts_with(&format!("{tag} "))).then(|| {
+            format!("application_name changed to {value:?}; it must name the task ({tag})")
+        });
+    }
     let expected = match name {
         "client_encoding" => "UTF8",
         "standard_conforming_strings" => "on",
@@ -144,15 +152,18 @@ async fn forward_answers(
             let message =
                 backend::decode(&frame).map_err(|e| Ending::ServerProtocol(e.to_string()))?;
             if let BackendMessage::ParameterStatus { name, value } = message {
-                unsafe_change = unsafe_change.or_else(|| unsafe_setting(name, value));
+                unsafe_change =
+                    unsafe_change.or_else(|| unsafe_setting(name, value, &shared.record.task));
             }
-            tracker.on_backend(&message, frame.body().len(), now, &mut done);
+            let forward = tracker.on_backend(&message, frame.body().len(), now, &mut done);
             // Everything sent has been answered (by a ReadyForQuery, or by
             // an error that makes the server discard the rest): a client
             // half waiting on names may go on.
             ready |= tracker.unanswered() == 0;
             tracker.take_due(out);
-            out.extend_from_slice(&frame.raw);
+            if forward {
+                out.extend_from_slice(&frame.raw);
+            }
             tracker.take_made(out);
         }
     }
@@ -179,11 +190,15 @@ mod tests {
     use super::unsafe_setting;
 
     #[test]
-    fn only_the_lexing_settings_matter() {
-        assert!(unsafe_setting("client_encoding", "UTF8").is_none());
-        assert!(unsafe_setting("client_encoding", "utf8").is_none());
-        assert!(unsafe_setting("client_encoding", "SJIS").is_some());
-        assert!(unsafe_setting("standard_conforming_strings", "off").is_some());
-        assert!(unsafe_setting("TimeZone", "UTC").is_none());
+    fn only_the_lexing_settings_and_the_task_tag_matter() {
+        assert!(unsafe_setting("client_encoding", "UTF8", "t").is_none());
+        assert!(unsafe_setting("client_encoding", "utf8", "t").is_none());
+        assert!(unsafe_setting("client_encoding", "SJIS", "t").is_some());
+        assert!(unsafe_setting("standard_conforming_strings", "off", "t").is_some());
+        assert!(unsafe_setting("TimeZone", "UTC", "t").is_none());
+        assert!(unsafe_setting("application_name", "taskgate/t", "t").is_none());
+        assert!(unsafe_setting("application_name", "taskgate/t psql", "t").is_none());
+        assert!(unsafe_setting("application_name", "innocent", "t").is_some());
+        assert!(unsafe_setting("application_name", "taskgate/other", "t").is_some());
     }
 }
