@@ -74,7 +74,10 @@ fn a_refusal_inside_a_transaction_fails_it() {
         out.contains("current transaction is aborted"),
         "the INSERT after the refusal must fail as after any error: {out}"
     );
-    assert!(out.lines().any(|l| l == "ROLLBACK"), "COMMIT answers ROLLBACK: {out}");
+    assert!(
+        out.lines().any(|l| l == "ROLLBACK"),
+        "COMMIT answers ROLLBACK: {out}"
+    );
     assert_eq!(count(&cluster, "r1"), "0");
     assert_eq!(count(&cluster, "r2"), "0");
 
@@ -216,4 +219,76 @@ fn the_application_name_keeps_naming_the_task() {
             .any(|a| a.text.contains("must name the task")),
         "{answers:?} {more:?}"
     );
+}
+
+fn psql_with_options(
+    gw: &TestGateway,
+    task: &(String, String),
+    options: &str,
+    sql: &str,
+) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &gw.postgres.port().to_string(),
+            "-U",
+            &task.0,
+            "-d",
+            "shop",
+            "-c",
+            sql,
+        ])
+        .env("PGPASSWORD", &task.1)
+        .env("PGOPTIONS", options)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Item 5: a client's stricter timeout wins over the gateway's looser
+/// default, harmless settings in `options` pass, and one the gateway must
+/// refuse refuses the login, naming it.
+#[test]
+fn startup_settings_pass_tighten_or_refuse_but_are_never_dropped() {
+    let cluster = TestCluster::start();
+    let gw = gateway(&cluster);
+    let task = gw.active_task("shop", "read", "10m");
+    let out = psql_with_options(
+        &gw,
+        &task,
+        "-c statement_timeout=1s -c idle_in_transaction_session_timeout=5s -c search_path=public",
+        "SHOW statement_timeout; SHOW idle_in_transaction_session_timeout; SHOW search_path",
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["1s", "5s", "public"],
+        "{out}"
+    );
+    // Looser than the gateway's 15 minutes: the gateway's stays.
+    let out = psql_with_options(
+        &gw,
+        &task,
+        "-c statement_timeout=2h",
+        "SHOW statement_timeout",
+    );
+    assert_eq!(out.trim(), "15min", "{out}");
+    for (options, named) in [
+        ("-c role=shop_admin", "role"),
+        ("-c default_transaction_read_only=off", "read-only"),
+    ] {
+        let out = psql_with_options(&gw, &task, options, "SELECT 1");
+        assert!(
+            out.contains("FATAL") && out.contains(named),
+            "{options}: {out}"
+        );
+    }
 }

@@ -15,6 +15,7 @@ mod record;
 mod relay;
 mod session;
 pub mod sessions;
+mod startup_params;
 mod tls;
 mod track;
 mod upstream;

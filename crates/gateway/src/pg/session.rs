@@ -16,22 +16,11 @@ use tokio::sync::mpsc;
 
 use super::record::SessionRecord;
 use super::relay::{self, ClientHalf, Ending, Holds, Shared};
-use super::{ClientStream, PgContext, catalog, fatal, login, sessions, upstream};
+use super::{ClientStream, PgContext, catalog, fatal, login, sessions, startup_params, upstream};
 use crate::secrets;
 
 /// How long the server half may take to finish after the client left.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
-/// Startup parameters a client may pass on to the target. Anything else
-/// (notably `options`, which can set any server parameter, and
-/// `replication`) is dropped: the gateway decides the session's settings.
-const PASSED_PARAMETERS: &[&str] = &[
-    "datestyle",
-    "timezone",
-    "intervalstyle",
-    "extra_float_digits",
-    "search_path",
-];
-
 /// A logged-in session, connected upstream, not yet relaying.
 pub(super) struct Session {
     ctx: Arc<PgContext>,
@@ -46,12 +35,13 @@ pub(super) struct Session {
     relations: Arc<catalog::Relations>,
 }
 
+/// The startup parameters the gateway logs in upstream with: its own, then
+/// the client's `settings` as `startup_params` let them through.
 fn upstream_params<'a>(
     connection: &'a Connection,
     access: Access,
-    startup: &'a Startup,
     application_name: &'a str,
-    timeouts: &'a [(String, String)],
+    settings: &'a [(String, String)],
 ) -> Option<Vec<(&'a str, &'a str)>> {
     let credential = connection.credential(access)?;
     let mut params = vec![
@@ -65,18 +55,14 @@ fn upstream_params<'a>(
         // the server must too (see `client_encoding_refusal`).
         ("client_encoding", "UTF8"),
     ];
-    if access == Access::Read {
+    let read_only_asked = settings
+        .iter()
+        .any(|(k, _)| k == "default_transaction_read_only");
+    if access == Access::Read && !read_only_asked {
         params.push(("default_transaction_read_only", "on"));
     }
-    for (k, v) in timeouts {
+    for (k, v) in settings {
         params.push((k.as_str(), v.as_str()));
-    }
-    if let Startup::Startup { params: client, .. } = startup {
-        for (k, v) in client {
-            if PASSED_PARAMETERS.contains(&k.to_ascii_lowercase().as_str()) {
-                params.push((k.as_str(), v.as_str()));
-            }
-        }
     }
     Some(params)
 }
@@ -147,23 +133,23 @@ impl Session {
         } else {
             format!("taskgate/{} {client_app}", task.id)
         };
-        let timeouts = vec![
-            (
-                "statement_timeout".to_owned(),
-                connection.statement_timeout_ms().to_string(),
-            ),
-            (
-                "lock_timeout".to_owned(),
-                connection.lock_timeout_ms().to_string(),
-            ),
+        let ceilings = [
+            ("statement_timeout", connection.statement_timeout_ms()),
+            ("lock_timeout", connection.lock_timeout_ms()),
         ];
-        let Some(params) = upstream_params(
-            connection,
-            task.access,
-            startup,
-            &application_name,
-            &timeouts,
-        ) else {
+        let client_params = match startup {
+            Startup::Startup { params, .. } => params.clone(),
+            _ => Vec::new(),
+        };
+        let settings = match startup_params::settings(&client_params, &ceilings, task.access) {
+            Ok(settings) => settings,
+            Err(startup_params::Refused(message)) => {
+                fatal(client, "22023", &format!("startup parameter {message}")).await;
+                return None;
+            }
+        };
+        let Some(params) = upstream_params(connection, task.access, &application_name, &settings)
+        else {
             fatal(
                 client,
                 "28000",
