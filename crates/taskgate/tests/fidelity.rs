@@ -292,3 +292,178 @@ fn startup_settings_pass_tighten_or_refuse_but_are_never_dropped() {
         );
     }
 }
+
+/// Ordinary client behaviours, each sent once straight to the database and
+/// once through the gateway: what the client sees (message types, command
+/// tags, transaction status, error codes) must be the same, so a future
+/// difference shows as a diff here rather than to a user.
+#[test]
+fn ordinary_behaviours_look_the_same_direct_and_through_the_gateway() {
+    use common::cluster::RW_USER;
+    let cluster = TestCluster::start();
+    let gw = gateway(&cluster);
+    let task = gw.active_task("shop", "write", "10m");
+    let direct_addr: std::net::SocketAddr = ([127, 0, 0, 1], cluster.port()).into();
+    let behaviours: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        (
+            "simple select",
+            vec![fe::query("SELECT id, item FROM orders ORDER BY id")],
+        ),
+        (
+            "several statements",
+            vec![fe::query("SELECT 1; SELECT 2, 3; VALUES (4)")],
+        ),
+        ("empty query", vec![fe::query("")]),
+        ("comment only", vec![fe::query("-- nothing")]),
+        ("syntax error", vec![fe::query("SELEC 1")]),
+        ("runtime error", vec![fe::query("SELECT 1/0")]),
+        (
+            "missing table",
+            vec![fe::query("SELECT * FROM no_such_table")],
+        ),
+        (
+            "transaction",
+            vec![fe::query(
+                "BEGIN; INSERT INTO orders (item) VALUES ('cmp'); DELETE FROM orders WHERE item = 'cmp'; COMMIT",
+            )],
+        ),
+        (
+            "error inside a transaction",
+            vec![
+                fe::query("BEGIN"),
+                fe::query("SELECT 1/0"),
+                fe::query("SELECT 1"),
+                fe::query("COMMIT"),
+            ],
+        ),
+        (
+            "savepoint",
+            vec![
+                fe::query("BEGIN; SAVEPOINT a; SELECT 1/0"),
+                fe::query("ROLLBACK TO SAVEPOINT a; SELECT 1; COMMIT"),
+            ],
+        ),
+        (
+            "extended with parameters",
+            vec![
+                [
+                    fe::parse("", "SELECT $1::int + 1", &[]),
+                    fe::bind("", "", &[Some(b"41")]),
+                    fe::describe(b'P', ""),
+                    fe::execute("", 0),
+                    fe::sync(),
+                ]
+                .concat(),
+            ],
+        ),
+        (
+            "a portal in pieces",
+            vec![
+                fe::query("BEGIN"),
+                [
+                    fe::parse("", "SELECT generate_series(1, 5)", &[]),
+                    fe::bind("p", "", &[]),
+                    fe::execute("p", 2),
+                    fe::execute("p", 2),
+                    fe::execute("p", 2),
+                    fe::sync(),
+                ]
+                .concat(),
+                fe::query("COMMIT"),
+            ],
+        ),
+        (
+            "a reused statement name",
+            vec![
+                [fe::parse("s", "SELECT 1", &[]), fe::sync()].concat(),
+                [fe::parse("s", "SELECT 2", &[]), fe::sync()].concat(),
+                [fe::bind("", "s", &[]), fe::execute("", 0), fe::sync()].concat(),
+                [fe::close(b'S', "s"), fe::sync()].concat(),
+            ],
+        ),
+        (
+            "an unknown statement and portal",
+            vec![
+                [fe::bind("", "nope", &[]), fe::execute("", 0), fe::sync()].concat(),
+                [fe::describe(b'P', "nope"), fe::sync()].concat(),
+            ],
+        ),
+        (
+            "an error mid-batch skips to Sync",
+            vec![
+                [
+                    fe::parse("", "SELECT 1/0", &[]),
+                    fe::bind("", "", &[]),
+                    fe::execute("", 0),
+                    fe::parse("", "SELECT 1", &[]),
+                    fe::bind("", "", &[]),
+                    fe::execute("", 0),
+                    fe::sync(),
+                    fe::query("SELECT 2"),
+                ]
+                .concat(),
+            ],
+        ),
+        (
+            "cursor",
+            vec![fe::query(
+                "BEGIN; DECLARE c CURSOR FOR SELECT id FROM orders ORDER BY id; FETCH 1 FROM c; CLOSE c; COMMIT",
+            )],
+        ),
+        (
+            "settings",
+            vec![fe::query(
+                "SET TimeZone = 'UTC'; SHOW TimeZone; RESET TimeZone",
+            )],
+        ),
+    ];
+    let seen = |addr, user: &str, password: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, steps) in &behaviours {
+            let mut pg = RawPg::connect(addr, user, password, "shop");
+            for step in steps {
+                pg.send(step);
+                let ready = ready_for_queries(step);
+                let (answers, cut) = pg.answers(ready);
+                assert_eq!(cut, None, "{name}: {answers:?}");
+                let shown: Vec<String> = answers
+                    .iter()
+                    .filter(|a| !matches!(a.tag, 'S' | 'N'))
+                    .map(|a| match (a.tag, &a.sqlstate) {
+                        (_, Some(code)) => format!("{}{code}", a.tag),
+                        ('C' | 'Z', _) => format!("{}({})", a.tag, a.text),
+                        _ => a.tag.to_string(),
+                    })
+                    .collect();
+                out.push(format!("{name}: {}", shown.join(" ")));
+            }
+        }
+        out
+    };
+    let direct = seen(direct_addr, RW_USER, common::UPSTREAM_PASSWORD);
+    let through = seen(gw.postgres, &task.0, &task.1);
+    for (d, t) in direct.iter().zip(&through) {
+        assert_eq!(d, t, "direct and through the gateway differ");
+    }
+    assert_eq!(direct.len(), through.len());
+    // The comparison sees transaction states and outcomes, not just tags.
+    assert!(
+        through
+            .iter()
+            .any(|l| l.starts_with("error inside a transaction") && l.contains("Z(E)")),
+        "{through:#?}"
+    );
+    assert!(through.iter().any(|l| l.contains("C(ROLLBACK)")), "{through:#?}");
+}
+
+/// How many ReadyForQuery a run of frontend messages asks for: one per
+/// Query and per Sync.
+fn ready_for_queries(mut bytes: &[u8]) -> usize {
+    let mut n = 0;
+    while bytes.len() >= 5 {
+        let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+        n += usize::from(matches!(bytes[0], b'Q' | b'S'));
+        bytes = &bytes[(1 + len).min(bytes.len())..];
+    }
+    n
+}

@@ -200,6 +200,10 @@ impl RawPg {
                         e.hint.map(str::to_owned),
                     ),
                     BackendMessage::CommandComplete(t) => (None, t.to_owned(), None),
+                    // The transaction status: I, T or E.
+                    BackendMessage::ReadyForQuery(status) => {
+                        (None, (status as char).to_string(), None)
+                    }
                     _ => (None, String::new(), None),
                 };
                 answers.push(Answer {
