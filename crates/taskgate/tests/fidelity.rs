@@ -453,7 +453,10 @@ fn ordinary_behaviours_look_the_same_direct_and_through_the_gateway() {
             .any(|l| l.starts_with("error inside a transaction") && l.contains("Z(E)")),
         "{through:#?}"
     );
-    assert!(through.iter().any(|l| l.contains("C(ROLLBACK)")), "{through:#?}");
+    assert!(
+        through.iter().any(|l| l.contains("C(ROLLBACK)")),
+        "{through:#?}"
+    );
 }
 
 /// How many ReadyForQuery a run of frontend messages asks for: one per

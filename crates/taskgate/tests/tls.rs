@@ -69,6 +69,31 @@ fn clients_get_tls_and_require_tls_refuses_plain_text() {
     let t = task(&gw, "shop");
     let (ok, out) = psql(&gw, &t, "shop", "require", "SELECT 1");
     assert!(ok, "{out}");
+    // libpq's hardening setting: the exchange must be bound to the TLS
+    // channel (SCRAM-SHA-256-PLUS, tls-server-end-point), or libpq refuses.
+    let bound = Command::new(pg_bindir().join("psql"))
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &gw.postgres.port().to_string(),
+        ])
+        .args(["-U", &t.0, "-d", "shop", "-c", "SELECT 'bound'"])
+        .env("PGPASSWORD", &t.1)
+        .env("PGSSLMODE", "require")
+        .env("PGCHANNELBINDING", "require")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&bound.stdout),
+        String::from_utf8_lossy(&bound.stderr)
+    );
+    assert!(bound.status.success(), "{text}");
+    assert_eq!(text.trim(), "bound");
     let (ok, out) = psql(&gw, &t, "shop", "disable", "SELECT 1");
     assert!(!ok);
     assert!(out.contains("requires TLS"), "{out}");
@@ -78,8 +103,8 @@ fn clients_get_tls_and_require_tls_refuses_plain_text() {
         .map(|b| serde_json::from_str::<Value>(b).unwrap())
         .filter(|e| e["type"] == "session.opened")
         .collect();
-    assert_eq!(opened.len(), 1);
-    assert_eq!(opened[0]["payload"]["tls"], true);
+    assert_eq!(opened.len(), 2);
+    assert!(opened.iter().all(|o| o["payload"]["tls"] == true));
 }
 
 #[test]
@@ -123,7 +148,9 @@ max_window = "30m"
     let gw = TestGateway::start_with(&extra);
     let t = task(&gw, "shop-tls");
     // Asked through the gateway, the database reports on its own
-    // connection: the gateway's, encrypted.
+    // connection: the gateway's, encrypted. The target offers
+    // SCRAM-SHA-256-PLUS over TLS, so the gateway's login is bound to the
+    // channel too: a wrong binding would be refused by the target.
     let (ok, out) = psql(
         &gw,
         &t,

@@ -4,8 +4,11 @@
 //!
 //! Hand-written because the crates that speak SCRAM for PostgreSQL
 //! (`postgres-protocol`, `tokio-postgres`) implement only the client side.
-//! Channel binding is not offered (no `-PLUS` mechanism), so a client that
-//! asks for it is refused as RFC 5802 requires.
+//! Over TLS, `SCRAM-SHA-256-PLUS` binds the exchange to the channel with
+//! `tls-server-end-point` (RFC 5929), as PostgreSQL does: a client that
+//! requires channel binding (libpq's `channel_binding=require`) can
+//! connect, and one that says it would bind but thinks the server cannot
+//! (`y`) is refused when the server offered it, which is a downgrade.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -14,6 +17,28 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub const MECHANISM: &str = "SCRAM-SHA-256";
+pub const MECHANISM_PLUS: &str = "SCRAM-SHA-256-PLUS";
+
+/// What the server offers to bind the exchange to.
+#[derive(Clone, Copy, Debug)]
+pub enum Binding<'a> {
+    /// No TLS, or a certificate without an end-point binding: only
+    /// `SCRAM-SHA-256` is offered.
+    None,
+    /// `SCRAM-SHA-256-PLUS` is offered too, with this `tls-server-end-point`
+    /// data (the certificate's hash).
+    EndPoint(&'a [u8]),
+}
+
+impl Binding<'_> {
+    /// The mechanisms to offer, strongest first.
+    pub fn mechanisms(&self) -> &'static [&'static str] {
+        match self {
+            Binding::None => &[MECHANISM],
+            Binding::EndPoint(_) => &[MECHANISM_PLUS, MECHANISM],
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScramError {
@@ -85,16 +110,21 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 /// A SCRAM exchange after the server's first message.
 pub struct Exchange {
     verifier: Verifier,
-    gs2_header: String,
+    /// What the client's `c=` must hold: the GS2 header, and the channel
+    /// binding data when the exchange is bound.
+    channel: Vec<u8>,
     client_first_bare: String,
     server_first: String,
     nonce: String,
 }
 
-/// Reads the client-first message and answers with the server-first one.
-/// `server_nonce` must be fresh random printable ASCII without commas.
+/// Reads the client-first message of `mechanism` (one of those `binding`
+/// offered) and answers with the server-first one. `server_nonce` must be
+/// fresh random printable ASCII without commas.
 pub fn start(
     verifier: Verifier,
+    mechanism: &str,
+    binding: Binding<'_>,
     client_first: &[u8],
     server_nonce: &str,
 ) -> Result<(Exchange, String), ScramError> {
@@ -103,11 +133,17 @@ pub fn start(
     let (flag, rest) = text
         .split_once(',')
         .ok_or(ScramError::Malformed("missing GS2 header"))?;
-    match flag {
-        "n" | "y" => {}
-        f if f.starts_with("p=") => return Err(ScramError::ChannelBinding),
+    let plus = mechanism == MECHANISM_PLUS;
+    let bound: &[u8] = match (flag, plus, binding) {
+        ("n", false, _) => &[],
+        // The client could bind but believes the server cannot: the
+        // server offered it, so someone took it out of the offer.
+        ("y", false, Binding::EndPoint(_)) => return Err(ScramError::ChannelBinding),
+        ("y", false, Binding::None) => &[],
+        ("p=tls-server-end-point", true, Binding::EndPoint(data)) => data,
+        (f, _, _) if f.starts_with("p=") || plus => return Err(ScramError::ChannelBinding),
         _ => return Err(ScramError::Malformed("bad channel-binding flag")),
-    }
+    };
     let (authzid, bare) = rest
         .split_once(',')
         .ok_or(ScramError::Malformed("missing GS2 header"))?;
@@ -134,9 +170,11 @@ pub fn start(
         "r={nonce},s={},i={}",
         verifier.salt_b64, verifier.iterations
     );
+    let mut channel = format!("{flag},{authzid},").into_bytes();
+    channel.extend_from_slice(bound);
     let exchange = Exchange {
         verifier,
-        gs2_header: format!("{flag},{authzid},"),
+        channel,
         client_first_bare: bare.to_owned(),
         server_first: server_first.clone(),
         nonce,
@@ -163,7 +201,7 @@ impl Exchange {
             }
         }
         let binding = binding.ok_or(ScramError::Malformed("missing channel binding"))?;
-        if STANDARD.decode(binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
+        if STANDARD.decode(binding).ok().as_deref() != Some(self.channel.as_slice()) {
             return Err(ScramError::ChannelBinding);
         }
         if nonce != Some(self.nonce.as_str()) {
@@ -225,6 +263,8 @@ mod tests {
             ScramSha256::new(client_password.as_bytes(), ChannelBinding::unsupported());
         let (server, server_first) = start(
             verifier(stored_password),
+            MECHANISM,
+            Binding::None,
             client.message(),
             "SERVERNONCE123",
         )?;
@@ -240,6 +280,63 @@ mod tests {
     #[test]
     fn the_right_password_passes_both_ways() {
         assert_eq!(exchange("pencil", "pencil"), Ok(()));
+    }
+
+    /// A bound exchange against postgres-protocol's client.
+    fn bound(client_binding: &[u8], server_binding: &[u8]) -> Result<(), ScramError> {
+        use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+        let mut client = ScramSha256::new(
+            b"pencil",
+            ChannelBinding::tls_server_end_point(client_binding.to_vec()),
+        );
+        let (server, server_first) = start(
+            verifier("pencil"),
+            MECHANISM_PLUS,
+            Binding::EndPoint(server_binding),
+            client.message(),
+            "SERVERNONCE123",
+        )?;
+        client
+            .update(server_first.as_bytes())
+            .map_err(|_| ScramError::Malformed("client refused server-first"))?;
+        let server_final = server.finish(client.message())?;
+        client
+            .finish(server_final.as_bytes())
+            .map_err(|_| ScramError::Malformed("client refused the server signature"))
+    }
+
+    #[test]
+    fn channel_binding_passes_with_the_same_certificate_only() {
+        assert_eq!(bound(b"cert-hash", b"cert-hash"), Ok(()));
+        assert_eq!(
+            bound(b"another-cert", b"cert-hash"),
+            Err(ScramError::ChannelBinding)
+        );
+    }
+
+    #[test]
+    fn a_client_told_the_server_cannot_bind_is_refused_when_it_can() {
+        let v = || verifier("pencil");
+        let downgraded = start(v(), MECHANISM, Binding::EndPoint(b"h"), b"y,,n=,r=abc", "s");
+        assert_eq!(downgraded.err(), Some(ScramError::ChannelBinding));
+        assert!(start(v(), MECHANISM, Binding::None, b"y,,n=,r=abc", "s").is_ok());
+        // PLUS without binding data, and binding data without PLUS.
+        let unbound = start(
+            v(),
+            MECHANISM_PLUS,
+            Binding::EndPoint(b"h"),
+            b"n,,n=,r=abc",
+            "s",
+        );
+        assert_eq!(unbound.err(), Some(ScramError::ChannelBinding));
+        let plain = start(
+            v(),
+            MECHANISM,
+            Binding::EndPoint(b"h"),
+            b"p=tls-server-end-point,,n=,r=abc",
+            "s",
+        );
+        assert_eq!(plain.err(), Some(ScramError::ChannelBinding));
     }
 
     #[test]
@@ -267,14 +364,17 @@ mod tests {
             (b"\xff", ScramError::Malformed("not UTF-8")),
         ];
         for (message, want) in cases {
-            assert_eq!(start(v(), message, "s").err(), Some(want));
+            assert_eq!(
+                start(v(), MECHANISM, Binding::None, message, "s").err(),
+                Some(want)
+            );
         }
-        let (ex, _) = start(v(), b"n,,n=,r=abc", "def").unwrap();
+        let (ex, _) = start(v(), MECHANISM, Binding::None, b"n,,n=,r=abc", "def").unwrap();
         assert_eq!(
             ex.finish(b"c=biws,r=abcXXX,p=AAAA").err(),
             Some(ScramError::NonceMismatch)
         );
-        let (ex, _) = start(v(), b"n,,n=,r=abc", "def").unwrap();
+        let (ex, _) = start(v(), MECHANISM, Binding::None, b"n,,n=,r=abc", "def").unwrap();
         assert_eq!(
             ex.finish(b"c=eSws,r=abcdef,p=AAAA").err(),
             Some(ScramError::ChannelBinding)

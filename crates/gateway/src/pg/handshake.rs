@@ -155,8 +155,19 @@ pub(super) async fn negotiate(
         .await;
         return None;
     }
-    let login = match login::authenticate(Arc::clone(&ctx.reader), client, buf, &task_id, &database)
-        .await
+    let binding = match (&ctx.end_point, tls) {
+        (Some(end_point), true) => taskgate_wire_pg::scram::Binding::EndPoint(end_point),
+        _ => taskgate_wire_pg::scram::Binding::None,
+    };
+    let login = match login::authenticate(
+        Arc::clone(&ctx.reader),
+        client,
+        buf,
+        &task_id,
+        &database,
+        binding,
+    )
+    .await
     {
         Ok(login) => login,
         Err(refusal) => {

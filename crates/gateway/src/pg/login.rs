@@ -109,12 +109,14 @@ fn password_body(frame: &Frame) -> Result<&[u8], Refusal> {
 
 /// Runs the SCRAM exchange for `task_id`, then checks that the task may
 /// connect to `database` now.
+/// `binding` is what the client's TLS channel offers to bind SCRAM to.
 pub async fn authenticate(
     reader: Arc<dyn StoreRead>,
     client: &mut ClientStream,
     buf: &mut BytesMut,
     task_id: &str,
     database: &str,
+    binding: scram::Binding<'_>,
 ) -> Result<Login, Refusal> {
     let id = task_id.to_owned();
     let found = tokio::task::spawn_blocking(move || {
@@ -157,7 +159,8 @@ pub async fn authenticate(
         )
     })?;
 
-    send(client, &enc::authentication_sasl(&[scram::MECHANISM])).await?;
+    let offered = binding.mechanisms();
+    send(client, &enc::authentication_sasl(offered)).await?;
     let first = read_password(client, buf).await?;
     let (mechanism, client_first) = sasl_initial_response(password_body(&first)?).map_err(|e| {
         Refusal::new(
@@ -166,19 +169,19 @@ pub async fn authenticate(
             true,
         )
     })?;
-    if mechanism != scram::MECHANISM {
+    if !offered.contains(&mechanism) {
         return Err(Refusal::new(
             INVALID_PASSWORD,
             format!(
                 "SASL mechanism {mechanism:?} is not offered; use {}",
-                scram::MECHANISM
+                offered.join(" or ")
             ),
             true,
         ));
     }
     let nonce =
         crate::token::scram_nonce().map_err(|e| Refusal::new("58000", e.to_string(), true))?;
-    let (exchange, server_first) = scram::start(verifier, client_first, &nonce)
+    let (exchange, server_first) = scram::start(verifier, mechanism, binding, client_first, &nonce)
         .map_err(|e| Refusal::new(INVALID_PASSWORD, e.to_string(), true))?;
     send(client, &enc::sasl_continue(server_first.as_bytes())).await?;
     let last = read_password(client, buf).await?;

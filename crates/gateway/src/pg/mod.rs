@@ -56,6 +56,8 @@ pub struct PgContext {
     connections: Arc<Semaphore>,
     /// The listener's TLS, when a certificate is configured.
     acceptor: Option<tokio_rustls::TlsAcceptor>,
+    /// Its certificate's `tls-server-end-point` binding for SCRAM-PLUS.
+    end_point: Option<Vec<u8>>,
     /// TLS to each target configured with `tls`, by connection name.
     upstream_tls: HashMap<String, tls::Upstream>,
     /// Each target's relations and views, shared by its sessions.
@@ -73,9 +75,12 @@ impl PgContext {
         writer: Writer,
         sessions: Arc<Sessions>,
     ) -> Result<Self, TlsError> {
-        let acceptor = match (&config.server.tls_cert, &config.server.tls_key) {
-            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
-            _ => None,
+        let (acceptor, end_point) = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(cert), Some(key)) => (
+                Some(tls::acceptor(cert, key)?),
+                tls::listener_end_point(cert)?,
+            ),
+            _ => (None, None),
         };
         let mut upstream_tls = HashMap::new();
         for connection in config.connections.iter().map(|c| &c.value) {
@@ -99,6 +104,7 @@ impl PgContext {
             limiter: LoginLimiter::default(),
             connections,
             acceptor,
+            end_point,
             upstream_tls,
             catalogs: catalog::Catalogs::default(),
         })

@@ -166,3 +166,101 @@ pub fn upstream(tls: &UpstreamTls, address: &str) -> Result<Upstream, TlsError> 
         server_name,
     })
 }
+
+/// The `tls-server-end-point` channel binding of a certificate (RFC 5929):
+/// its DER hashed with the hash of its signature algorithm, SHA-256 where
+/// that is MD5 or SHA-1. `None` for a signature algorithm the RFC leaves
+/// undefined (Ed25519, RSASSA-PSS), where PostgreSQL offers no binding
+/// either.
+pub fn end_point_hash(cert: &[u8]) -> Option<Vec<u8>> {
+    use sha2::{Digest, Sha256, Sha384, Sha512};
+    // Object identifiers of the signature algorithms, as DER content bytes.
+    const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01];
+    const ECDSA_SHA2: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03];
+    const ECDSA_SHA1: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01];
+    let oid = signature_algorithm(cert)?;
+    let bits = match oid {
+        o if o == ECDSA_SHA1 => 256,
+        o if o.len() == RSA.len() + 1 && o.starts_with(RSA) => match o[RSA.len()] {
+            0x04 | 0x05 | 0x0b => 256, // md5, sha1, sha256 WithRSAEncryption
+            0x0c => 384,
+            0x0d => 512,
+            _ => return None,
+        },
+        o if o.len() == ECDSA_SHA2.len() + 1 && o.starts_with(ECDSA_SHA2) => {
+            match o[ECDSA_SHA2.len()] {
+                0x02 => 256,
+                0x03 => 384,
+                0x04 => 512,
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    Some(match bits {
+        256 => Sha256::digest(cert).to_vec(),
+        384 => Sha384::digest(cert).to_vec(),
+        _ => Sha512::digest(cert).to_vec(),
+    })
+}
+
+/// The OID of a certificate's outer `signatureAlgorithm`. Hand-read: the
+/// one field needed is the second element of the outer SEQUENCE, and a
+/// full X.509 parser would be a large dependency for it.
+fn signature_algorithm(cert: &[u8]) -> Option<&[u8]> {
+    /// One DER element at the start of `der`: (tag, content, rest).
+    fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = der.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+    let (0x30, certificate, _) = element(cert)? else {
+        return None;
+    };
+    let (0x30, _tbs, rest) = element(certificate)? else {
+        return None;
+    };
+    let (0x30, algorithm, _) = element(rest)? else {
+        return None;
+    };
+    let (0x06, oid, _) = element(algorithm)? else {
+        return None;
+    };
+    Some(oid)
+}
+
+/// The end-point binding of the listener's certificate (the chain's first).
+pub fn listener_end_point(cert: &Path) -> Result<Option<Vec<u8>>, TlsError> {
+    let chain = certificates(cert)?;
+    Ok(chain.first().and_then(|c| end_point_hash(c.as_ref())))
+}
+
+#[cfg(test)]
+mod end_point_tests {
+    use super::*;
+
+    #[test]
+    fn an_ecdsa_sha256_certificate_binds_with_sha256() {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let der = cert.cert.der().to_vec();
+        use sha2::Digest;
+        assert_eq!(
+            end_point_hash(&der),
+            Some(sha2::Sha256::digest(&der).to_vec())
+        );
+        assert_eq!(end_point_hash(&der[..10]), None);
+        assert_eq!(end_point_hash(b""), None);
+    }
+}

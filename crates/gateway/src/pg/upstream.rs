@@ -20,6 +20,7 @@ use super::ClientStream;
 /// connection sets `connect_timeout`.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const SCRAM: &str = "SCRAM-SHA-256";
+const SCRAM_PLUS: &str = "SCRAM-SHA-256-PLUS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -114,6 +115,7 @@ pub async fn connect(
             error,
         })?;
     stream.set_nodelay(true)?;
+    let mut end_point = None;
     let stream: ClientStream = match tls {
         None => Box::new(stream),
         Some(tls) => {
@@ -130,23 +132,40 @@ pub async fn connect(
                 .connect(tls.server_name.clone(), stream)
                 .await
                 .map_err(UpstreamError::Tls)?;
+            end_point = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|cert| super::tls::end_point_hash(cert.as_ref()));
             Box::new(tls_stream)
         }
     };
-    let encrypted = tls.is_some();
-    tokio::time::timeout(timeout, login(stream, params, password, encrypted))
+    let channel = Channel {
+        encrypted: tls.is_some(),
+        end_point,
+    };
+    tokio::time::timeout(timeout, login(stream, params, password, channel))
         .await
         .map_err(|_| UpstreamError::Timeout {
             address: address.to_owned(),
         })?
 }
 
+/// What the connection to the target is: encrypted or not, and the
+/// target certificate's `tls-server-end-point` binding when there is one.
+struct Channel {
+    encrypted: bool,
+    end_point: Option<Vec<u8>>,
+}
+
 async fn login(
     mut stream: ClientStream,
     params: &[(&str, &str)],
     password: Option<&Secret>,
-    encrypted: bool,
+    channel: Channel,
 ) -> Result<Upstream, UpstreamError> {
+    let encrypted = channel.encrypted;
     let user = params
         .iter()
         .find(|(k, _)| *k == "user")
@@ -181,15 +200,23 @@ async fn login(
                     Some(enc::password(&hash))
                 }
                 Authentication::Sasl { mechanisms } => {
-                    if !mechanisms.contains(&SCRAM) {
-                        return Err(UpstreamError::Unsupported(mechanisms.join(", ")));
-                    }
                     let password = password.ok_or(UpstreamError::NoPassword)?;
-                    let client = ScramSha256::new(
-                        password.expose().as_bytes(),
-                        ChannelBinding::unsupported(),
-                    );
-                    let first = enc::sasl_initial_response(SCRAM, client.message());
+                    // Bound to the TLS channel where the target offers it,
+                    // so a man in the middle holding another certificate
+                    // cannot relay the exchange.
+                    let (mechanism, binding) = match &channel.end_point {
+                        Some(end_point) if mechanisms.contains(&SCRAM_PLUS) => (
+                            SCRAM_PLUS,
+                            ChannelBinding::tls_server_end_point(end_point.clone()),
+                        ),
+                        _ if !mechanisms.contains(&SCRAM) => {
+                            return Err(UpstreamError::Unsupported(mechanisms.join(", ")));
+                        }
+                        Some(_) => (SCRAM, ChannelBinding::unrequested()),
+                        None => (SCRAM, ChannelBinding::unsupported()),
+                    };
+                    let client = ScramSha256::new(password.expose().as_bytes(), binding);
+                    let first = enc::sasl_initial_response(mechanism, client.message());
                     scram = Some(client);
                     Some(first)
                 }
