@@ -8,6 +8,7 @@
 mod canonical;
 mod chain;
 mod checkpoint;
+pub mod display;
 mod event;
 mod export;
 mod facts;

@@ -279,8 +279,11 @@ impl Story {
         });
     }
 
-    /// The story as text, in the format of SPEC §6.
+    /// The story as text, in the format of SPEC §6. Every value from a
+    /// requester or a statement is shown with its control characters
+    /// escaped (see [`crate::display`]), so none can draw a line of its own.
     pub fn render(&self) -> String {
+        use crate::display::visible;
         let mut out = String::new();
         let who = match &self.requester {
             Some(i) => format!("{} ({}, {})", i.subject, i.kind, issuer_label(i)),
@@ -288,11 +291,12 @@ impl Story {
         };
         let _ = write!(
             out,
-            "identity={who} task={}",
-            self.name.as_deref().unwrap_or("?")
+            "identity={} task={}",
+            visible(&who),
+            visible(self.name.as_deref().unwrap_or("?"))
         );
         if let Some(reference) = &self.reference {
-            let _ = write!(out, " ref={reference}");
+            let _ = write!(out, " ref={}", visible(reference));
         }
         let _ = writeln!(out, " id={}", self.task);
         let date = self
@@ -305,19 +309,24 @@ impl Story {
         let _ = write!(out, "window={date} {from}-{to}");
         if let Some(d) = &self.decision {
             let verb = if d.approved { "approved" } else { "denied" };
-            let by = d.by.as_deref().unwrap_or("?");
+            let by = visible(d.by.as_deref().unwrap_or("?"));
             let _ = write!(out, " ({verb} by {by} {})", hh_mm(d.at));
         }
         match &self.ending {
             Some(ending) => {
-                let _ = writeln!(out, " ended: {ending}");
+                let _ = writeln!(out, " ended: {}", visible(ending));
             }
             None => {
                 let _ = writeln!(out, " still open");
             }
         }
         for entry in &self.entries {
-            let _ = writeln!(out, "  {} {}", entry.time.clock(), line(&entry.what));
+            let _ = writeln!(
+                out,
+                "  {} {}",
+                entry.time.clock(),
+                visible(&line(&entry.what))
+            );
         }
         out
     }

@@ -29,7 +29,7 @@ pub async fn expire_due(
         if let Some(sessions) = sessions {
             sessions.close_task(&task.id, CloseReason::WindowEnded);
         }
-        tracing::info!(task = %task.id, name = %task.name, "task expired");
+        tracing::info!(task = %task.id, name = ?task.name, "task expired");
         if let Some(metrics) = metrics {
             metrics.task_entered(task.state.as_str());
         }

@@ -470,3 +470,76 @@ fn ready_for_queries(mut bytes: &[u8]) -> usize {
     }
     n
 }
+
+fn drivers_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/drivers")
+}
+
+/// The drivers the issue names, doing what tripped them: node-postgres'
+/// empty-text query (its "no data" path, a Parse of ''), and psycopg with
+/// prepare=True inside a transaction that meets a refusal.
+#[test]
+fn drivers_see_empty_queries_and_refusals_as_the_server_gives_them() {
+    let cluster = TestCluster::start();
+    let gw = gateway(&cluster);
+    let task = gw.active_task("shop", "write", "10m");
+    let port = gw.postgres.port().to_string();
+    let node = r#"
+const { Client } = require('pg');
+(async () => {
+  const c = new Client({ host: '127.0.0.1', port: +process.env.TG_PORT, user: process.env.TG_USER,
+                         password: process.env.TG_PASSWORD, database: 'shop' });
+  await c.connect();
+  const started = Date.now();
+  const r = await c.query({ text: '', values: [] });
+  console.log('empty', r.rows.length, Date.now() - started < 1000);
+  await c.end();
+})().catch((e) => { console.log('error', e.code, e.message); process.exit(1); });
+"#;
+    let out = Command::new("node")
+        .args(["-e", node])
+        .current_dir(drivers_dir())
+        .env("TG_PORT", &port)
+        .env("TG_USER", &task.0)
+        .env("TG_PASSWORD", &task.1)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "empty 0 true\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let python = format!(
+        r#"
+import psycopg
+conn = psycopg.connect("host=127.0.0.1 port={port} dbname=shop user={user} password={password}")
+with conn.cursor() as cur:
+    cur.execute("INSERT INTO orders (item) VALUES ('py1')", prepare=True)
+    try:
+        cur.execute("SELECT pg_cancel_backend(0)", prepare=True)
+    except psycopg.errors.InsufficientPrivilege:
+        print("refused")
+    print(conn.info.transaction_status.name)
+    try:
+        cur.execute("INSERT INTO orders (item) VALUES ('py2')", prepare=True)
+    except psycopg.errors.InFailedSqlTransaction:
+        print("aborted")
+conn.commit()
+"#,
+        user = task.0,
+        password = task.1
+    );
+    let out = Command::new("python3")
+        .args(["-c", &python])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "refused\nINERROR\naborted\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&cluster, "py1"), "0");
+    assert_eq!(count(&cluster, "py2"), "0");
+}

@@ -134,12 +134,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 /// Longest accepted reason, reference or comment, in characters.
 pub const MAX_TEXT_CHARS: usize = 2_000;
 
-/// Free text from a caller: bounded in length; blank means none.
+/// Free text from a caller: bounded in length, without control characters
+/// (they could redraw what an approver or auditor reads in a terminal);
+/// blank means none.
 pub fn checked_text(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {
         Some(text) if text.chars().count() > MAX_TEXT_CHARS => Err(ApiError::invalid(format!(
             "{field} is longer than {MAX_TEXT_CHARS} characters"
         ))),
+        Some(text) if taskgate_audit::display::has_hidden(&text) => {
+            Err(ApiError::invalid(format!(
+                "{field} holds control characters (newlines, escapes, bidirectional marks); write it on one line of plain text"
+            )))
+        }
         Some(text) if text.trim().is_empty() => Ok(None),
         other => Ok(other),
     }

@@ -67,7 +67,7 @@ async fn decide(
         state.deadlines.notify_one();
         state.metrics.task_entered(task.state.as_str());
     }
-    tracing::info!(review = %review.id, task = %task.id, by = %caller.identity.subject,
+    tracing::info!(review = %review.id, task = %task.id, by = ?caller.identity.subject,
         decision = %review.state, "review decided");
     Ok(Json(ReviewView::new(&review, &task)))
 }

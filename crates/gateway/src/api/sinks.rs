@@ -155,6 +155,6 @@ pub async fn redeliver(
     let queued = state
         .sink_state(move |s| s.requeue(&sink, from, to))
         .await?;
-    tracing::info!(sink = %name, queued, by = %caller.identity.subject, "parked events queued to be sent again");
+    tracing::info!(sink = %name, queued, by = ?caller.identity.subject, "parked events queued to be sent again");
     Ok(Json(json!({ "sink": name, "queued": queued })))
 }

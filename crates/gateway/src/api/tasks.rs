@@ -87,7 +87,7 @@ pub async fn create_task(
     let now = Timestamp::now();
     let (approvers, decide_by) = match &decision {
         GrantDecision::Refused(reason) => {
-            tracing::info!(subject = %caller.identity.subject, %reason, "task request refused");
+            tracing::info!(subject = ?caller.identity.subject, reason = ?reason, "task request refused");
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "policy_refused",
@@ -137,7 +137,7 @@ pub async fn create_task(
     let task = state.writer.create_task(task, secrets, review).await?;
     state.deadlines.notify_one();
     state.metrics.task_entered(task.state.as_str());
-    tracing::info!(task = %task.id, name = %task.name, subject = %task.requester.subject,
+    tracing::info!(task = %task.id, name = ?task.name, subject = ?task.requester.subject,
         status = %task.state, "task requested");
     let connection_string = connection_string(
         state.postgres_addr,
@@ -215,7 +215,7 @@ pub(super) async fn load_visible(
 /// Counts, logs and answers a task that has just changed state.
 fn transitioned(state: &AppState, caller: &Caller, task: &Task) -> Json<TaskView> {
     state.metrics.task_entered(task.state.as_str());
-    tracing::info!(task = %task.id, by = %caller.identity.subject, status = %task.state, "task closed");
+    tracing::info!(task = %task.id, by = ?caller.identity.subject, status = %task.state, "task closed");
     Json(TaskView::new(task, None))
 }
 
@@ -285,6 +285,6 @@ pub async fn revoke_task(
         .await?;
     state.sessions.close_task(&task.id, CloseReason::Revoked);
     state.metrics.task_entered(task.state.as_str());
-    tracing::info!(task = %task.id, by = %caller.identity.subject, "task revoked");
+    tracing::info!(task = %task.id, by = ?caller.identity.subject, "task revoked");
     Ok(Json(TaskView::new(&task, None)))
 }

@@ -172,7 +172,7 @@ pub(super) async fn negotiate(
         Ok(login) => login,
         Err(refusal) => {
             ctx.limiter.failed(peer.ip(), &task_id, Instant::now());
-            tracing::info!(client = %peer, task = %task_id, reason = %refusal.message, "login refused");
+            tracing::info!(client = %peer, task = ?task_id, reason = ?refusal.message, "login refused");
             if let Err(e) = ctx
                 .writer
                 .append(refuse(refusal.message.clone(), refusal.task_exists))

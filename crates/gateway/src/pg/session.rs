@@ -390,7 +390,7 @@ impl Session {
         {
             tracing::error!(error = %e, "cannot record session.closed");
         }
-        tracing::info!(task = %task.id, session = %shared.record.session, reason = %reason, "session closed");
+        tracing::info!(task = %task.id, session = %shared.record.session, reason = ?reason, "session closed");
         drop(guard);
     }
 }

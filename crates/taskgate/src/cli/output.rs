@@ -1,6 +1,9 @@
 //! Printing API answers as text or JSON.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
+use taskgate_audit::display::visible;
 
 use super::Format;
 
@@ -11,8 +14,15 @@ pub fn json(value: &Value) {
     );
 }
 
-fn text<'a>(value: &'a Value, key: &str) -> &'a str {
-    value.get(key).and_then(Value::as_str).unwrap_or("-")
+/// A field as shown to a person: control characters escaped, so a
+/// requester's text cannot move the cursor or draw lines of its own.
+fn text<'a>(value: &'a Value, key: &str) -> Cow<'a, str> {
+    visible(value.get(key).and_then(Value::as_str).unwrap_or("-"))
+}
+
+/// An optional field, shown the same way.
+fn optional<'a>(value: &'a Value, key: &str) -> Option<Cow<'a, str>> {
+    value.get(key).and_then(Value::as_str).map(visible)
 }
 
 fn subject(value: &Value, key: &str) -> String {
@@ -36,17 +46,17 @@ pub fn task(task: &Value, format: Format) {
         text(task, "connection"),
         text(task, "window")
     );
-    if let Some(reason) = task.get("reason").and_then(Value::as_str) {
+    if let Some(reason) = optional(task, "reason") {
         println!("reason     {reason}");
     }
-    if let Some(reference) = task.get("ref").and_then(Value::as_str) {
+    if let Some(reference) = optional(task, "ref") {
         println!("ref        {reference}");
     }
     println!("requested  {}", text(task, "requested_at"));
-    if let Some(by) = task.get("decide_by").and_then(Value::as_str) {
+    if let Some(by) = optional(task, "decide_by") {
         println!("decide by  {by}");
     }
-    if let Some(review) = task.get("review").and_then(Value::as_str) {
+    if let Some(review) = optional(task, "review") {
         println!("review     {review} (approvers: {})", approvers(task));
     }
     if task.get("starts_at").is_some_and(|v| !v.is_null()) {
@@ -107,7 +117,7 @@ pub fn task_list(tasks: &Value, format: Format) {
             text(t, "connection"),
             t.get("requester")
                 .map(|r| text(r, "subject"))
-                .unwrap_or("-"),
+                .unwrap_or(Cow::Borrowed("-")),
             text(t, "requested_at"),
         );
     }
@@ -139,7 +149,9 @@ pub fn review_list(reviews: &Value, format: Format) {
         );
         println!("  reason     {}", text(&task, "reason"));
         println!("  ref        {}", text(&task, "ref"));
-        if let Some(statement) = r.get("statement").and_then(Value::as_str) {
+        // Shown whole and exactly (escaped, never cut): it is what the
+        // approver approves.
+        if let Some(statement) = optional(r, "statement") {
             println!("  statement  {statement}");
         }
         println!(
@@ -184,16 +196,16 @@ pub fn search_page(page: &Value) {
         let mut line = format!(
             "{:>8} {} {} {}",
             event["seq"].as_u64().unwrap_or(0),
-            time.get(..19).unwrap_or(time).replace('T', " "),
+            time.get(..19).unwrap_or(&time).replace('T', " "),
             subject(event, "identity"),
             text(event, "type"),
         );
         if let Some(task) = hit.get("task").filter(|t| !t.is_null()) {
             line.push_str(&format!(" task={}", text(task, "name")));
-            if let Some(reference) = task["ref"].as_str() {
+            if let Some(reference) = optional(task, "ref") {
                 line.push_str(&format!(" ref={reference}"));
             }
-            if let Some(by) = task["decision"]["by"].as_str() {
+            if let Some(by) = optional(&task["decision"], "by") {
                 let verb = if task["decision"]["approved"] == true {
                     "approved"
                 } else {
@@ -201,12 +213,12 @@ pub fn search_page(page: &Value) {
                 };
                 line.push_str(&format!(
                     " (grant {verb} by {by} {})",
-                    hh_mm(text(&task["decision"], "at"))
+                    hh_mm(&text(&task["decision"], "at"))
                 ));
             }
         }
         if let Some(sql) = payload["sql"].as_str() {
-            let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+            let sql = visible(&sql.split_whitespace().collect::<Vec<_>>().join(" ")).into_owned();
             line.push_str(&format!(
                 " | {} {sql} | {}",
                 text(payload, "class"),
@@ -222,7 +234,7 @@ pub fn search_page(page: &Value) {
             line.push_str(&format!(
                 " ({verb} by {} {})",
                 text(a, "by"),
-                hh_mm(text(a, "at"))
+                hh_mm(&text(a, "at"))
             ));
         }
         println!("{line}");
