@@ -317,6 +317,16 @@ pub struct OidcIssuer {
 /// GitHub Actions' token issuer.
 pub const GITHUB_ACTIONS_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
+/// GitHub Actions' issuer, or an enterprise's own under it
+/// (`https://token.actions.githubusercontent.com/<enterprise>`): the same
+/// claims, and the same need for trust rules.
+pub fn is_github_actions(issuer: &str) -> bool {
+    issuer == GITHUB_ACTIONS_ISSUER
+        || issuer
+            .strip_prefix(GITHUB_ACTIONS_ISSUER)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Claims of a GitHub Actions token kept with each identity by default.
 pub const GITHUB_ACTIONS_CLAIMS: &[&str] = &[
     "repository",
@@ -341,7 +351,7 @@ impl OidcIssuer {
     pub fn kept_claims(&self) -> Vec<String> {
         match &self.claims {
             Some(claims) => claims.clone(),
-            None if self.issuer == GITHUB_ACTIONS_ISSUER => GITHUB_ACTIONS_CLAIMS
+            None if is_github_actions(&self.issuer) => GITHUB_ACTIONS_CLAIMS
                 .iter()
                 .map(|c| c.to_string())
                 .collect(),

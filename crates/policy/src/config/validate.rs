@@ -5,9 +5,7 @@
 use std::collections::HashSet;
 
 use super::load::{ConfigProblem, Located};
-use super::types::{
-    Config, Credential, GITHUB_ACTIONS_ISSUER, OidcIssuer, RuleAction, Sink, SinkKind,
-};
+use super::types::{Config, Credential, OidcIssuer, RuleAction, Sink, SinkKind, is_github_actions};
 
 struct Report<'a>(&'a mut Vec<ConfigProblem>);
 
@@ -180,11 +178,12 @@ fn oidc_issuer(oidc: &Located<OidcIssuer>, report: &mut Report<'_>) {
             "must not be empty: tokens for other audiences must be refused",
         );
     }
-    if oidc.issuer == GITHUB_ACTIONS_ISSUER && oidc.trust.is_empty() {
+    let github = is_github_actions(&oidc.issuer);
+    if github && oidc.trust.is_empty() {
         report.at(
             oidc,
             "trust",
-            "GitHub Actions issues tokens to every repository on GitHub: add [[identity.oidc.trust]] rules naming yours (repository_owner_id, repository_id, ref...)",
+            "GitHub Actions issues tokens to every repository on GitHub: add [[identity.oidc.trust]] rules naming yours (repository_id, or repository_owner_id and repository, and event_name)",
         );
     }
     for (i, rule) in oidc.trust.iter().enumerate() {
@@ -194,8 +193,57 @@ fn oidc_issuer(oidc: &Located<OidcIssuer>, report: &mut Report<'_>) {
                 &format!("trust[{i}]"),
                 "an empty rule would trust every token",
             );
+        } else if github {
+            for problem in github_rule_problems(rule) {
+                report.at(oidc, &format!("trust[{i}]"), problem);
+            }
         }
     }
+}
+
+/// Whether a trust pattern matches more than one value (`*` any run, `?`
+/// any one character).
+fn is_wild(pattern: &str) -> bool {
+    pattern.contains(['*', '?'])
+}
+
+/// What keeps a GitHub Actions trust rule from naming one repository and
+/// the events it accepts. Workflow and environment names are free text (a
+/// workflow can create the environment it names) and a `ref` is the same
+/// in every repository, so neither pins anything; repository names can be
+/// registered again after a rename, so the numeric ids come first.
+fn github_rule_problems(rule: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let exact = |claim: &str| rule.get(claim).filter(|p| !is_wild(p));
+    let repository_pinned = exact("repository_id").is_some()
+        || (exact("repository_owner_id").is_some()
+            && rule
+                .get("repository")
+                .and_then(|r| r.split_once('/'))
+                .is_some_and(|(owner, _)| !owner.is_empty() && !is_wild(owner)));
+    if !repository_pinned {
+        problems.push(
+            "must pin the repository: repository_id, or repository_owner_id with repository (no wildcard in the owner); otherwise a token from any repository, of any owner, that matches the rest is trusted"
+                .to_owned(),
+        );
+    }
+    match rule.get("event_name") {
+        None => problems.push(
+            "must name the events it accepts (event_name = \"push\", \"workflow_dispatch\", ...): a pull_request_target run gets a token with the base repository's ref"
+                .to_owned(),
+        ),
+        Some(pattern)
+            if is_wild(pattern)
+                && wildmatch::WildMatch::new(pattern).matches("pull_request_target") =>
+        {
+            problems.push(
+                "event_name matches pull_request_target, which runs a fork's changes with the base repository's token: name the events one by one (a separate rule per event), pull_request_target only if meant"
+                    .to_owned(),
+            );
+        }
+        Some(_) => {}
+    }
+    problems
 }
 
 fn credential(report: &mut Report<'_>, element: &Located<impl Sized>, field: &str, c: &Credential) {

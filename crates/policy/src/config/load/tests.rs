@@ -206,9 +206,69 @@ fn oidc_issuers_are_checked() {
         "{github:?}"
     );
     let trusted = issuer(
-        "issuer = \"https://token.actions.githubusercontent.com\"\naudience = \"taskgate\"\nkind = \"agent\"\n\n[[identity.oidc.trust]]\nrepository_owner_id = \"42\"\nref = \"refs/heads/*\"",
+        "issuer = \"https://token.actions.githubusercontent.com\"\naudience = \"taskgate\"\nkind = \"agent\"\n\n[[identity.oidc.trust]]\nrepository_owner_id = \"42\"\nrepository = \"acme/shop\"\nevent_name = \"push\"\nref = \"refs/heads/*\"",
     );
     assert!(trusted.is_empty(), "{trusted:?}");
+}
+
+/// Trust rules that would let in tokens of other repositories or of
+/// pull_request_target runs are refused: the findings of a review, and the
+/// examples the docs used to show.
+#[test]
+fn github_trust_rules_must_pin_the_repository_and_the_events() {
+    let issuer = |body: &str| problems(&format!("{GOOD}\n[[identity.oidc]]\n{body}\n"));
+    let rule = |body: &str| {
+        issuer(&format!(
+            "issuer = \"https://token.actions.githubusercontent.com\"\naudience = \"taskgate\"\nkind = \"agent\"\n\n[[identity.oidc.trust]]\n{body}"
+        ))
+    };
+    for (body, named) in [
+        // Any owner's repository on main.
+        (
+            "ref = \"refs/heads/main\"\nevent_name = \"push\"",
+            "must pin the repository",
+        ),
+        // The docs' second example: another repository of the organization.
+        (
+            "repository_owner_id = \"1234567\"\nenvironment = \"production\"\nworkflow = \"migrations\"\nevent_name = \"push\"",
+            "must pin the repository",
+        ),
+        // The docs' first example: pull_request_target runs too.
+        (
+            "repository_owner_id = \"1234567\"\nrepository = \"acme/shop\"\nref = \"refs/heads/main\"",
+            "must name the events",
+        ),
+        (
+            "repository_id = \"99\"\nevent_name = \"pull_*\"",
+            "pull_request_target",
+        ),
+        (
+            "repository_owner_id = \"1\"\nrepository = \"*/shop\"\nevent_name = \"push\"",
+            "no wildcard in the owner",
+        ),
+        (
+            "repository_id = \"9*\"\nevent_name = \"push\"",
+            "must pin the repository",
+        ),
+    ] {
+        let found = rule(body);
+        assert!(found.iter().any(|p| p.contains(named)), "{body}: {found:?}");
+    }
+    for ok in [
+        "repository_id = \"99\"\nevent_name = \"push\"",
+        "repository_id = \"99\"\nevent_name = \"pull_request_target\"",
+        "repository_owner_id = \"1\"\nrepository = \"acme/shop-*\"\nevent_name = \"workflow_dispatch\"\njob_workflow_ref = \"acme/workflows/.github/workflows/migrate.yml@refs/heads/main\"",
+    ] {
+        assert!(rule(ok).is_empty(), "{ok}: {:?}", rule(ok));
+    }
+    // An enterprise's own issuer is held to the same rules.
+    let enterprise = issuer(
+        "issuer = \"https://token.actions.githubusercontent.com/acme-corp\"\naudience = \"taskgate\"\nkind = \"agent\"",
+    );
+    assert!(
+        enterprise.iter().any(|p| p.contains("every repository")),
+        "{enterprise:?}"
+    );
 }
 
 #[test]
