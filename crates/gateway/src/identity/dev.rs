@@ -26,7 +26,14 @@ pub enum DevProviderError {
     NoToken { subject: String },
     #[error("dev identities {first:?} and {second:?} have the same token: each needs its own")]
     SharedToken { first: String, second: String },
+    #[error(
+        "dev identity {subject:?}: its token has {chars} characters; a dev token needs at least {MIN_TOKEN_CHARS} (anyone could guess a short one)"
+    )]
+    WeakToken { subject: String, chars: usize },
 }
+
+/// Shortest dev token accepted.
+pub const MIN_TOKEN_CHARS: usize = 32;
 
 impl DevProvider {
     pub fn from_config<'a>(
@@ -42,6 +49,13 @@ impl DevProvider {
                     subject: dev.subject.clone(),
                     error,
                 })?;
+            let chars = token.expose().chars().count();
+            if chars < MIN_TOKEN_CHARS {
+                return Err(DevProviderError::WeakToken {
+                    subject: dev.subject.clone(),
+                    chars,
+                });
+            }
             let identity = Identity {
                 claims: Default::default(),
                 groups: dev.groups.clone(),
@@ -104,10 +118,11 @@ mod tests {
     async fn tokens_map_to_their_identity_and_must_differ() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        std::fs::write(&a, "token-a\n").unwrap();
-        std::fs::write(&b, "token-b").unwrap();
+        let (token_a, token_b) = ("token-a".repeat(5), "token-b".repeat(5));
+        std::fs::write(&a, format!("{token_a}\n")).unwrap();
+        std::fs::write(&b, &token_b).unwrap();
         let provider = DevProvider::from_config([&dev("alice", &a), &dev("bob", &b)]).unwrap();
-        let who = provider.authenticate("token-b").await.unwrap();
+        let who = provider.authenticate(&token_b).await.unwrap();
         assert_eq!(who.subject, "bob");
         assert!(matches!(
             provider.authenticate("token-c").await,
@@ -121,5 +136,17 @@ mod tests {
             "{error}"
         );
         assert!(!error.contains("token-a"), "{error}");
+    }
+
+    #[test]
+    fn a_short_token_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "x").unwrap();
+        let error = DevProvider::from_config([&dev("alice", &short)])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("at least 32"), "{error}");
     }
 }

@@ -20,11 +20,22 @@ pub struct Webhook {
     park_rejected: bool,
 }
 
+/// Shortest signing key accepted: an empty or short key lets anyone forge
+/// deliveries (Standard Webhooks asks for 24 to 64 bytes).
+const MIN_KEY_BYTES: usize = 24;
+
 fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
     let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    STANDARD
+    let key = STANDARD
         .decode(encoded)
-        .map_err(|_| "a webhook secret must be whsec_ followed by base64".to_owned())
+        .map_err(|_| "a webhook secret must be whsec_ followed by base64".to_owned())?;
+    if key.len() < MIN_KEY_BYTES {
+        return Err(format!(
+            "a webhook secret's key must be at least {MIN_KEY_BYTES} random bytes (this one has {}): make one with `openssl rand -base64 32` and prefix it with whsec_",
+            key.len()
+        ));
+    }
+    Ok(key)
 }
 
 impl Webhook {
@@ -107,5 +118,23 @@ impl Webhook {
 impl Deliver for Webhook {
     fn deliver<'a>(&'a mut self, events: &'a [Outgoing]) -> Delivery<'a> {
         Box::pin(self.post(events))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_secret;
+
+    #[test]
+    fn short_and_empty_keys_are_refused() {
+        // `whsec_` alone is an empty HMAC key: anyone could sign.
+        for weak in ["whsec_", "whsec_c2hvcnQ="] {
+            let error = decode_secret(weak).err().unwrap_or_default();
+            assert!(error.contains("at least 24"), "{weak}: {error}");
+        }
+        assert_eq!(
+            decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").map(|k| k.len()),
+            Ok(24)
+        );
     }
 }

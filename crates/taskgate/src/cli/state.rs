@@ -55,22 +55,31 @@ pub fn save_connection_string(task_id: &str, url: &str) -> anyhow::Result<PathBu
 }
 
 /// Writes `contents` to `path` readable by its owner only (0600), in a
-/// directory only its owner can enter (0700).
+/// directory only its owner can enter (0700). The modes are set on every
+/// write, not only at creation: a file or folder that already existed with
+/// looser ones is tightened before anything secret goes in.
 pub fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     if let Some(dir) = path.parent() {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", dir.display()))?;
     }
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", path.display()))?;
+    // Emptied only once it is private.
+    file.set_len(0)?;
     file.write_all(contents.as_bytes())?;
     Ok(())
 }
@@ -84,4 +93,27 @@ pub fn load_connection_string(task_id: &str) -> anyhow::Result<String> {
         )
     })?;
     Ok(text.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn an_existing_loose_file_and_folder_are_made_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("state");
+        fs::create_dir(&folder).unwrap();
+        fs::set_permissions(&folder, fs::Permissions::from_mode(0o755)).unwrap();
+        let file = folder.join("login.json");
+        fs::write(&file, "old").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&file, "secret").unwrap();
+        let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&folder), 0o700);
+        assert_eq!(fs::read_to_string(&file).unwrap(), "secret");
+    }
 }
