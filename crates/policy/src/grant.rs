@@ -47,9 +47,16 @@ fn describe(identity: &Identity) -> String {
 /// (a requester never decides its own request): false only when there are
 /// none, or each names the requester by subject.
 pub fn may_be_approved_by_another(approvers: &[Matcher], requester: &Identity) -> bool {
-    approvers
-        .iter()
-        .any(|m| !matches!(m, Matcher::Subject(s) if *s == requester.subject))
+    approvers.iter().any(|m| {
+        let names_the_requester =
+            |m: &Matcher| matches!(m, Matcher::Subject(s) if *s == requester.subject);
+        match m {
+            Matcher::Scoped { matcher, issuer } => {
+                !(names_the_requester(matcher) && *issuer == requester.issuer)
+            }
+            m => !names_the_requester(m),
+        }
+    })
 }
 
 pub fn evaluate_request(

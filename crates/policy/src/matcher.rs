@@ -1,5 +1,8 @@
 //! Who a policy or role talks about: `kind:agent`, `group:dba`,
-//! `subject:alice`, `issuer:https://...`, or `*` for anyone.
+//! `subject:alice`, `issuer:https://...`, or `*` for anyone. A group or
+//! subject can name the issuer it must come from, `group:dba@corp-idp`
+//! (an OIDC issuer's `name`, its URL, or `dev`): with several issuers, a
+//! bare `group:dba` matches a `dba` group any of them claims.
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,6 +18,12 @@ pub enum Matcher {
     Group(String),
     Subject(String),
     Issuer(String),
+    /// A group or subject from one issuer only (its URL, or `dev`, once
+    /// the config resolved the name written).
+    Scoped {
+        matcher: Box<Matcher>,
+        issuer: String,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -31,7 +40,16 @@ impl Matcher {
             Self::Group(group) => identity.groups.iter().any(|g| g == group),
             Self::Subject(subject) => identity.subject == *subject,
             Self::Issuer(issuer) => identity.issuer == *issuer,
+            Self::Scoped { matcher, issuer } => {
+                identity.issuer == *issuer && matcher.matches(identity)
+            }
         }
+    }
+
+    /// A bare `group:` or `subject:` matcher, which any issuer's identities
+    /// can satisfy.
+    pub fn is_unscoped_claim(&self) -> bool {
+        matches!(self, Self::Group(_) | Self::Subject(_))
     }
 
     pub fn any_matches(matchers: &[Matcher], identity: &Identity) -> bool {
@@ -57,8 +75,27 @@ impl FromStr for Matcher {
                 "human" => Ok(Self::Kind(IdentityKind::Human)),
                 _ => Err(bad()),
             },
-            "group" => Ok(Self::Group(value.to_owned())),
-            "subject" => Ok(Self::Subject(value.to_owned())),
+            "group" | "subject" => {
+                let (name, issuer) = match value.rsplit_once('@') {
+                    Some((name, issuer)) if !name.is_empty() && !issuer.is_empty() => {
+                        (name, Some(issuer))
+                    }
+                    Some(_) => return Err(bad()),
+                    None => (value, None),
+                };
+                let inner = if prefix == "group" {
+                    Self::Group(name.to_owned())
+                } else {
+                    Self::Subject(name.to_owned())
+                };
+                Ok(match issuer {
+                    Some(issuer) => Self::Scoped {
+                        matcher: Box::new(inner),
+                        issuer: issuer.to_owned(),
+                    },
+                    None => inner,
+                })
+            }
             "issuer" => Ok(Self::Issuer(value.to_owned())),
             _ => Err(bad()),
         }
@@ -73,6 +110,7 @@ impl fmt::Display for Matcher {
             Self::Group(g) => write!(f, "group:{g}"),
             Self::Subject(s) => write!(f, "subject:{s}"),
             Self::Issuer(i) => write!(f, "issuer:{i}"),
+            Self::Scoped { matcher, issuer } => write!(f, "{matcher}@{issuer}"),
         }
     }
 }
@@ -118,8 +156,32 @@ mod tests {
     }
 
     #[test]
+    fn a_scoped_matcher_needs_its_issuer() {
+        let m: Matcher = "group:dba@dev".parse().unwrap();
+        assert!(m.matches(&alice()));
+        assert_eq!(m.to_string(), "group:dba@dev");
+        let other: Matcher = "group:dba@https://idp.example".parse().unwrap();
+        assert!(!other.matches(&alice()), "a dba group from another issuer");
+        let subject: Matcher = "subject:alice@dev".parse().unwrap();
+        assert!(subject.matches(&alice()));
+        // The last @ names the issuer: a group may hold one.
+        let email: Matcher = "group:dba@corp.com@dev".parse().unwrap();
+        assert!(
+            matches!(&email, Matcher::Scoped { matcher, .. } if **matcher == Matcher::Group("dba@corp.com".into()))
+        );
+    }
+
+    #[test]
     fn refuses_malformed_matchers() {
-        for text in ["alice", "grp:dba", "kind:robot", "group:", ""] {
+        for text in [
+            "alice",
+            "grp:dba",
+            "kind:robot",
+            "group:",
+            "",
+            "group:dba@",
+            "group:@dev",
+        ] {
             assert!(text.parse::<Matcher>().is_err(), "{text}");
         }
     }

@@ -202,8 +202,9 @@ pub fn parse(source: &str) -> Result<Config, Vec<ConfigProblem>> {
     if !parser.problems.is_empty() {
         return Err(parser.problems);
     }
-    let config = parser.document(root.get_ref());
+    let mut config = parser.document(root.get_ref());
     let mut problems = parser.problems;
+    super::issuers::resolve(&mut config, &mut problems);
     super::validate::validate(&config, &mut problems);
     if problems.is_empty() {
         Ok(config)

@@ -280,6 +280,8 @@ impl DevIdentity {
 pub struct OidcIssuer {
     /// The issuer URL, exactly as tokens' `iss` says it.
     pub issuer: String,
+    /// A short name for matchers scoped to this issuer (`group:dba@NAME`).
+    pub name: Option<String>,
     /// The `aud` a token must carry: this gateway's name at the IdP.
     pub audience: String,
     /// Whether its identities are agents or people.

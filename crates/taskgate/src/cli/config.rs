@@ -28,6 +28,9 @@ pub fn load(path: &Path) -> anyhow::Result<Option<Config>> {
             if let Some(dir) = path.parent() {
                 config.resolve_paths(dir);
             }
+            for warning in config::warnings(&config) {
+                eprintln!("{}: warning: {warning}", path.display());
+            }
             Ok(Some(config))
         }
         Err(problems) => {

@@ -277,3 +277,49 @@ fn an_empty_file_says_nobody_could_log_in() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("no identity provider"));
 }
+
+/// With two issuers, `group:platform@corp` is the corp IdP's platform group
+/// only: the name resolves to the issuer's URL, an unknown name is refused,
+/// and a bare `group:` draws a warning.
+#[test]
+fn matchers_can_be_scoped_to_an_issuer() {
+    let source = GOOD.replace(
+        "admins = [\"group:platform\"]",
+        "admins = [\"group:platform@corp\"]\nauditors = [\"group:security\"]",
+    ) + "\n[[identity.oidc]]\nissuer = \"https://idp.corp.example\"\nname = \"corp\"\naudience = \"taskgate\"\nkind = \"human\"\n";
+    let config = crate::config::parse(&source).unwrap();
+    let corp = crate::Identity {
+        claims: Default::default(),
+        groups: vec!["platform".into()],
+        issuer: "https://idp.corp.example".into(),
+        kind: crate::IdentityKind::Human,
+        subject: "pat".into(),
+    };
+    let other = crate::Identity {
+        issuer: "dev".into(),
+        ..corp.clone()
+    };
+    assert!(crate::Matcher::any_matches(&config.roles.admins, &corp));
+    assert!(
+        !crate::Matcher::any_matches(&config.roles.admins, &other),
+        "another issuer's platform group is not the admins"
+    );
+    let warnings = crate::config::warnings(&config);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("roles.auditors") && w.contains("group:security")),
+        "{warnings:?}"
+    );
+    assert!(
+        !warnings.iter().any(|w| w.contains("roles.admins")),
+        "{warnings:?}"
+    );
+    let unknown = problems(&source.replace("group:platform@corp", "group:platform@nowhere"));
+    assert!(
+        unknown
+            .iter()
+            .any(|p| p.contains("names an issuer this config does not have")),
+        "{unknown:?}"
+    );
+}
