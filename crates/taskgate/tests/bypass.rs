@@ -43,19 +43,18 @@ fn payload_of<'a>(events: &'a [Value], sql: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no event for {sql:?} in {events:?}"))["payload"]
 }
 
-/// Finding 1: `Parse s A; Sync; Parse s B; Sync; Bind p s; Execute p; Sync`
-/// in one write. The server refuses the second Parse and runs A; the
-/// record must say A, and judge A.
-#[test]
-fn a_reused_name_in_one_write_is_recorded_as_what_runs() {
-    let cluster = TestCluster::start();
-    let gw = TestGateway::start_with(&cluster.gateway_config());
-    let (task, token) = gw.active_task("shop", "write", "10m");
-    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
-    let update = "UPDATE orders SET qty = qty + 100 WHERE id = 1";
+/// In one write: `Parse s <first>; Sync; Parse s <harmless>; Sync; Bind p
+/// s; Execute p; Sync`, on a session of its own.
+fn reuse_a_name(
+    gw: &TestGateway,
+    task: &str,
+    token: &str,
+    first: &str,
+) -> Vec<common::raw::Answer> {
+    let mut pg = RawPg::connect(gw.postgres, task, token, "shop");
     pg.send(
         &[
-            fe::parse("s", update, &[]),
+            fe::parse("s", first, &[]),
             fe::sync(),
             fe::parse("s", "SELECT 'harmless'", &[]),
             fe::sync(),
@@ -65,7 +64,19 @@ fn a_reused_name_in_one_write_is_recorded_as_what_runs() {
         ]
         .concat(),
     );
-    let answers = pg.until_ready(3);
+    pg.until_ready(3)
+}
+
+/// Finding 1: `Parse s A; Sync; Parse s B; Sync; Bind p s; Execute p; Sync`
+/// in one write. The server refuses the second Parse and runs A; the
+/// record must say A, and judge A.
+#[test]
+fn a_reused_name_in_one_write_is_recorded_as_what_runs() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let (task, token) = gw.active_task("shop", "write", "10m");
+    let update = "UPDATE orders SET qty = qty + 100 WHERE id = 1";
+    let answers = reuse_a_name(&gw, &task, &token, update);
     assert_eq!(tags(&answers), "1ZEZ2CZ", "{answers:?}");
     assert_eq!(answers[2].sqlstate.as_deref(), Some("42P05"));
     assert_eq!(answers[5].text, "UPDATE 1");
@@ -80,21 +91,8 @@ fn a_reused_name_in_one_write_is_recorded_as_what_runs() {
 
     // Under a read grant the same trick must not read customers unseen.
     let (task, token) = gw.active_task("shop", "read", "10m");
-    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
     let secret = "SELECT name FROM customers";
-    pg.send(
-        &[
-            fe::parse("s", secret, &[]),
-            fe::sync(),
-            fe::parse("s", "SELECT 'harmless'", &[]),
-            fe::sync(),
-            fe::bind("p", "s", &[]),
-            fe::execute("p", 0),
-            fe::sync(),
-        ]
-        .concat(),
-    );
-    let answers = pg.until_ready(3);
+    let answers = reuse_a_name(&gw, &task, &token, secret);
     assert_eq!(tags(&answers), "1ZEZ2DDCZ", "{answers:?}");
     let started = gw.events_of("command.started");
     let last = started.last().unwrap();

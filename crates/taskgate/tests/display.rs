@@ -10,17 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::TestGateway;
-use common::cluster::TestCluster;
+use common::cluster::{REVIEW_DDL, TestCluster};
 use common::raw::{RawPg, frontend as fe};
 use serde_json::json;
-
-/// DDL on shop needs a DBA's review (appended to the agents' policy).
-const REVIEW_DDL: &str = r#"
-[[policies.statements]]
-match = { class = ["ddl"] }
-action = "review"
-by = ["group:dba"]
-"#;
 
 /// Runs a command in a fresh tmux terminal and returns the screen it left.
 fn screen_of(command: &str, env: &[(&str, &str)]) -> String {

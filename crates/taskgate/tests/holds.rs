@@ -9,17 +9,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::TestGateway;
-use common::cluster::TestCluster;
+use common::cluster::{REVIEW_DDL, TestCluster};
 use common::raw::{Answer, RawPg, frontend, tags};
 use serde_json::{Value, json};
-
-/// DDL on shop needs a DBA's review (appended to the agents' policy).
-const REVIEW_DDL: &str = r#"
-[[policies.statements]]
-match = { class = ["ddl"] }
-action = "review"
-by = ["group:dba"]
-"#;
 
 struct Setup {
     cluster: TestCluster,

@@ -256,15 +256,27 @@ mod tests {
     }
 
     /// Runs the exchange against postgres-protocol's client, an independent
-    /// implementation.
-    fn exchange(stored_password: &str, client_password: &str) -> Result<(), ScramError> {
+    /// implementation: unbound, or bound to `(client's, server's)` channel
+    /// data with the -PLUS mechanism.
+    fn run(
+        stored_password: &str,
+        client_password: &str,
+        bound: Option<(&[u8], &[u8])>,
+    ) -> Result<(), ScramError> {
         use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
-        let mut client =
-            ScramSha256::new(client_password.as_bytes(), ChannelBinding::unsupported());
+        let (binding, mechanism, offered) = match bound {
+            Some((client, server)) => (
+                ChannelBinding::tls_server_end_point(client.to_vec()),
+                MECHANISM_PLUS,
+                Binding::EndPoint(server),
+            ),
+            None => (ChannelBinding::unsupported(), MECHANISM, Binding::None),
+        };
+        let mut client = ScramSha256::new(client_password.as_bytes(), binding);
         let (server, server_first) = start(
             verifier(stored_password),
-            MECHANISM,
-            Binding::None,
+            mechanism,
+            offered,
             client.message(),
             "SERVERNONCE123",
         )?;
@@ -275,34 +287,19 @@ mod tests {
         client
             .finish(server_final.as_bytes())
             .map_err(|_| ScramError::Malformed("client refused the server signature"))
+    }
+
+    fn exchange(stored_password: &str, client_password: &str) -> Result<(), ScramError> {
+        run(stored_password, client_password, None)
+    }
+
+    fn bound(client_binding: &[u8], server_binding: &[u8]) -> Result<(), ScramError> {
+        run("pencil", "pencil", Some((client_binding, server_binding)))
     }
 
     #[test]
     fn the_right_password_passes_both_ways() {
         assert_eq!(exchange("pencil", "pencil"), Ok(()));
-    }
-
-    /// A bound exchange against postgres-protocol's client.
-    fn bound(client_binding: &[u8], server_binding: &[u8]) -> Result<(), ScramError> {
-        use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
-        let mut client = ScramSha256::new(
-            b"pencil",
-            ChannelBinding::tls_server_end_point(client_binding.to_vec()),
-        );
-        let (server, server_first) = start(
-            verifier("pencil"),
-            MECHANISM_PLUS,
-            Binding::EndPoint(server_binding),
-            client.message(),
-            "SERVERNONCE123",
-        )?;
-        client
-            .update(server_first.as_bytes())
-            .map_err(|_| ScramError::Malformed("client refused server-first"))?;
-        let server_final = server.finish(client.message())?;
-        client
-            .finish(server_final.as_bytes())
-            .map_err(|_| ScramError::Malformed("client refused the server signature"))
     }
 
     #[test]

@@ -10,6 +10,15 @@ use taskgate_pgcluster::Cluster;
 
 /// Passwords of the roles the gateway logs in as.
 pub const RO_USER: &str = "shop_ro";
+
+/// DDL on shop needs a DBA's review (appended to the agents' policy of
+/// [`TestCluster::gateway_config`]).
+pub const REVIEW_DDL: &str = r#"
+[[policies.statements]]
+match = { class = ["ddl"] }
+action = "review"
+by = ["group:dba"]
+"#;
 pub const RW_USER: &str = "shop_rw";
 pub const ADMIN_USER: &str = "shop_admin";
 pub const MD5_USER: &str = "shop_md5";

@@ -103,20 +103,7 @@ impl RawPg {
             while let Some(f) =
                 frame::decode(&mut self.buf, Direction::Backend, &Limits::default()).unwrap()
             {
-                let (sqlstate, text, hint) = match backend::decode(&f).unwrap() {
-                    BackendMessage::ErrorResponse(e) | BackendMessage::NoticeResponse(e) => (
-                        Some(e.code.to_owned()),
-                        e.message.to_owned(),
-                        e.hint.map(str::to_owned),
-                    ),
-                    _ => (None, String::new(), None),
-                };
-                answers.push(Answer {
-                    tag: f.tag as char,
-                    sqlstate,
-                    text,
-                    hint,
-                });
+                answers.push(answer_of(&f));
                 if f.tag == b'Z' {
                     return answers;
                 }
@@ -134,27 +121,33 @@ impl RawPg {
         let mut ready = 0;
         while ready < n {
             let (tag, body) = self.next_raw();
-            let frame = frame_of(tag, &body);
-            let (sqlstate, text, hint) = match backend::decode(&frame).unwrap() {
-                BackendMessage::ErrorResponse(f) | BackendMessage::NoticeResponse(f) => (
-                    Some(f.code.to_owned()),
-                    f.message.to_owned(),
-                    f.hint.map(str::to_owned),
-                ),
-                BackendMessage::CommandComplete(t) => (None, t.to_owned(), None),
-                _ => (None, String::new(), None),
-            };
             if tag == b'Z' {
                 ready += 1;
             }
-            answers.push(Answer {
-                tag: tag as char,
-                sqlstate,
-                text,
-                hint,
-            });
+            answers.push(answer_of(&frame_of(tag, &body)));
         }
         answers
+    }
+}
+
+/// A server message as the tests look at it: errors and notices with their
+/// SQLSTATE, command tags, and ReadyForQuery's transaction status as text.
+fn answer_of(f: &frame::Frame) -> Answer {
+    let (sqlstate, text, hint) = match backend::decode(f).unwrap() {
+        BackendMessage::ErrorResponse(e) | BackendMessage::NoticeResponse(e) => (
+            Some(e.code.to_owned()),
+            e.message.to_owned(),
+            e.hint.map(str::to_owned),
+        ),
+        BackendMessage::CommandComplete(t) => (None, t.to_owned(), None),
+        BackendMessage::ReadyForQuery(status) => (None, (status as char).to_string(), None),
+        _ => (None, String::new(), None),
+    };
+    Answer {
+        tag: f.tag as char,
+        sqlstate,
+        text,
+        hint,
     }
 }
 
@@ -193,25 +186,7 @@ impl RawPg {
             while let Some(f) =
                 frame::decode(&mut self.buf, Direction::Backend, &Limits::default()).unwrap()
             {
-                let (sqlstate, text, hint) = match backend::decode(&f).unwrap() {
-                    BackendMessage::ErrorResponse(e) | BackendMessage::NoticeResponse(e) => (
-                        Some(e.code.to_owned()),
-                        e.message.to_owned(),
-                        e.hint.map(str::to_owned),
-                    ),
-                    BackendMessage::CommandComplete(t) => (None, t.to_owned(), None),
-                    // The transaction status: I, T or E.
-                    BackendMessage::ReadyForQuery(status) => {
-                        (None, (status as char).to_string(), None)
-                    }
-                    _ => (None, String::new(), None),
-                };
-                answers.push(Answer {
-                    tag: f.tag as char,
-                    sqlstate,
-                    text,
-                    hint,
-                });
+                answers.push(answer_of(&f));
                 if f.tag == b'Z' {
                     ready += 1;
                     if ready == n {
