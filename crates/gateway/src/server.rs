@@ -48,6 +48,7 @@ pub enum GatewayError {
 /// A running gateway; [`Gateway::stop`] shuts it down cleanly.
 pub struct Gateway {
     api_addr: SocketAddr,
+    api_url: String,
     postgres_addr: SocketAddr,
     postgres: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
@@ -179,6 +180,10 @@ impl Gateway {
             addr: api_listen,
             error,
         })?;
+        let api_tls = match (&config.server.api_tls_cert, &config.server.api_tls_key) {
+            (Some(cert), Some(key)) => Some(pg::api_tls_config(cert, key)?),
+            _ => None,
+        };
         let config = Arc::new(config);
         let pg_listen = config.server.postgres_listen;
         let pg_listener =
@@ -217,19 +222,26 @@ impl Gateway {
         });
         let router = api::router(state);
         let mut server_shutdown = shutdown_rx;
+        let tls = api_tls.is_some();
         let server = tokio::spawn(async move {
             let stopped = async move {
                 let _ = server_shutdown.changed().await;
             };
-            if let Err(error) = axum::serve(listener, router)
-                .with_graceful_shutdown(stopped)
-                .await
-            {
+            let served = match api_tls {
+                None => {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                }
+                Some(tls) => serve_https(listener, router, tls, stopped).await,
+            };
+            if let Err(error) = served {
                 tracing::error!(%error, "API server failed");
             }
         });
         tracing::info!(api = %api_addr, postgres = %postgres_addr, store = %store_path.display(), "taskgate is serving");
         Ok(Gateway {
+            api_url: format!("{}://{api_addr}", if tls { "https" } else { "http" }),
             api_addr,
             postgres_addr,
             postgres,
@@ -245,6 +257,11 @@ impl Gateway {
 
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// The API's URL: `https://` when the listener has TLS.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
     }
 
     pub fn postgres_addr(&self) -> SocketAddr {
@@ -269,4 +286,25 @@ impl Gateway {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         tracing::info!("taskgate stopped");
     }
+}
+
+/// The API over HTTPS: each connection's handshake runs on its own, so a
+/// client that stalls in it holds up no one else.
+async fn serve_https(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: Arc<rustls::ServerConfig>,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        stopped.await;
+        stopping.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+    axum_server::from_tcp_rustls(listener.into_std()?, config)?
+        .handle(handle)
+        .serve(router.into_make_service())
+        .await
 }

@@ -171,3 +171,77 @@ max_window = "30m"
     });
     assert!(logged, "{}", gw.log());
 }
+
+/// HTTPS on the API: the CLI trusts the gateway's CA with TASKGATE_CA_FILE
+/// and refuses a certificate it cannot verify; curl works with --cacert; and
+/// the CLI will not send a token over plain http to another machine.
+#[test]
+fn the_api_serves_https_and_the_cli_keeps_tokens_off_plain_text() {
+    let (cert, key) = certificate();
+    let work = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (work.path().join("api.crt"), work.path().join("api.key"));
+    std::fs::write(&cert_path, &cert).unwrap();
+    std::fs::write(&key_path, &key).unwrap();
+    let server = format!("api_tls_cert = {cert_path:?}\napi_tls_key = {key_path:?}");
+    let gw = TestGateway::start_full(&server, "");
+    let base = gw.base.clone();
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let cli = |ca: Option<&std::path::Path>, server: &str, args: &[&str]| {
+        let mut command = Command::new(common::BIN);
+        command
+            .args(args)
+            .env("TASKGATE_SERVER", server)
+            .env("TASKGATE_TOKEN", &gw.tokens.agent)
+            .env("TASKGATE_STATE_DIR", work.path().join("state"))
+            .env_remove("TASKGATE_ALLOW_PLAINTEXT");
+        if let Some(ca) = ca {
+            command.env("TASKGATE_CA_FILE", ca);
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let request = [
+        "task",
+        "request",
+        "--name",
+        "over-tls",
+        "--connection",
+        "orders-db",
+        "--access",
+        "read",
+        "--window",
+        "5m",
+        "--reason",
+        "tls check",
+    ];
+    let (ok, out) = cli(Some(&cert_path), &base, &request);
+    assert!(ok, "{out}");
+    assert!(out.contains("status     active"), "{out}");
+    let (ok, out) = cli(None, &base, &["task", "list"]);
+    assert!(!ok, "an unknown certificate must be refused: {out}");
+    let curl = Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(&cert_path)
+        .arg(format!("{base}/healthz"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&curl.stdout).contains("\"status\":\"ok\""),
+        "{}",
+        String::from_utf8_lossy(&curl.stderr)
+    );
+    // Refused before any connection is made.
+    let (ok, out) = cli(None, "http://gateway.example:8080", &["task", "list"]);
+    assert!(!ok);
+    assert!(
+        out.contains("refusing to send your token in clear text"),
+        "{out}"
+    );
+}

@@ -64,7 +64,7 @@ pub struct PgContext {
     catalogs: catalog::Catalogs,
 }
 
-pub use tls::TlsError;
+pub use tls::{TlsError, api_config as api_tls_config};
 
 impl PgContext {
     /// Loads the TLS material the config names; a bad certificate stops

@@ -40,9 +40,14 @@ impl Config {
         fix(&mut self.store.path);
         fix(&mut self.audit.signing_key);
         fix(&mut self.audit.checkpoint_dir);
-        for path in [&mut self.server.tls_cert, &mut self.server.tls_key]
-            .into_iter()
-            .flatten()
+        for path in [
+            &mut self.server.tls_cert,
+            &mut self.server.tls_key,
+            &mut self.server.api_tls_cert,
+            &mut self.server.api_tls_key,
+        ]
+        .into_iter()
+        .flatten()
         {
             fix(path);
         }
@@ -104,6 +109,14 @@ pub struct ServerConfig {
     /// Refuse clients that do not switch to TLS.
     #[serde(default)]
     pub require_tls: bool,
+    /// PEM certificate chain and key for HTTPS on the API listener (they may
+    /// be the same files as `tls_cert` and `tls_key`).
+    pub api_tls_cert: Option<PathBuf>,
+    pub api_tls_key: Option<PathBuf>,
+    /// Serve a listener that is not on loopback without TLS: bearer tokens
+    /// and task tokens then cross the network in clear.
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 2_000;
@@ -158,6 +171,9 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             require_tls: false,
+            api_tls_cert: None,
+            api_tls_key: None,
+            allow_plaintext: false,
         }
     }
 }

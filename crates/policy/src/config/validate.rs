@@ -281,6 +281,37 @@ fn listener_tls(config: &Config, report: &mut Report<'_>) {
         ),
         _ => {}
     }
+    match (&server.api_tls_cert, &server.api_tls_key) {
+        (Some(_), None) => report.global(
+            "server.api_tls_key",
+            "api_tls_cert is set, so api_tls_key must be too",
+        ),
+        (None, Some(_)) => report.global(
+            "server.api_tls_cert",
+            "api_tls_key is set, so api_tls_cert must be too",
+        ),
+        _ => {}
+    }
+    if !server.allow_plaintext {
+        if !server.api_listen.ip().is_loopback() && server.api_tls_cert.is_none() {
+            report.global(
+                "server.api_listen",
+                format!(
+                    "{} is reachable from other machines and has no TLS: bearer tokens and task tokens would cross the network in clear; set api_tls_cert and api_tls_key, or allow_plaintext = true behind a TLS proxy",
+                    server.api_listen
+                ),
+            );
+        }
+        if !server.postgres_listen.ip().is_loopback() && server.tls_cert.is_none() {
+            report.global(
+                "server.postgres_listen",
+                format!(
+                    "{} is reachable from other machines and has no TLS: set tls_cert and tls_key (and require_tls), or allow_plaintext = true",
+                    server.postgres_listen
+                ),
+            );
+        }
+    }
     if server.max_connections == 0 {
         report.global("server.max_connections", "must be at least 1");
     }

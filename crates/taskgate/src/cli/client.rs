@@ -29,8 +29,17 @@ impl Client {
                 },
             },
         };
+        super::check_plaintext(&global.server, global.allow_plaintext, "your token")?;
+        let mut http = reqwest::Client::builder();
+        if let Some(path) = &global.ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+            let ca = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+            http = http.add_root_certificate(ca);
+        }
         Ok(Self {
-            http: reqwest::Client::new(),
+            http: http.build()?,
             base: global.server.trim_end_matches('/').to_owned(),
             token,
         })

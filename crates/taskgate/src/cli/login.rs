@@ -81,7 +81,8 @@ fn http() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-pub async fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &super::Global, args: LoginArgs) -> anyhow::Result<ExitCode> {
+    super::check_plaintext(&args.issuer, global.allow_plaintext, "your sign-in")?;
     let http = http()?;
     let discovery_url = format!(
         "{}/.well-known/openid-configuration",

@@ -60,6 +60,38 @@ pub struct Global {
     /// Log filter for the gateway's own log, e.g. `info` or `taskgate=debug`.
     #[arg(long, env = "TASKGATE_LOG", default_value = "info", global = true)]
     pub log: String,
+    /// A PEM CA certificate to trust for the gateway's HTTPS, besides the
+    /// system's roots (a gateway with its own CA).
+    #[arg(long, env = "TASKGATE_CA_FILE", global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Send your token over plain http to a host that is not this machine.
+    /// Without it the CLI refuses: anyone on the path could read the token.
+    #[arg(long, env = "TASKGATE_ALLOW_PLAINTEXT", global = true)]
+    pub allow_plaintext: bool,
+}
+
+/// Refuses an `http://` URL to a host other than this machine unless
+/// plain text was allowed: what is sent there (a bearer token, a password)
+/// can be read by anyone on the path.
+pub fn check_plaintext(url: &str, allowed: bool, what: &str) -> anyhow::Result<()> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Ok(());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback || allowed {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to send {what} in clear text to {url}: use https://, or pass --allow-plaintext (TASKGATE_ALLOW_PLAINTEXT=1) if the path is trusted"
+    )
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -118,10 +150,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => serve::run(&config).await,
         Command::Config(command) => config::run(command),
         Command::Demo(args) => demo::run(args).await,
-        Command::Login(args) => login::run(args).await,
+        Command::Login(args) => login::run(&cli.global, args).await,
         Command::Task(command) => task::run(&cli.global, command).await,
         Command::Review(command) => review::run(&cli.global, command).await,
         Command::Audit(command) => audit::run(&cli.global, command).await,
         Command::Sinks(command) => sinks::run(&cli.global, command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_plaintext;
+
+    #[test]
+    fn plain_http_goes_only_to_this_machine_unless_allowed() {
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080/v1",
+            "http://[::1]:8080",
+            "https://gateway.example",
+        ] {
+            assert!(check_plaintext(local, false, "a token").is_ok(), "{local}");
+        }
+        for remote in ["http://gateway.example:8080", "http://10.0.0.5/", "http://[2001:db8::1]:80"] {
+            assert!(check_plaintext(remote, false, "a token").is_err(), "{remote}");
+            assert!(check_plaintext(remote, true, "a token").is_ok(), "{remote}");
+        }
     }
 }

@@ -11,7 +11,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     };
     let gateway = Gateway::start(config).await?;
     // Tests and scripts started with port 0 read the real address here.
-    println!("taskgate api listening on http://{}", gateway.api_addr());
+    println!("taskgate api listening on {}", gateway.api_url());
     println!("taskgate postgres listening on {}", gateway.postgres_addr());
     wait_for_signal().await;
     tracing::info!("shutting down");

@@ -323,3 +323,24 @@ fn matchers_can_be_scoped_to_an_issuer() {
         "{unknown:?}"
     );
 }
+
+/// A listener other machines can reach needs TLS, unless plain text is
+/// asked for in so many words.
+#[test]
+fn listeners_off_loopback_need_tls() {
+    let with = |server: &str| problems(&GOOD.replace("api_listen = \"127.0.0.1:0\"", server));
+    let open = with("api_listen = \"0.0.0.0:8080\"");
+    assert!(
+        open.iter()
+            .any(|p| p.contains("server.api_listen") && p.contains("in clear")),
+        "{open:?}"
+    );
+    let pg = with("api_listen = \"127.0.0.1:0\"\npostgres_listen = \"0.0.0.0:15432\"");
+    assert!(
+        pg.iter().any(|p| p.contains("server.postgres_listen")),
+        "{pg:?}"
+    );
+    assert!(with("api_listen = \"0.0.0.0:8080\"\npostgres_listen = \"0.0.0.0:15432\"\nallow_plaintext = true").is_empty());
+    let half = with("api_listen = \"127.0.0.1:0\"\napi_tls_cert = \"c.pem\"");
+    assert!(half.iter().any(|p| p.contains("api_tls_key")), "{half:?}");
+}
