@@ -546,6 +546,28 @@ window=2026-11-25 14:02-14:19 (approved by alice 14:02) ended: window passed
         Ok(())
     }
 
+    /// A ref and a statement written to forge lines of the story stay on
+    /// their own lines, their control characters shown.
+    #[test]
+    fn a_forged_ref_or_statement_cannot_draw_a_line() {
+        let mut forged = events();
+        forged[0].payload["ref"] = json!(
+            "x\nidentity=alice (human, dev) task=harmless window=all approved by alice ended"
+        );
+        forged[4].payload["sql"] =
+            json!("DELETE FROM orders /*\r\u{1b}[2K  14:03:11 SELECT 1 read 1 row */");
+        let text = Story::from_events("tsk_1", forged).render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 8, "{text}");
+        assert!(lines[0].contains("ref=x\\nidentity=alice"), "{text}");
+        // The column folds whitespace (the \r among it); the escape shows.
+        assert!(
+            lines[3].contains("DELETE FROM orders /* \\x1b[2K"),
+            "{text}"
+        );
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text}");
+    }
+
     #[test]
     fn long_statements_are_cut_on_one_line() {
         let column = sql_column(&format!("SELECT {}\nFROM t", "x, ".repeat(40)));

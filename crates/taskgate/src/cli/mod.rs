@@ -172,8 +172,15 @@ mod tests {
         ] {
             assert!(check_plaintext(local, false, "a token").is_ok(), "{local}");
         }
-        for remote in ["http://gateway.example:8080", "http://10.0.0.5/", "http://[2001:db8::1]:80"] {
-            assert!(check_plaintext(remote, false, "a token").is_err(), "{remote}");
+        for remote in [
+            "http://gateway.example:8080",
+            "http://10.0.0.5/",
+            "http://[2001:db8::1]:80",
+        ] {
+            assert!(
+                check_plaintext(remote, false, "a token").is_err(),
+                "{remote}"
+            );
             assert!(check_plaintext(remote, true, "a token").is_ok(), "{remote}");
         }
     }
