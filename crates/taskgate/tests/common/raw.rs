@@ -76,6 +76,17 @@ impl RawPg {
         }
     }
 
+    /// One read, retried when a signal interrupts it (EINTR is not the
+    /// gateway's answer).
+    fn read_some(&mut self, chunk: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.stream.read(chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
     }
@@ -88,7 +99,7 @@ impl RawPg {
                 return (f.tag, f.body().to_vec());
             }
             let mut chunk = [0u8; 8192];
-            let n = self.stream.read(&mut chunk).unwrap();
+            let n = self.read_some(&mut chunk).unwrap();
             assert!(n > 0, "the gateway closed the connection");
             self.buf.extend_from_slice(&chunk[..n]);
         }
@@ -108,7 +119,7 @@ impl RawPg {
                     return answers;
                 }
             }
-            match self.stream.read(&mut chunk) {
+            match self.read_some(&mut chunk) {
                 Ok(0) | Err(_) => return answers,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
@@ -195,7 +206,7 @@ impl RawPg {
                 }
             }
             let mut chunk = [0u8; 8192];
-            match self.stream.read(&mut chunk) {
+            match self.read_some(&mut chunk) {
                 Ok(0) => return (answers, Some(Cut::Closed)),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e)
