@@ -106,6 +106,8 @@ impl TaskState {
             (S::Pending, A::Deny) => Ok(S::Denied),
             (S::Pending, A::Expire) => Ok(S::Expired),
             (S::Active, A::End) => Ok(S::Ended),
+            // The requester withdraws a request still waiting for approval.
+            (S::Pending, A::End) => Ok(S::Ended),
             (S::Active, A::Expire) => Ok(S::Expired),
             (S::Active, A::Revoke) => Ok(S::Revoked),
             (from, action) => Err(DomainError::IllegalTransition { from, action }),
@@ -367,17 +369,24 @@ impl Task {
                 "only the requester may end a task; approvers and admins revoke it".into(),
             ));
         }
+        let was_pending = self.state == TaskState::Pending;
         let next = self.state.after(TaskAction::End)?;
         self.state = next;
         self.ends_at = Some(now);
+        self.decide_by = None;
         self.closing = Some(Decision {
             by: actor.identity.clone(),
             at: now,
             comment: None,
         });
+        let reason = if was_pending {
+            "withdrawn by requester before a decision"
+        } else {
+            "ended by requester"
+        };
         Ok(vec![
             self.event(EventType::TaskEnded, now, Some(&actor.identity))
-                .payload(json!({"reason": "ended by requester"})),
+                .payload(json!({"reason": reason})),
         ])
     }
 

@@ -1074,7 +1074,20 @@ fn apply(
             }
         }
         Op::EndTask { task_id, actor } => {
-            transition(tx, front, now, &task_id, |task| task.end(&actor, now))
+            let was_pending = tx
+                .task(&task_id)?
+                .is_some_and(|t| t.state == TaskState::Pending);
+            let outcome = transition(tx, front, now, &task_id, |task| task.end(&actor, now))?;
+            // A withdrawn request's grant review lapses with it, so no one
+            // is asked to decide it.
+            if was_pending
+                && outcome.is_ok()
+                && let Some(mut review) = tx.pending_grant_review(&task_id)?
+                && review.expire().is_ok()
+            {
+                tx.update_review(&review)?;
+            }
+            Ok(outcome)
         }
         Op::RevokeTask {
             task_id,

@@ -75,6 +75,39 @@ fn a_write_task_waits_for_a_dba_and_opens_on_approval() {
     assert_eq!((status, code(&body)), (409, "conflict"), "{body}");
 }
 
+/// A requester may withdraw its own request while it waits: the task ends,
+/// its grant review lapses, and no one is asked to decide it any more.
+#[test]
+fn a_requester_withdraws_its_pending_request() {
+    let gw = TestGateway::start();
+    let http = gw.http();
+    let requested = gw.request("write", "10m");
+    assert_eq!(requested["status"], "pending");
+    let id = requested["id"].as_str().unwrap();
+    let review = requested["review"].as_str().unwrap();
+    let (status, body) = http.post(&gw.tokens.bob, &format!("/v1/tasks/{id}/end"), &json!({}));
+    assert_eq!(status, 403, "only the requester withdraws: {body}");
+    let (status, ended) = http.post(&gw.tokens.agent, &format!("/v1/tasks/{id}/end"), &json!({}));
+    assert_eq!(
+        (status, ended["status"].as_str()),
+        (200, Some("ended")),
+        "{ended}"
+    );
+    let (_, reviews) = http.get(&gw.tokens.alice, "/v1/reviews");
+    assert_eq!(reviews, json!([]), "the lapsed review is not offered");
+    let (status, body) = http.post(
+        &gw.tokens.alice,
+        &format!("/v1/reviews/{review}/approve"),
+        &json!({}),
+    );
+    assert_eq!(status, 409, "{body}");
+    let events = gw.events_of("task.ended");
+    assert_eq!(
+        events[0]["payload"]["reason"],
+        "withdrawn by requester before a decision"
+    );
+}
+
 #[test]
 fn a_read_task_is_active_at_once() {
     let gw = TestGateway::start();

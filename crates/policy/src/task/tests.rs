@@ -59,6 +59,7 @@ fn state_machine_table() {
         (S::Active, A::End, S::Ended),
         (S::Active, A::Expire, S::Expired),
         (S::Active, A::Revoke, S::Revoked),
+        (S::Pending, A::End, S::Ended),
     ];
     for from in TaskState::ALL {
         for action in TaskAction::ALL {

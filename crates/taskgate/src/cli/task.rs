@@ -63,7 +63,7 @@ pub enum TaskCommand {
     },
     /// Print a task's connection string again (on the machine that requested it).
     Url { id: String },
-    /// End your own task now.
+    /// End your own task now, or withdraw your request while it waits.
     End {
         id: String,
         #[arg(long, value_enum, default_value_t)]
