@@ -53,6 +53,10 @@ subject = "bench-agent"
 kind = "agent"
 token_file = "agent.token"
 
+# Someone must be able to revoke the tasks the policy grants at once.
+[roles]
+admins = ["subject:bench-admin"]
+
 [[connections]]
 name = "bench"
 kind = "postgres"
