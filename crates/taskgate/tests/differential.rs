@@ -379,7 +379,6 @@ fn everything_the_database_ran_was_recorded_first_with_its_own_text() {
         }
         drop(pg);
     }
-    gw.eventually(std::time::Duration::from_secs(5), || true);
     let started = gw.events_of("command.started");
     let mut by_session: HashMap<String, Vec<&Value>> = HashMap::new();
     for e in &started {

@@ -168,7 +168,7 @@ impl Relations {
             return;
         }
         for target in &c.tables_written {
-            let mut sources: Vec<String> = c
+            let sources: Vec<String> = c
                 .tables_read
                 .iter()
                 .filter(|t| *t != target)
@@ -190,9 +190,10 @@ impl Relations {
                     }
                 })
                 .collect();
-            sources.sort();
-            sources.dedup();
-            self.base.entry(target.clone()).or_default().extend(sources);
+            let base = self.base.entry(target.clone()).or_default();
+            base.extend(sources);
+            base.sort();
+            base.dedup();
         }
     }
 }

@@ -296,22 +296,6 @@ impl ClientHalf {
         self.catalog.widen(class)
     }
 
-    /// Whether the text names relations the catalog read lacks, so it
-    /// should be read again before the text is decided.
-    fn names_unknown_relations(&mut self, sql: &str, simple: bool) -> bool {
-        let parts = if simple {
-            taskgate_sqlclass::split(sql)
-        } else {
-            vec![sql]
-        };
-        let mut read = false;
-        for part in parts {
-            let class = self.classifier.classify(part);
-            read |= self.catalog.should_read_for(&class);
-        }
-        read
-    }
-
     fn expect(&self, batch: &mut Batch, e: Expect) {
         if let Err(limit) = self.shared.tracker().expect(e) {
             batch.overflow = Some(limit);
@@ -420,17 +404,6 @@ impl ClientHalf {
                 frame.tag as char
             ))
         })?;
-        let unknown_relations = match &message {
-            _ if self.skipping => false,
-            FrontendMessage::Query(sql) => self.names_unknown_relations(sql, true),
-            FrontendMessage::Parse { sql, .. } => self.names_unknown_relations(sql, false),
-            _ => false,
-        };
-        if unknown_relations {
-            self.resume = Some(frame);
-            batch.read_catalog = true;
-            return Ok(());
-        }
         let forward = match message {
             // After an error in a batch the server discards everything up
             // to Sync, simple queries and function calls included.
@@ -551,6 +524,11 @@ impl ClientHalf {
                 ));
             }
         };
+        if batch.read_catalog {
+            // Decided once the catalog has been read again.
+            self.resume = Some(frame);
+            return Ok(());
+        }
         if forward {
             batch.out.extend_from_slice(&frame.raw);
         } else if let Some(held) = batch.hold.as_mut()
@@ -816,6 +794,11 @@ impl ClientHalf {
         let mut classes = Vec::with_capacity(parts.len());
         for part in &parts {
             let class = self.classify(part);
+            if self.catalog.should_read_for(&class) {
+                // A relation the catalog read lacks: read it again first.
+                batch.read_catalog = true;
+                return Ok(false);
+            }
             self.catalog.ran(&class);
             classes.push(class);
         }
@@ -871,6 +854,10 @@ impl ClientHalf {
             return false;
         }
         let class = self.classify(sql);
+        if self.catalog.should_read_for(&class) {
+            batch.read_catalog = true;
+            return false;
+        }
         let (decision, review) = self.decide(sql, sql, &class);
         if let StatementDecision::Review { reason, by } = decision {
             batch.hold = Some(Held {
