@@ -9,6 +9,7 @@ pub mod checkpoints;
 pub mod expiry;
 pub mod identity;
 mod indexer;
+pub mod mcp;
 pub mod metrics;
 pub mod pg;
 pub mod secrets;

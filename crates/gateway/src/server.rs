@@ -72,7 +72,10 @@ fn providers(config: &Config) -> Result<Vec<Box<dyn IdentityProvider>>, GatewayE
         providers.push(Box::new(dev));
     }
     for issuer in &config.identity.oidc {
-        providers.push(Box::new(OidcProvider::from_config(&issuer.value)?));
+        providers.push(Box::new(OidcProvider::from_config(
+            &issuer.value,
+            config.mcp.resource.as_deref(),
+        )?));
         tracing::info!(issuer = %issuer.value.issuer, kind = %issuer.value.kind, "OIDC issuer configured");
     }
     Ok(providers)
@@ -205,7 +208,18 @@ impl Gateway {
             writer.clone(),
             Arc::clone(&sessions),
         )?);
-        let postgres = tokio::spawn(pg::serve(pg_context, pg_listener, shutdown_rx.clone()));
+        let postgres = tokio::spawn(pg::serve(
+            Arc::clone(&pg_context),
+            pg_listener,
+            shutdown_rx.clone(),
+        ));
+        let tls = api_tls.is_some();
+        let api_url = format!("{}://{api_addr}", if tls { "https" } else { "http" });
+        let mcp_resource = config
+            .mcp
+            .resource
+            .clone()
+            .unwrap_or_else(|| format!("{api_url}/mcp"));
         let state = AppState::new(Inner {
             config,
             reader,
@@ -215,6 +229,8 @@ impl Gateway {
             sink_state,
             sessions,
             postgres_addr,
+            pg: pg_context,
+            mcp_resource,
             warnings,
             auth,
             metrics,
@@ -222,16 +238,18 @@ impl Gateway {
         });
         let router = api::router(state);
         let mut server_shutdown = shutdown_rx;
-        let tls = api_tls.is_some();
         let server = tokio::spawn(async move {
             let stopped = async move {
                 let _ = server_shutdown.changed().await;
             };
             let served = match api_tls {
                 None => {
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(stopped)
-                        .await
+                    axum::serve(
+                        listener,
+                        router.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(stopped)
+                    .await
                 }
                 Some(tls) => serve_https(listener, router, tls, stopped).await,
             };
@@ -241,7 +259,7 @@ impl Gateway {
         });
         tracing::info!(api = %api_addr, postgres = %postgres_addr, store = %store_path.display(), "taskgate is serving");
         Ok(Gateway {
-            api_url: format!("{}://{api_addr}", if tls { "https" } else { "http" }),
+            api_url,
             api_addr,
             postgres_addr,
             postgres,
@@ -305,6 +323,6 @@ async fn serve_https(
     let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
     axum_server::from_tcp_rustls(listener.into_std()?, config)?
         .handle(handle)
-        .serve(router.into_make_service())
+        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
         .await
 }

@@ -254,3 +254,54 @@ approve = { when = ["write"], by = ["group:dba"], timeout = "10m" }
         );
     }
 }
+
+/// What an identity may ask for on one connection at one access level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offer {
+    pub connection: String,
+    pub access: Access,
+    /// The longest window any covering policy allows.
+    pub max_window: Duration,
+    /// Asking for `max_window` is granted at once, or needs one of these.
+    pub approvers: Option<Vec<Matcher>>,
+}
+
+/// Every connection and access level `identity` may request, as
+/// [`evaluate_request`] would decide a request for the longest window.
+pub fn offers(config: &Config, identity: &Identity) -> Vec<Offer> {
+    let mut offers = Vec::new();
+    for connection in config.connections.iter().map(|c| &c.value) {
+        for access in [Access::Read, Access::Write, Access::Admin] {
+            let longest = config
+                .policies
+                .iter()
+                .map(|p| &p.value)
+                .filter(|p| {
+                    Matcher::any_matches(&p.who, identity)
+                        && p.covers_connection(&connection.name)
+                        && p.access.contains(&access)
+                })
+                .map(|p| p.max_window.0)
+                .max();
+            let Some(max_window) = longest else { continue };
+            let request = TaskRequest {
+                name: String::new(),
+                connection: connection.name.clone(),
+                access,
+                window: max_window,
+            };
+            let approvers = match evaluate_request(config, identity, &request) {
+                GrantDecision::Refused(_) => continue,
+                GrantDecision::Granted { .. } => None,
+                GrantDecision::NeedsApproval { approvers, .. } => Some(approvers),
+            };
+            offers.push(Offer {
+                connection: connection.name.clone(),
+                access,
+                max_window,
+                approvers,
+            });
+        }
+    }
+    offers
+}

@@ -14,7 +14,7 @@ mod statement;
 mod task;
 
 pub use duration::{HumanDuration, parse_duration, parse_time_bound};
-pub use grant::{GrantDecision, TaskRequest, evaluate_request};
+pub use grant::{GrantDecision, Offer, TaskRequest, evaluate_request, offers};
 pub use matcher::{Matcher, MatcherError};
 pub use review::{Review, ReviewKind, ReviewState, statement_sha256};
 pub use secret::{Secret, SecretRef};

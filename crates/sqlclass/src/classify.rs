@@ -46,11 +46,14 @@ pub fn classify(sql: &str) -> Classification {
         return Classification {
             class: Class::Utility,
             command: "EMPTY".to_owned(),
+            statements: 0,
             ..unparsable(String::new())
         }
         .without_error();
     };
+    let mut statements = 1;
     let combined = parts.fold(first, |mut acc, p| {
+        statements += 1;
         acc.class = acc.class.stricter(p.class);
         acc.command.push_str("; ");
         acc.command.push_str(&p.command);
@@ -60,7 +63,10 @@ pub fn classify(sql: &str) -> Classification {
         acc.opaque.extend(p.opaque);
         acc
     });
-    finish(combined)
+    Classification {
+        statements,
+        ..finish(combined)
+    }
 }
 
 /// The source text of one parsed statement (PostgreSQL's byte offsets; a
@@ -84,6 +90,7 @@ fn unparsable(msg: String) -> Classification {
         lifts_read_only: false,
         opaque: Vec::new(),
         error: Some(msg),
+        statements: 1,
     }
 }
 
@@ -108,6 +115,7 @@ fn finish(p: Partial) -> Classification {
         lifts_read_only: p.lifts,
         opaque: sorted(p.opaque),
         error: None,
+        statements: 1,
     }
 }
 

@@ -176,4 +176,8 @@ pub struct Classification {
     pub opaque: Vec<String>,
     /// Parse error message when class is Unknown because the parser refused it.
     pub error: Option<String>,
+    /// How many statements the text holds (0 for empty text; 1 when
+    /// unparsable). The extended protocol takes one at a time.
+    #[serde(skip)]
+    pub statements: usize,
 }

@@ -2,12 +2,12 @@
 
 mod audit;
 mod error;
-mod extract;
+pub(crate) mod extract;
 mod ops;
 mod reviews;
 mod sinks;
-mod tasks;
-mod views;
+pub(crate) mod tasks;
+pub(crate) mod views;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -56,6 +56,10 @@ pub struct Inner {
     pub sessions: Arc<Sessions>,
     /// Where the PostgreSQL listener actually listens, for connection strings.
     pub postgres_addr: std::net::SocketAddr,
+    /// The data plane, for the sessions MCP tool calls run statements in.
+    pub pg: Arc<crate::pg::PgContext>,
+    /// The URL of `/mcp` as agents reach it: the OAuth resource it is.
+    pub mcp_resource: String,
     /// What the operator should know about how this gateway is set up (a
     /// checkpoint folder on the store's disk), shown by `/healthz`.
     pub warnings: Vec<String>,
@@ -153,6 +157,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        .merge(crate::mcp::routes(state.clone()))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))

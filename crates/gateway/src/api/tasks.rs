@@ -193,7 +193,7 @@ pub async fn list_tasks(
     Ok(Json(views))
 }
 
-pub(super) async fn load_visible(
+pub(crate) async fn load_visible(
     state: &AppState,
     caller: &Caller,
     id: String,

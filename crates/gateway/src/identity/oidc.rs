@@ -32,6 +32,7 @@ pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 pub struct OidcProvider {
     issuer: String,
     audience: String,
+    resource: Option<String>,
     kind: taskgate_policy::IdentityKind,
     subject_claim: String,
     name_claim: Option<String>,
@@ -100,7 +101,10 @@ fn claim_text(value: &Value) -> Option<String> {
 }
 
 impl OidcProvider {
-    pub fn from_config(config: &OidcIssuer) -> Result<Self, OidcError> {
+    /// `resource` is the MCP endpoint's URL, when configured: a token whose
+    /// audience is that resource (RFC 8707) is accepted beside the issuer's
+    /// own `audience`.
+    pub fn from_config(config: &OidcIssuer, resource: Option<&str>) -> Result<Self, OidcError> {
         let timeout = config.timeout.0;
         let http = reqwest::Client::builder()
             .connect_timeout(timeout)
@@ -114,6 +118,7 @@ impl OidcProvider {
         Ok(Self {
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
+            resource: resource.map(str::to_owned),
             kind: config.kind,
             subject_claim: config.subject_claim.clone(),
             name_claim: config.name_claim.clone(),
@@ -193,7 +198,10 @@ impl OidcProvider {
         }
         let mut validation = Validation::new(algorithm);
         validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
+        match &self.resource {
+            Some(resource) => validation.set_audience(&[&self.audience, resource]),
+            None => validation.set_audience(&[&self.audience]),
+        }
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.validate_nbf = true;
         validation.leeway = self.skew.as_secs();

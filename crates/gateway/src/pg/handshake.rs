@@ -184,7 +184,7 @@ pub(super) async fn negotiate(
             return None;
         }
     };
-    Session::open(ctx, client, login, &startup, peer, tls).await
+    Session::open(ctx, client, login, &startup, peer, tls, record::Via::Wire).await
 }
 
 /// The gateway splits and classifies statements as UTF-8; a client that

@@ -46,8 +46,10 @@ impl Refusal {
 /// A client that proved it holds the token of an active task.
 pub struct Login {
     pub task: Task,
-    /// The SCRAM server-final message, sent once the upstream is ready.
-    pub server_final: String,
+    /// The SCRAM server-final message, sent once the upstream is ready;
+    /// none for a session the gateway opens for itself (MCP), whose caller
+    /// the API authenticated.
+    pub server_final: Option<String>,
 }
 
 async fn read_password(client: &mut ClientStream, buf: &mut BytesMut) -> Result<Frame, Refusal> {
@@ -195,7 +197,10 @@ pub async fn authenticate(
     })?;
 
     check_usable(&task, database, Timestamp::now())?;
-    Ok(Login { task, server_final })
+    Ok(Login {
+        task,
+        server_final: Some(server_final),
+    })
 }
 
 /// The checks after the token is proven: the task is active, inside its

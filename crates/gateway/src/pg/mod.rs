@@ -9,6 +9,7 @@
 
 mod catalog;
 mod handshake;
+pub mod in_process;
 mod login;
 mod ratelimit;
 mod record;
@@ -64,6 +65,7 @@ pub struct PgContext {
     catalogs: catalog::Catalogs,
 }
 
+pub use record::Via;
 pub use tls::{TlsError, api_config as api_tls_config};
 
 impl PgContext {

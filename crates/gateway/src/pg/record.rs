@@ -78,16 +78,30 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// Which interface carried a session's statements.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// A client on the PostgreSQL listener.
+    Wire,
+    /// An MCP tool call, with the JSON-RPC request id its client sent.
+    Mcp { request_id: String },
+}
+
 /// The fixed facts of a session that every one of its events carries.
 pub struct SessionRecord {
     pub identity: Identity,
     pub task: String,
     pub session: String,
     pub connection: String,
+    pub via: Via,
 }
 
 impl SessionRecord {
-    fn draft(&self, event_type: EventType, payload: Value) -> EventDraft {
+    fn draft(&self, event_type: EventType, mut payload: Value) -> EventDraft {
+        if let (Via::Mcp { request_id }, Value::Object(fields)) = (&self.via, &mut payload) {
+            fields.insert("via".into(), json!("mcp"));
+            fields.insert("mcp_request_id".into(), json!(request_id));
+        }
         EventDraft::new(event_type, Timestamp::now())
             .identity(&self.identity)
             .task(self.task.clone())

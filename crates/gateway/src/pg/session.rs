@@ -14,7 +14,7 @@ use taskgate_wire_pg::startup::Startup;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::record::SessionRecord;
+use super::record::{SessionRecord, Via};
 use super::relay::{self, ClientHalf, Ending, Holds, Shared};
 use super::{ClientStream, PgContext, catalog, fatal, login, sessions, startup_params, upstream};
 use crate::secrets;
@@ -75,6 +75,7 @@ impl Session {
         startup: &Startup,
         peer: SocketAddr,
         tls: bool,
+        via: Via,
     ) -> Option<Session> {
         let task = login.task;
         let guard = match ctx
@@ -242,6 +243,7 @@ impl Session {
             task: task.id.clone(),
             session: session_id,
             connection: task.connection.clone(),
+            via,
         };
         if let Err(e) = ctx
             .writer
@@ -275,7 +277,10 @@ impl Session {
                 },
             );
         }
-        let mut hello = enc::sasl_final(login.server_final.as_bytes());
+        let mut hello = match &login.server_final {
+            Some(server_final) => enc::sasl_final(server_final.as_bytes()),
+            None => Vec::new(),
+        };
         hello.extend(enc::authentication_ok());
         hello.extend_from_slice(&upstream.parameter_status);
         hello.extend(enc::backend_key_data(pid, &key));

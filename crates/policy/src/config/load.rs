@@ -173,6 +173,11 @@ impl Parser<'_> {
                         config.roles = v;
                     }
                 }
+                "mcp" => {
+                    if let Some(v) = self.typed(value, name) {
+                        config.mcp = v;
+                    }
+                }
                 "identity" => config.identity = self.identity(value),
                 "connections" => config.connections = self.list(value, name),
                 "policies" => config.policies = self.list(value, name),
@@ -180,7 +185,7 @@ impl Parser<'_> {
                 other => self.problem_at(
                     Some(key.span()),
                     other,
-                    "unknown section (expected server, store, audit, identity, roles, connections, policies or sinks)",
+                    "unknown section (expected server, store, audit, identity, roles, mcp, connections, policies or sinks)",
                 ),
             }
         }

@@ -22,6 +22,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub identity: IdentityConfig,
     pub roles: Roles,
+    pub mcp: McpConfig,
     pub connections: Vec<Located<Connection>>,
     pub policies: Vec<Located<Policy>>,
     pub sinks: Vec<Located<Sink>>,
@@ -407,6 +408,25 @@ pub struct Roles {
     /// May read the whole trail.
     #[serde(default)]
     pub auditors: Vec<Matcher>,
+}
+
+/// The MCP server at `/mcp` on the API listener.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpConfig {
+    /// The URL agents reach `/mcp` at (`https://gateway.example/mcp`): the
+    /// resource named in the protected-resource metadata, accepted as an
+    /// OIDC token audience (RFC 8707), and its host allowed in `Host`.
+    /// Default: the API listener's own address.
+    pub resource: Option<String>,
+    /// More `Host` values to accept besides loopback names and the
+    /// resource's host (a load balancer's name, say).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed to call `/mcp` (`https://app.example:443`);
+    /// a request carrying any other `Origin` is refused. Default: none.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

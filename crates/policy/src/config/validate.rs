@@ -49,6 +49,7 @@ pub(super) fn validate(config: &Config, problems: &mut Vec<ConfigProblem>) {
     connections(config, &mut report);
     listener_tls(config, &mut report);
     policies(config, &mut report);
+    mcp(config, &mut report);
     if config.audit.checkpoint_every == 0 {
         report.global("audit.checkpoint_every", "must be at least 1 event");
     }
@@ -66,6 +67,33 @@ pub(super) fn validate(config: &Config, problems: &mut Vec<ConfigProblem>) {
                 sink,
                 "name",
                 "is used by another sink: each needs its own cursor",
+            );
+        }
+    }
+}
+
+fn mcp(config: &Config, report: &mut Report<'_>) {
+    if let Some(resource) = &config.mcp.resource {
+        match url::Url::parse(resource) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                if url.fragment().is_some() || url.query().is_some() {
+                    report.global(
+                        "mcp.resource",
+                        "must not have a query or fragment (RFC 8707)",
+                    );
+                }
+            }
+            _ => report.global(
+                "mcp.resource",
+                format!("{resource:?} is not an http(s) URL such as https://gateway.example/mcp"),
+            ),
+        }
+    }
+    for origin in &config.mcp.allowed_origins {
+        if origin != "null" && !origin.contains("://") {
+            report.global(
+                "mcp.allowed_origins",
+                format!("{origin:?} needs a scheme, such as https://app.example:443"),
             );
         }
     }

@@ -90,6 +90,7 @@ fn class(class: Class, command: &str, read: &[&str], written: &[&str]) -> Classi
         lifts_read_only: false,
         opaque: Vec::new(),
         error: None,
+        statements: 1,
     }
 }
 

@@ -13,23 +13,31 @@ pub struct Client {
     token: String,
 }
 
+/// The caller's identity token: `--token` (or `TASKGATE_TOKEN`); inside
+/// GitHub Actions, the job's own OIDC token; else what `taskgate login`
+/// left. Refused when it would cross the network in clear.
+pub async fn identity_token(global: &Global) -> anyhow::Result<String> {
+    let token = match global.token.clone().filter(|t| !t.is_empty()) {
+        Some(token) => token,
+        None => match super::actions::token(&global.audience).await? {
+            Some(token) => token,
+            None => match super::login::cached_token().await? {
+                Some(token) => token,
+                None => bail!(
+                    "no identity token: run taskgate login, or pass --token or set TASKGATE_TOKEN (inside GitHub Actions, give the job `permissions: id-token: write`)"
+                ),
+            },
+        },
+    };
+    super::check_plaintext(&global.server, global.allow_plaintext, "your token")?;
+    Ok(token)
+}
+
 impl Client {
     /// A client acting as `--token` (or `TASKGATE_TOKEN`); inside GitHub
     /// Actions, as the job's own OIDC token; else as `taskgate login` left it.
     pub async fn new(global: &Global) -> anyhow::Result<Self> {
-        let token = match global.token.clone().filter(|t| !t.is_empty()) {
-            Some(token) => token,
-            None => match super::actions::token(&global.audience).await? {
-                Some(token) => token,
-                None => match super::login::cached_token().await? {
-                    Some(token) => token,
-                    None => bail!(
-                        "no identity token: run taskgate login, or pass --token or set TASKGATE_TOKEN (inside GitHub Actions, give the job `permissions: id-token: write`)"
-                    ),
-                },
-            },
-        };
-        super::check_plaintext(&global.server, global.allow_plaintext, "your token")?;
+        let token = identity_token(global).await?;
         let mut http = reqwest::Client::builder();
         if let Some(path) = &global.ca_file {
             let pem = std::fs::read(path)

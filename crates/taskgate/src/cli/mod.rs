@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod demo;
 mod login;
+mod mcp;
 mod output;
 mod review;
 mod serve;
@@ -34,7 +35,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Global {
     /// The gateway's API address.
     #[arg(
@@ -128,6 +129,10 @@ pub enum Command {
     /// See how the export sinks are doing.
     #[command(subcommand)]
     Sinks(sinks::SinksCommand),
+    /// Serve the gateway's MCP tools on stdio, for an agent that starts
+    /// its tools as local processes. Every call goes to the gateway's
+    /// `/mcp` as you (your token); no task token reaches this process.
+    Mcp,
     /// Validate configuration files.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -155,6 +160,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Review(command) => review::run(&cli.global, command).await,
         Command::Audit(command) => audit::run(&cli.global, command).await,
         Command::Sinks(command) => sinks::run(&cli.global, command).await,
+        Command::Mcp => mcp::run(&cli.global).await,
     }
 }
 

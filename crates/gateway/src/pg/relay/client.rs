@@ -488,6 +488,7 @@ impl ClientHalf {
                     lifts_read_only: false,
                     opaque: vec![format!("function call by oid {function_oid}")],
                     error: None,
+                    statements: 1,
                 };
                 let params: Vec<_> = args
                     .iter()
@@ -858,7 +859,15 @@ impl ClientHalf {
             batch.read_catalog = true;
             return false;
         }
-        let (decision, review) = self.decide(sql, sql, &class);
+        let (decision, review) = if class.statements > 1 {
+            // The server refuses it too, but only after its log has the
+            // text: refused here, nothing of it reaches the target (a
+            // second statement smuggled behind `;`, as through an MCP tool).
+            let message = "cannot insert multiple commands into a prepared statement".to_owned();
+            (StatementDecision::Invalid { message }, None)
+        } else {
+            self.decide(sql, sql, &class)
+        };
         if let StatementDecision::Review { reason, by } = decision {
             batch.hold = Some(Held {
                 frame: None,
