@@ -259,12 +259,17 @@ impl Tools {
         let caller = caller_of(&parts)?;
         let deadline = tokio::time::Instant::now() + wait_of(p.timeout_seconds);
         loop {
-            let task = match tasks::load_visible(&self.state, &caller, p.task_id.clone()).await {
-                Ok(task) => task,
+            let shown = tasks::get_task(
+                State(self.state.clone()),
+                caller.clone(),
+                Path(p.task_id.clone()),
+            )
+            .await;
+            let view = match shown {
+                Ok(Json(view)) => view,
                 Err(e) => return Ok(refused(&e)),
             };
-            let view = TaskView::new(&task, None);
-            if task.state != TaskState::Pending {
+            if view.status != TaskState::Pending.as_str() {
                 return Ok(CallToolResult::structured(task_answer(&view)));
             }
             if tokio::time::Instant::now() >= deadline {
