@@ -188,13 +188,10 @@ pub async fn run(
 pub fn answer_of(outcome: Result<Outcome, PipeError>) -> (bool, Value) {
     match outcome {
         Ok(Outcome::Ran(answer)) => (true, json!({"status": "ok", "result": answer})),
-        Ok(Outcome::Refused(refusal)) => (
-            false,
-            json!({
-                "status": "refused",
-                "error": refusal,
-            }),
-        ),
+        // A session that would not open (the task is not active) refused.
+        Ok(Outcome::Refused(refusal)) | Err(PipeError::NotOpened(refusal)) => {
+            (false, json!({"status": "refused", "error": refusal}))
+        }
         Err(e) => (
             false,
             json!({"status": "failed", "error": {"message": e.to_string()}}),
