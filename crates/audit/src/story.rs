@@ -77,6 +77,9 @@ pub enum What {
     SessionOpened {
         client_addr: Option<String>,
         application_name: Option<String>,
+        /// The MCP tool call the session ran, when it came that way.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mcp_request_id: Option<String>,
     },
     SessionClosed {
         reason: String,
@@ -219,9 +222,15 @@ impl Story {
             }
             EventType::SessionOpened => {
                 self.sessions += 1;
+                let mcp_request_id = match take(p, "mcp_request_id") {
+                    Some(Value::String(id)) => Some(id),
+                    Some(Value::Number(id)) => Some(id.to_string()),
+                    _ => None,
+                };
                 What::SessionOpened {
                     client_addr: text(p, "client_addr"),
                     application_name: text(p, "application_name"),
+                    mcp_request_id,
                 }
             }
             EventType::SessionClosed => What::SessionClosed {
@@ -381,7 +390,16 @@ fn line(what: &What) -> String {
         }
         What::SessionOpened {
             client_addr,
+            mcp_request_id: Some(id),
+            ..
+        } => format!(
+            "MCP tool call {id} from {}",
+            client_addr.as_deref().unwrap_or("?")
+        ),
+        What::SessionOpened {
+            client_addr,
             application_name,
+            mcp_request_id: None,
         } => match application_name.as_deref().filter(|a| !a.is_empty()) {
             Some(app) => format!(
                 "session opened from {} ({app})",
@@ -566,6 +584,21 @@ window=2026-11-25 14:02-14:19 (approved by alice 14:02) ended: window passed
             "{text}"
         );
         assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text}");
+    }
+
+    /// A session an MCP tool call opened names the call.
+    #[test]
+    fn mcp_sessions_name_their_tool_call() {
+        let mut mcp = events();
+        mcp[3].payload = json!({
+            "client_addr": "127.0.0.1:6000", "application_name": "mcp",
+            "via": "mcp", "mcp_request_id": 7
+        });
+        let text = Story::from_events("tsk_1", mcp).render();
+        assert!(
+            text.contains("14:03:00 MCP tool call 7 from 127.0.0.1:6000\n"),
+            "{text}"
+        );
     }
 
     #[test]

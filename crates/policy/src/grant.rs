@@ -146,6 +146,57 @@ pub fn evaluate_request(
     GrantDecision::NeedsApproval { approvers, timeout }
 }
 
+/// What an identity may ask for on one connection at one access level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offer {
+    pub connection: String,
+    pub access: Access,
+    /// The longest window any covering policy allows.
+    pub max_window: Duration,
+    /// Asking for `max_window` is granted at once, or needs one of these.
+    pub approvers: Option<Vec<Matcher>>,
+}
+
+/// Every connection and access level `identity` may request, as
+/// [`evaluate_request`] would decide a request for the longest window.
+pub fn offers(config: &Config, identity: &Identity) -> Vec<Offer> {
+    let mut offers = Vec::new();
+    for connection in config.connections.iter().map(|c| &c.value) {
+        for access in [Access::Read, Access::Write, Access::Admin] {
+            let longest = config
+                .policies
+                .iter()
+                .map(|p| &p.value)
+                .filter(|p| {
+                    Matcher::any_matches(&p.who, identity)
+                        && p.covers_connection(&connection.name)
+                        && p.access.contains(&access)
+                })
+                .map(|p| p.max_window.0)
+                .max();
+            let Some(max_window) = longest else { continue };
+            let request = TaskRequest {
+                name: String::new(),
+                connection: connection.name.clone(),
+                access,
+                window: max_window,
+            };
+            let approvers = match evaluate_request(config, identity, &request) {
+                GrantDecision::Refused(_) => continue,
+                GrantDecision::Granted { .. } => None,
+                GrantDecision::NeedsApproval { approvers, .. } => Some(approvers),
+            };
+            offers.push(Offer {
+                connection: connection.name.clone(),
+                access,
+                max_window,
+                approvers,
+            });
+        }
+    }
+    offers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,55 +304,41 @@ approve = { when = ["write"], by = ["group:dba"], timeout = "10m" }
             "{refused:?}"
         );
     }
-}
 
-/// What an identity may ask for on one connection at one access level.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Offer {
-    pub connection: String,
-    pub access: Access,
-    /// The longest window any covering policy allows.
-    pub max_window: Duration,
-    /// Asking for `max_window` is granted at once, or needs one of these.
-    pub approvers: Option<Vec<Matcher>>,
-}
-
-/// Every connection and access level `identity` may request, as
-/// [`evaluate_request`] would decide a request for the longest window.
-pub fn offers(config: &Config, identity: &Identity) -> Vec<Offer> {
-    let mut offers = Vec::new();
-    for connection in config.connections.iter().map(|c| &c.value) {
-        for access in [Access::Read, Access::Write, Access::Admin] {
-            let longest = config
-                .policies
-                .iter()
-                .map(|p| &p.value)
-                .filter(|p| {
-                    Matcher::any_matches(&p.who, identity)
-                        && p.covers_connection(&connection.name)
-                        && p.access.contains(&access)
-                })
-                .map(|p| p.max_window.0)
-                .max();
-            let Some(max_window) = longest else { continue };
-            let request = TaskRequest {
-                name: String::new(),
-                connection: connection.name.clone(),
-                access,
-                window: max_window,
-            };
-            let approvers = match evaluate_request(config, identity, &request) {
-                GrantDecision::Refused(_) => continue,
-                GrantDecision::Granted { .. } => None,
-                GrantDecision::NeedsApproval { approvers, .. } => Some(approvers),
-            };
-            offers.push(Offer {
-                connection: connection.name.clone(),
-                access,
-                max_window,
-                approvers,
-            });
-        }
+    #[test]
+    fn offers_say_what_may_be_asked_and_on_what_terms() {
+        let config = match parse(CONFIG) {
+            Ok(c) => c,
+            Err(e) => panic!("{e:?}"),
+        };
+        let offers = offers(&config, &agent());
+        let shown: Vec<_> = offers
+            .iter()
+            .map(|o| {
+                (
+                    o.connection.as_str(),
+                    o.access,
+                    o.max_window.as_secs(),
+                    o.approvers.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("orders-db", Access::Read, 1800, None),
+                (
+                    "orders-db",
+                    Access::Write,
+                    1800,
+                    Some(vec![Matcher::Group("dba".into())])
+                ),
+            ]
+        );
+        let human = Identity {
+            kind: IdentityKind::Human,
+            ..agent()
+        };
+        assert!(super::offers(&config, &human).is_empty());
     }
-    offers
 }

@@ -172,6 +172,17 @@ fn check_record(cluster: &TestCluster, gw: &TestGateway, steps: &[Value]) {
         !everything.contains(&gw.tokens.agent),
         "the agent's token leaked"
     );
+    // The story names the tool call each statement came in.
+    let story = gw.cli(&gw.tokens.agent, &["audit", "story", write_task]);
+    assert_eq!(story.code, 0, "{}", story.stderr);
+    assert!(story.stdout.contains("MCP tool call "), "{}", story.stdout);
+    assert!(
+        story
+            .stdout
+            .contains("ALTER TABLE orders ADD COLUMN note text"),
+        "{}",
+        story.stdout
+    );
     let (code, report) = gw.verify_offline();
     assert_eq!(code, 0, "{report}");
 }

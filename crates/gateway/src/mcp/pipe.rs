@@ -167,10 +167,9 @@ fn columns_of(body: &RowDescriptionBody) -> Result<(Vec<Column>, Vec<u32>), Pipe
     Ok((columns, oids))
 }
 
-/// One row's values and their size in bytes.
-fn row_of(body: &DataRowBody, oids: &[u32]) -> Result<(Vec<Value>, usize), PipeError> {
+/// One row's values.
+fn row_of(body: &DataRowBody, oids: &[u32]) -> Result<Vec<Value>, PipeError> {
     let mut values = Vec::with_capacity(oids.len());
-    let mut bytes = 0;
     let mut ranges = body.ranges();
     let mut i = 0;
     while let Some(range) = ranges
@@ -184,7 +183,6 @@ fn row_of(body: &DataRowBody, oids: &[u32]) -> Result<(Vec<Value>, usize), PipeE
                     .buffer()
                     .get(range)
                     .ok_or_else(|| PipeError::Protocol("a value past its row".into()))?;
-                bytes += raw.len();
                 json_value(
                     oids.get(i).copied().unwrap_or(0),
                     &String::from_utf8_lossy(raw),
@@ -194,7 +192,7 @@ fn row_of(body: &DataRowBody, oids: &[u32]) -> Result<(Vec<Value>, usize), PipeE
         values.push(value);
         i += 1;
     }
-    Ok((values, bytes))
+    Ok(values)
 }
 
 /// Rows counted in a command tag: the last number of `SELECT 3`,
@@ -291,10 +289,13 @@ impl Pipe {
             match self.next().await? {
                 Message::RowDescription(body) => (answer.columns, oids) = columns_of(&body)?,
                 Message::DataRow(body) => {
-                    let (values, size) = row_of(&body, &oids)?;
-                    bytes += size;
-                    if answer.rows.len() < caps.max_rows && bytes <= caps.max_bytes {
-                        answer.rows.push(values);
+                    // Past a cap, rows are only counted, never decoded.
+                    bytes += body.buffer().len();
+                    if !answer.truncated
+                        && answer.rows.len() < caps.max_rows
+                        && bytes <= caps.max_bytes
+                    {
+                        answer.rows.push(row_of(&body, &oids)?);
                     } else {
                         answer.truncated = true;
                     }
@@ -314,9 +315,12 @@ impl Pipe {
                     self.send(&fail).await?;
                 }
                 Message::CopyData(body) => {
-                    let line = String::from_utf8_lossy(body.data()).into_owned();
-                    bytes += line.len();
-                    if answer.rows.len() < caps.max_rows && bytes <= caps.max_bytes {
+                    bytes += body.data().len();
+                    if !answer.truncated
+                        && answer.rows.len() < caps.max_rows
+                        && bytes <= caps.max_bytes
+                    {
+                        let line = String::from_utf8_lossy(body.data()).into_owned();
                         answer.rows.push(vec![Value::String(line)]);
                     } else {
                         answer.truncated = true;

@@ -344,3 +344,39 @@ fn listeners_off_loopback_need_tls() {
     let half = with("api_listen = \"127.0.0.1:0\"\napi_tls_cert = \"c.pem\"");
     assert!(half.iter().any(|p| p.contains("api_tls_key")), "{half:?}");
 }
+
+#[test]
+fn the_mcp_section_is_checked() {
+    let good = format!(
+        "{GOOD}\n[mcp]\nresource = \"https://gw.example/mcp\"\nallowed_hosts = [\"gw.internal\"]\nallowed_origins = [\"https://app.example:443\"]\n"
+    );
+    let config = match parse(&good) {
+        Ok(c) => c,
+        Err(e) => panic!("{e:?}"),
+    };
+    assert_eq!(
+        config.mcp.resource.as_deref(),
+        Some("https://gw.example/mcp")
+    );
+    let bad = format!(
+        "{GOOD}\n[mcp]\nresource = \"gw.example/mcp\"\nallowed_origins = [\"app.example\"]\ncolour = 1\n"
+    );
+    let found = problems(&bad);
+    assert!(found.iter().any(|p| p.contains("colour")), "{found:?}");
+    let bad = format!(
+        "{GOOD}\n[mcp]\nresource = \"gw.example/mcp\"\nallowed_origins = [\"app.example\"]\n"
+    );
+    let found = problems(&bad);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("mcp.resource") && p.contains("not an http(s) URL")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("mcp.allowed_origins") && p.contains("needs a scheme")),
+        "{found:?}"
+    );
+}
