@@ -168,5 +168,14 @@ cli(env.TG_ADMIN, "task", "revoke", task.task_id);
 await refused(agent, "query", { task_id: task.task_id, sql: "SELECT count(*) FROM orders" }, (a) =>
   assert.match(a.error.message, /revoked/));
 
+// The window ends: statements stop with it.
+const { answer: brief } = await call(agent, "request_access", {
+  task: "quick-look", connection: "shop", access: "read", window: "1s", reason: "one glance",
+});
+assert.equal(brief.status, "active");
+await new Promise((resolve) => setTimeout(resolve, 1500));
+await refused(agent, "query", { task_id: brief.task_id, sql: "SELECT 1" }, (a) =>
+  assert.match(a.error.message, /window ended|expired/));
+
 await agent.close();
 step("done", { read_task: task.task_id, write_task: id });
