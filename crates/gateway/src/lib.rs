@@ -6,6 +6,7 @@
 pub mod api;
 pub mod audit_search;
 pub mod checkpoints;
+mod console;
 pub mod expiry;
 pub mod identity;
 mod indexer;

@@ -220,6 +220,11 @@ impl Gateway {
             .resource
             .clone()
             .unwrap_or_else(|| format!("{api_url}/mcp"));
+        let public_url = config
+            .console
+            .public_url
+            .clone()
+            .unwrap_or_else(|| api_url.clone());
         let state = AppState::new(Inner {
             config,
             reader,
@@ -231,6 +236,9 @@ impl Gateway {
             postgres_addr,
             pg: pg_context,
             mcp_resource,
+            public_url,
+            console: Default::default(),
+            console_verify: Default::default(),
             warnings,
             auth,
             metrics,

@@ -31,6 +31,12 @@ pub fn new_id(prefix: &str) -> Result<String, RandomnessError> {
     Ok(format!("{prefix}_{}", hex::encode(random::<ID_BYTES>()?)))
 }
 
+/// 32 random bytes, URL-safe: a session id, CSRF token, OAuth state or
+/// PKCE verifier.
+pub fn new_secret() -> Result<String, RandomnessError> {
+    Ok(URL_SAFE_NO_PAD.encode(random::<32>()?))
+}
+
 /// A new task token, URL-safe so it fits in a connection string.
 pub fn new_token() -> Result<Secret, RandomnessError> {
     Ok(Secret::new(format!(

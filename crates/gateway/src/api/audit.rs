@@ -22,7 +22,7 @@ use crate::audit_search::AuditSearchParams;
 impl AppState {
     /// Runs an index read off the async threads, over every event
     /// journaled before the call.
-    async fn index<T: Send + 'static>(
+    pub(crate) async fn index<T: Send + 'static>(
         &self,
         work: impl FnOnce(&AuditIndex) -> taskgate_store::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {

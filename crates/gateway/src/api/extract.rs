@@ -33,6 +33,18 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// `identity` with the roles the config gives it.
+    pub fn for_identity(state: &AppState, identity: Identity) -> Self {
+        let roles = &state.config.roles;
+        Caller {
+            admin: Matcher::any_matches(&roles.admins, &identity),
+            auditor: Matcher::any_matches(&roles.auditors, &identity),
+            identity,
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -60,12 +72,7 @@ impl FromRequestParts<AppState> for Caller {
             Err(AuthError::NotMine) => return Err(refuse("the bearer token is not valid")),
             Err(AuthError::Invalid(reason)) => return Err(refuse(&reason)),
         };
-        let roles = &state.config.roles;
-        Ok(Caller {
-            admin: Matcher::any_matches(&roles.admins, &identity),
-            auditor: Matcher::any_matches(&roles.auditors, &identity),
-            identity,
-        })
+        Ok(Caller::for_identity(state, identity))
     }
 }
 

@@ -1,11 +1,11 @@
 //! The control plane's HTTP API (SPEC §3).
 
-mod audit;
+pub(crate) mod audit;
 mod error;
 pub(crate) mod extract;
 mod ops;
-mod reviews;
-mod sinks;
+pub(crate) mod reviews;
+pub(crate) mod sinks;
 pub(crate) mod tasks;
 pub(crate) mod views;
 
@@ -60,6 +60,12 @@ pub struct Inner {
     pub pg: Arc<crate::pg::PgContext>,
     /// The URL of `/mcp` as agents reach it: the OAuth resource it is.
     pub mcp_resource: String,
+    /// The URL browsers reach the gateway at (the console's redirects).
+    pub public_url: String,
+    /// The web console's sessions and sign-ins in progress.
+    pub console: crate::console::Sessions,
+    /// The last chain verification run from the console.
+    pub console_verify: crate::console::LastVerify,
     /// What the operator should know about how this gateway is set up (a
     /// checkpoint folder on the store's disk), shown by `/healthz`.
     pub warnings: Vec<String>,
@@ -158,6 +164,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .merge(crate::mcp::routes(state.clone()))
+        .merge(crate::console::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))

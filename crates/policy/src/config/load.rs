@@ -178,6 +178,11 @@ impl Parser<'_> {
                         config.mcp = v;
                     }
                 }
+                "console" => {
+                    if let Some(v) = self.typed(value, name) {
+                        config.console = v;
+                    }
+                }
                 "identity" => config.identity = self.identity(value),
                 "connections" => config.connections = self.list(value, name),
                 "policies" => config.policies = self.list(value, name),
@@ -185,7 +190,7 @@ impl Parser<'_> {
                 other => self.problem_at(
                     Some(key.span()),
                     other,
-                    "unknown section (expected server, store, audit, identity, roles, mcp, connections, policies or sinks)",
+                    "unknown section (expected server, store, audit, identity, roles, mcp, console, connections, policies or sinks)",
                 ),
             }
         }

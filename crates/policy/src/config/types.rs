@@ -23,6 +23,7 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub roles: Roles,
     pub mcp: McpConfig,
+    pub console: ConsoleConfig,
     pub connections: Vec<Located<Connection>>,
     pub policies: Vec<Located<Policy>>,
     pub sinks: Vec<Located<Sink>>,
@@ -408,6 +409,24 @@ pub struct Roles {
     /// May read the whole trail.
     #[serde(default)]
     pub auditors: Vec<Matcher>,
+}
+
+/// The web console at `/ui` on the API listener: who signs in there, and how.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// The `[[identity.oidc]]` issuer people sign in with (its `name` or
+    /// URL), by the authorization code flow with PKCE. Without it only dev
+    /// identities can sign in, by pasting their token.
+    pub issuer: Option<String>,
+    /// The console's client id at that issuer (a public client: no secret).
+    pub client_id: Option<String>,
+    /// Scopes asked for; `openid` is always among them.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The URL browsers reach the gateway at (`https://taskgate.example`),
+    /// for the redirect back from the IdP. Default: the API listener's.
+    pub public_url: Option<String>,
 }
 
 /// The MCP server at `/mcp` on the API listener.

@@ -50,6 +50,7 @@ pub(super) fn validate(config: &Config, problems: &mut Vec<ConfigProblem>) {
     listener_tls(config, &mut report);
     policies(config, &mut report);
     mcp(config, &mut report);
+    console(config, &mut report);
     if config.audit.checkpoint_every == 0 {
         report.global("audit.checkpoint_every", "must be at least 1 event");
     }
@@ -69,6 +70,38 @@ pub(super) fn validate(config: &Config, problems: &mut Vec<ConfigProblem>) {
                 "is used by another sink: each needs its own cursor",
             );
         }
+    }
+}
+
+fn console(config: &Config, report: &mut Report<'_>) {
+    let console = &config.console;
+    if let Some(issuer) = &console.issuer {
+        let known = config
+            .identity
+            .oidc
+            .iter()
+            .any(|i| i.issuer == *issuer || i.name.as_deref() == Some(issuer.as_str()));
+        if !known {
+            report.global(
+                "console.issuer",
+                format!("{issuer:?} is not the name or URL of an [[identity.oidc]] issuer"),
+            );
+        }
+        if console
+            .client_id
+            .as_deref()
+            .is_none_or(|c| c.trim().is_empty())
+        {
+            report.global("console.client_id", "is needed to sign in with an issuer");
+        }
+    }
+    if let Some(url) = &console.public_url
+        && !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+    {
+        report.global(
+            "console.public_url",
+            format!("{url:?} is not an http(s) URL such as https://taskgate.example"),
+        );
     }
 }
 
