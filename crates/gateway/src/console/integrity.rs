@@ -143,6 +143,8 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer) -> Result<Respo
 
 #[derive(Deserialize)]
 pub struct CsrfForm {
+    /// Missing is refused as a wrong token (403), not as a bad form.
+    #[serde(default)]
     csrf: String,
 }
 

@@ -59,6 +59,7 @@ impl IntoResponse for Refused {
             Refused::SignIn => Redirect::to("/ui/login").into_response(),
             Refused::Api(e) => {
                 let status = e.status();
+                tracing::info!(code = e.code(), message = ?e.message(), "console request refused");
                 let page = layout::bare(
                     "Refused",
                     html! {
@@ -115,7 +116,7 @@ async fn secure(request: Request, next: Next) -> Response {
     );
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers
         .entry(header::CACHE_CONTROL)

@@ -168,6 +168,8 @@ pub async fn events(
 
 #[derive(Deserialize)]
 pub struct DecideForm {
+    /// Missing is refused as a wrong token (403), not as a bad form.
+    #[serde(default)]
     csrf: String,
     comment: Option<String>,
 }

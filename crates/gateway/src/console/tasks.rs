@@ -222,7 +222,7 @@ fn entry(e: &Entry) -> Markup {
             by,
             comment,
         } => html! {
-            li.review {
+            li.decision {
                 span.time { (time) } strong { (event) } " " code { (review.as_deref().unwrap_or_default()) }
                 @if let Some(by) = by { " by " (shown(by)) }
                 @if let Some(c) = comment { ": " em { (shown(c)) } }
@@ -261,7 +261,7 @@ pub async fn show(
                 @else { "—" }
             }
             div { span { "Ending" } (story.ending.as_deref().map(shown).unwrap_or_else(|| "—".into())) }
-            div { span { "Record" } (story.sessions) " sessions · " (story.commands) " statements · " (story.denied) " refused" }
+            div { span { "Record" } "sessions " (story.sessions) " · statements " (story.commands) " · refused " (story.denied) }
         }
         @if may_revoke {
             form.actions method="post" action={ "/ui/tasks/" (task.id) "/revoke" } {
@@ -306,6 +306,8 @@ pub async fn story_json(
 
 #[derive(Deserialize)]
 pub struct RevokeForm {
+    /// Missing is refused as a wrong token (403), not as a bad form.
+    #[serde(default)]
     csrf: String,
     comment: Option<String>,
 }

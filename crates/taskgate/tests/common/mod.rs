@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod cluster;
+pub mod idp;
 pub mod raw;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_taskgate");

@@ -1,6 +1,7 @@
 // A real OpenID Provider for Taskgate's identity tests (crates/taskgate/tests/idp.rs):
 // oidc-provider on 127.0.0.1:<port>, with a public CLI client using the device
-// flow (and refresh tokens) and a confidential client using client credentials.
+// flow (and refresh tokens), a confidential client using client credentials,
+// and the web console's public client (authorization code with PKCE).
 // Access tokens are JWTs for audience "taskgate" carrying the account's groups.
 // Any login is accepted (devInteractions): the test plays the browser.
 import { randomUUID } from 'node:crypto';
@@ -22,6 +23,11 @@ const configuration = {
       response_types: [], redirect_uris: [] },
     { client_id: 'taskgate-agent', client_secret: 'agent-secret',
       grant_types: ['client_credentials'], response_types: [], redirect_uris: [] },
+    // The web console: a public client with PKCE, sent back to the gateway
+    // on loopback (any port, as RFC 8252 allows native clients).
+    { client_id: 'taskgate-console', token_endpoint_auth_method: 'none', application_type: 'native',
+      grant_types: ['authorization_code'], response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/ui/callback'] },
   ],
   features: {
     devInteractions: { enabled: true },
