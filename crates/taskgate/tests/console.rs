@@ -20,8 +20,8 @@ fn console_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/console")
 }
 
+/// The IdP as an issuer people sign in at, and `shop` needing DBAs.
 fn config(cluster: &TestCluster, issuer: &str) -> String {
-    let port = cluster.port();
     format!(
         r#"
 [[identity.oidc]]
@@ -34,28 +34,8 @@ groups_claim = "groups"
 [console]
 issuer = "corp-idp"
 client_id = "taskgate-console"
-
-[[connections]]
-name = "shop"
-kind = "postgres"
-address = "127.0.0.1:{port}"
-database = "shop"
-read = {{ user = "shop_ro", password_env = "TG_TEST_UPSTREAM_PW" }}
-write = {{ user = "shop_rw", password_env = "TG_TEST_UPSTREAM_PW" }}
-
-[[policies]]
-name = "agents-on-shop"
-who = ["kind:agent"]
-connections = ["shop"]
-access = ["read", "write"]
-max_window = "30m"
-approve = {{ when = ["write"], by = ["group:dba"] }}
-
-[[policies.statements]]
-match = {{ class = ["ddl"] }}
-action = "review"
-by = ["group:dba"]
-"#
+{}"#,
+        cluster.reviewed_config()
     )
 }
 

@@ -21,35 +21,12 @@ fn mcp_dir() -> PathBuf {
 
 /// `shop` for agents: write needs a DBA, DDL is reviewed, DROP denied.
 fn config(cluster: &TestCluster) -> String {
-    let port = cluster.port();
-    format!(
-        r#"
-[[connections]]
-name = "shop"
-kind = "postgres"
-address = "127.0.0.1:{port}"
-database = "shop"
-read = {{ user = "shop_ro", password_env = "TG_TEST_UPSTREAM_PW" }}
-write = {{ user = "shop_rw", password_env = "TG_TEST_UPSTREAM_PW" }}
-
-[[policies]]
-name = "agents-on-shop"
-who = ["kind:agent"]
-connections = ["shop"]
-access = ["read", "write"]
-max_window = "30m"
-approve = {{ when = ["write"], by = ["group:dba"] }}
-
+    cluster.reviewed_config()
+        + r#"
 [[policies.statements]]
-match = {{ regex = "(?i)^\\s*drop\\b" }}
+match = { regex = "(?i)^\\s*drop\\b" }
 action = "deny"
-
-[[policies.statements]]
-match = {{ class = ["ddl"] }}
-action = "review"
-by = ["group:dba"]
 "#
-    )
 }
 
 /// Runs the agent's script over `mode` and returns its steps.

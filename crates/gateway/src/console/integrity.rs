@@ -9,13 +9,12 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
-use serde::Deserialize;
 use serde_json::Value;
 use taskgate_audit::Timestamp;
 
 use super::layout::{self, badge, shown, when};
 use super::signin::check_same_origin;
-use super::{Refused, Viewer};
+use super::{CsrfForm, Refused, Viewer};
 use crate::api::extract::ApiJson;
 use crate::api::sinks::RedeliverRequest;
 use crate::api::views::VerifyView;
@@ -139,13 +138,6 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer) -> Result<Respo
         }
     };
     Ok(layout::page(&viewer, "integrity", "Integrity", body).into_response())
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    /// Missing is refused as a wrong token (403), not as a bad form.
-    #[serde(default)]
-    csrf: String,
 }
 
 pub async fn verify(

@@ -36,17 +36,25 @@ pub fn badge(kind: &str) -> Markup {
     html! { span class={ "badge " (kind) } { (kind) } }
 }
 
+/// The `<head>` every page has.
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Taskgate" }
+            link rel="stylesheet" href="/ui/assets/app.css";
+            script src="/ui/assets/app.js" defer {}
+        }
+    }
+}
+
 /// A page without navigation (sign-in, refusals).
 pub fn bare(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Taskgate" }
-                link rel="stylesheet" href="/ui/assets/app.css";
-            }
+            (head(title))
             body {
                 header.top { span.brand { "Taskgate" } }
                 (body)
@@ -74,13 +82,7 @@ pub fn page(viewer: &Viewer, current: &str, title: &str, body: Markup) -> Markup
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Taskgate" }
-                link rel="stylesheet" href="/ui/assets/app.css";
-                script src="/ui/assets/app.js" defer {}
-            }
+            (head(title))
             body {
                 header.top {
                     span.brand { "Taskgate" }

@@ -101,6 +101,14 @@ impl Viewer {
     }
 }
 
+/// A form that carries only the session's CSRF token.
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    /// Missing is refused as a wrong token (403), not as a bad form.
+    #[serde(default)]
+    pub csrf: String,
+}
+
 /// Security headers on every console response.
 async fn secure(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;

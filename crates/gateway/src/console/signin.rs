@@ -18,7 +18,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::session::{COOKIE_NAME, LOGIN_COOKIE, MAX_SESSION, set_cookie};
-use super::{Refused, Viewer, layout};
+use super::{CsrfForm, Refused, Viewer, layout};
 use crate::api::{ApiError, AppState};
 use crate::identity::AuthError;
 
@@ -387,13 +387,6 @@ pub async fn callback(
             to_login("the identity provider's token is from no configured issuer")
         }
     }
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    /// Missing is refused as a wrong token (403), not as a bad form.
-    #[serde(default)]
-    csrf: String,
 }
 
 pub async fn logout(

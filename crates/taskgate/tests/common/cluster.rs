@@ -173,6 +173,36 @@ impl TestCluster {
         );
     }
 
+    /// Config for `shop` where agents' write access needs a DBA (`group:dba`)
+    /// and their DDL is held for a DBA's review: the MCP and console tests'.
+    pub fn reviewed_config(&self) -> String {
+        let port = self.port();
+        format!(
+            r#"
+[[connections]]
+name = "shop"
+kind = "postgres"
+address = "127.0.0.1:{port}"
+database = "shop"
+read = {{ user = "{RO_USER}", password_env = "TG_TEST_UPSTREAM_PW" }}
+write = {{ user = "{RW_USER}", password_env = "TG_TEST_UPSTREAM_PW" }}
+
+[[policies]]
+name = "agents-on-shop"
+who = ["kind:agent"]
+connections = ["shop"]
+access = ["read", "write"]
+max_window = "30m"
+approve = {{ when = ["write"], by = ["group:dba"] }}
+
+[[policies.statements]]
+match = {{ class = ["ddl"] }}
+action = "review"
+by = ["group:dba"]
+"#
+        )
+    }
+
     /// Config for a gateway in front of this cluster: connections named
     /// `shop` (SCRAM), `shop-md5` and `shop-trust`, and a policy letting
     /// agents take any access without approval, with two statement rules.
