@@ -16,7 +16,8 @@ use serde_json::json;
 use taskgate_audit::{EventDraft, EventType, Identity, IdentityKind, Story, Timestamp};
 use taskgate_store::index::{AuditIndex, EventQuery};
 use taskgate_store::sqlite::{self, Durability};
-use taskgate_store::{StoreRead, Writer};
+use taskgate_policy::{Access, Task, TaskState};
+use taskgate_store::{StoreRead, TaskSecrets, Writer};
 
 /// The generated history starts here and spans 30 days.
 const START_MICROS: i64 = 1_793_000_000_000_000;
@@ -31,6 +32,10 @@ struct Options {
     keep: bool,
     /// Catch the existing index up instead of rebuilding it.
     reuse_index: bool,
+    /// Also give every generated task its row in the task table (ended),
+    /// so a gateway serving the store lists and shows them (the console's
+    /// figures, bench/console-scale.sh).
+    task_rows: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -39,6 +44,7 @@ fn options() -> anyhow::Result<Options> {
         store: None,
         keep: false,
         reuse_index: false,
+        task_rows: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -47,6 +53,7 @@ fn options() -> anyhow::Result<Options> {
             "--store" => options.store = Some(args.next().context("--store PATH")?.into()),
             "--keep" => options.keep = true,
             "--reuse-index" => options.reuse_index = true,
+            "--task-rows" => options.task_rows = true,
             other => bail!("unknown argument {other:?}"),
         }
     }
@@ -265,7 +272,38 @@ async fn task_life(
     Ok(count)
 }
 
-async fn fill(path: &Path, events: u64) -> anyhow::Result<String> {
+/// A row in the task table for a generated task, as the gateway keeps one
+/// (its token's secrets are placeholders: nobody logs in); its window
+/// passed long ago, so `fill` expires it with the rest.
+async fn task_row(writer: &Writer, world: &World, id: &str, n: u64, at: i64) -> anyhow::Result<()> {
+    let requester = world.agents[n as usize % world.agents.len()].clone();
+    let task = Task {
+        id: id.to_owned(),
+        name: format!("task-{}", n % 500),
+        reason: Some("generated history".into()),
+        reference: Some(format!("acme/service#{}", n % 10_000)),
+        connection: world.connections[n as usize % world.connections.len()].clone(),
+        access: Access::Write,
+        window_secs: 1800,
+        requester,
+        state: TaskState::Active,
+        requested_at: Timestamp::from_micros(at),
+        decide_by: None,
+        starts_at: Some(Timestamp::from_micros(at)),
+        ends_at: Some(Timestamp::from_micros(at + 1_800_000_000)),
+        approvers: vec![],
+        approval: None,
+        closing: None,
+    };
+    let secrets = TaskSecrets {
+        token_sha256: [0; 32],
+        scram_verifier: "SCRAM-SHA-256$4096:AAAA$AAAA:AAAA".into(),
+    };
+    writer.create_task(task, secrets, None).await?;
+    Ok(())
+}
+
+async fn fill(path: &Path, events: u64, task_rows: bool) -> anyhow::Result<String> {
     let (store, _reader) = sqlite::open(path, Durability::Normal)?;
     let (writer, thread) = Writer::start(store)?;
     let world = world();
@@ -292,6 +330,9 @@ async fn fill(path: &Path, events: u64) -> anyhow::Result<String> {
             commands,
         )
         .await?;
+        if task_rows {
+            task_row(&writer, &world, &id, n, at).await?;
+        }
         n += 1;
         if n.is_multiple_of(10_000) {
             eprintln!(
@@ -299,6 +340,10 @@ async fn fill(path: &Path, events: u64) -> anyhow::Result<String> {
                 written as f64 / started.elapsed().as_secs_f64()
             );
         }
+    }
+    if task_rows {
+        let expired = writer.expire_due().await?;
+        eprintln!("  {} task rows, expired", expired.len());
     }
     writer
         .append(EventDraft::new(
@@ -483,7 +528,7 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            let big = runtime.block_on(fill(&path, options.events))?;
+            let big = runtime.block_on(fill(&path, options.events, options.task_rows))?;
             (path, big)
         }
     };
