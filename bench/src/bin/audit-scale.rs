@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::json;
 use taskgate_audit::{EventDraft, EventType, Identity, IdentityKind, Story, Timestamp};
+use taskgate_policy::{Access, Task, TaskState};
 use taskgate_store::index::{AuditIndex, EventQuery};
 use taskgate_store::sqlite::{self, Durability};
-use taskgate_policy::{Access, Task, TaskState};
 use taskgate_store::{StoreRead, TaskSecrets, Writer};
 
 /// The generated history starts here and spans 30 days.
