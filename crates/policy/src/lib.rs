@@ -11,6 +11,7 @@ mod matcher;
 mod review;
 mod secret;
 mod statement;
+pub mod steps;
 mod task;
 
 pub use duration::{HumanDuration, parse_duration, parse_time_bound};

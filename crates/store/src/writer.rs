@@ -21,7 +21,7 @@ use taskgate_audit::{
     Chain, ChainHead, Checkpoint, CheckpointKey, Event, EventDraft, PreparedEvent, SealedEvent,
     Timestamp,
 };
-use taskgate_policy::{Actor, DomainError, Review, ReviewKind, ReviewState, Task, TaskState};
+use taskgate_policy::{Actor, DomainError, Review, Task, steps};
 use tokio::sync::oneshot;
 
 use crate::checkpoints::Checkpointing;
@@ -1009,10 +1009,11 @@ impl Signer {
     }
 }
 
-/// Applies one operation. A domain refusal is an `Ok(Err(..))`: that caller
-/// is told no and the batch goes on. A store failure is an `Err`: the whole
-/// batch is rolled back. Domain checks run before any write, so a refused
-/// operation has written nothing.
+/// Applies one operation: reads what its step needs, asks `policy::steps`
+/// what to write, writes it. A domain refusal is an `Ok(Err(..))`: that
+/// caller is told no and the batch goes on (what the step still writes,
+/// an overdue task's expiry, is written). A store failure is an `Err`: the
+/// whole batch is rolled back.
 fn apply(
     tx: &mut dyn WriteTx,
     front: &mut Front,
@@ -1025,22 +1026,11 @@ fn apply(
             secrets,
             review,
         } => {
-            if tx.task(&task.id)?.is_some() {
-                return Ok(Err(OpError::Domain(DomainError::Conflict(format!(
-                    "task {} already exists",
-                    task.id
-                )))));
-            }
-            tx.insert_task(&task, &secrets)?;
-            if let Some(review) = &review {
-                tx.insert_review(review)?;
-            }
-            seal_all(
-                tx,
-                front,
-                task.requested_events(review.as_ref().map(|r| r.id.as_str())),
-            )?;
-            Ok(Ok(Outcome::Task(task)))
+            let exists = tx.task(&task.id)?.is_some();
+            let step = steps::create_task(exists, *task, review.map(|r| *r));
+            write(tx, front, step, Some(&secrets), |t| {
+                Outcome::Task(Box::new(t))
+            })
         }
         Op::DecideReview {
             review_id,
@@ -1048,106 +1038,111 @@ fn apply(
             approve,
             comment,
         } => {
-            let Some(mut review) = tx.review(&review_id)? else {
+            let Some(review) = tx.review(&review_id)? else {
                 return Ok(Err(OpError::NotFound(format!("review {review_id}"))));
             };
-            let Some(mut task) = tx.task(&review.task_id)? else {
+            let Some(task) = tx.task(&review.task_id)? else {
                 return Ok(Err(OpError::NotFound(format!("task {}", review.task_id))));
             };
-            if let Some(too_late) = expire_if_overdue(tx, front, &mut task, now)? {
-                return Ok(Err(too_late));
-            }
-            let decided = match review.kind {
-                ReviewKind::Grant => review.decide_grant(&mut task, &actor, approve, comment, now),
-                ReviewKind::Statement { .. } => {
-                    review.decide_statement(&task, &actor, approve, comment, now)
-                }
-            };
-            match decided {
-                Err(refused) => Ok(Err(refused.into())),
-                Ok(events) => {
-                    tx.update_review(&review)?;
-                    tx.update_task(&task)?;
-                    seal_all(tx, front, events)?;
-                    Ok(Ok(Outcome::Decided(Box::new((review, task)))))
-                }
-            }
+            let grant = tx.pending_grant_review(&task.id)?;
+            let step = steps::decide_review(review, task, grant, &actor, approve, comment, now);
+            write(tx, front, step, None, |d| Outcome::Decided(Box::new(d)))
         }
         Op::EndTask { task_id, actor } => {
-            let was_pending = tx
-                .task(&task_id)?
-                .is_some_and(|t| t.state == TaskState::Pending);
-            let outcome = transition(tx, front, now, &task_id, |task| task.end(&actor, now))?;
-            // A withdrawn request's grant review lapses with it, so no one
-            // is asked to decide it.
-            if was_pending
-                && outcome.is_ok()
-                && let Some(mut review) = tx.pending_grant_review(&task_id)?
-                && review.expire().is_ok()
-            {
-                tx.update_review(&review)?;
-            }
-            Ok(outcome)
+            let Some((task, grant)) = task_and_grant(tx, &task_id)? else {
+                return Ok(Err(OpError::NotFound(format!("task {task_id}"))));
+            };
+            let step = steps::end_task(task, grant, &actor, now);
+            write(tx, front, step, None, |t| Outcome::Task(Box::new(t)))
         }
         Op::RevokeTask {
             task_id,
             actor,
             comment,
-        } => transition(tx, front, now, &task_id, |task| {
-            task.revoke(&actor, now, comment)
-        }),
+        } => {
+            let Some((task, grant)) = task_and_grant(tx, &task_id)? else {
+                return Ok(Err(OpError::NotFound(format!("task {task_id}"))));
+            };
+            let step = steps::revoke_task(task, grant, &actor, comment, now);
+            write(tx, front, step, None, |t| Outcome::Task(Box::new(t)))
+        }
         Op::RequestStatementReview {
             review,
             session,
             connection,
             reason,
         } => {
-            let Some(mut task) = tx.task(&review.task_id)? else {
+            let Some((task, grant)) = task_and_grant(tx, &review.task_id)? else {
                 return Ok(Err(OpError::NotFound(format!("task {}", review.task_id))));
             };
-            if let Some(too_late) = expire_if_overdue(tx, front, &mut task, now)? {
-                return Ok(Err(too_late));
-            }
-            if task.state != TaskState::Active {
-                return Ok(Err(OpError::Domain(DomainError::Conflict(format!(
-                    "task {} is {}",
-                    task.id, task.state
-                )))));
-            }
-            tx.insert_review(&review)?;
-            seal_all(
-                tx,
-                front,
-                vec![review.requested_event(&session, &connection, &reason)],
-            )?;
-            Ok(Ok(Outcome::Review(review)))
+            let step = steps::request_statement_review(
+                task,
+                grant,
+                *review,
+                &session,
+                &connection,
+                &reason,
+                now,
+            );
+            write(tx, front, step, None, |r| Outcome::Review(Box::new(r)))
         }
         Op::LapseReview { review_id, why } => {
-            let Some(mut review) = tx.review(&review_id)? else {
+            let Some(review) = tx.review(&review_id)? else {
                 return Ok(Err(OpError::NotFound(format!("review {review_id}"))));
             };
-            if review.state == ReviewState::Pending {
-                let events = review
-                    .lapse(now, &why)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                tx.update_review(&review)?;
-                seal_all(tx, front, events)?;
-            }
-            Ok(Ok(Outcome::Review(Box::new(review))))
+            let step = steps::lapse_review(review, &why, now);
+            write(tx, front, step, None, |r| Outcome::Review(Box::new(r)))
         }
         // Signed once the batch's other operations are in (commit_batch).
         Op::Checkpoint => Ok(Ok(Outcome::Checkpoint(None))),
         Op::Flush => Ok(Ok(Outcome::Flushed)),
         Op::ExpireDue => {
-            let mut expired = Vec::new();
-            for mut task in tx.due_tasks(now)? {
-                if expire_if_overdue(tx, front, &mut task, now)?.is_some() {
-                    expired.push(task);
-                }
+            let mut due = Vec::new();
+            for task in tx.due_tasks(now)? {
+                let grant = tx.pending_grant_review(&task.id)?;
+                due.push((task, grant));
             }
-            Ok(Ok(Outcome::Expired(expired)))
+            let step = steps::expire_due(due, now);
+            write(tx, front, step, None, Outcome::Expired)
         }
     }
+}
+
+/// A task and its pending grant review, if it exists.
+fn task_and_grant(tx: &mut dyn WriteTx, task_id: &str) -> Result<Option<(Task, Option<Review>)>> {
+    let Some(task) = tx.task(task_id)? else {
+        return Ok(None);
+    };
+    let grant = tx.pending_grant_review(task_id)?;
+    Ok(Some((task, grant)))
+}
+
+/// Writes a step's change (rows, then its events onto the chain) and
+/// answers its caller.
+fn write<T>(
+    tx: &mut dyn WriteTx,
+    front: &mut Front,
+    step: steps::Step<T>,
+    secrets: Option<&TaskSecrets>,
+    outcome: impl FnOnce(T) -> Outcome,
+) -> Result<Result<Outcome, OpError>> {
+    let change = step.change;
+    if let Some(task) = &change.new_task {
+        let secrets =
+            secrets.ok_or_else(|| StoreError::Corrupt("a new task without its secrets".into()))?;
+        tx.insert_task(task, secrets)?;
+    }
+    for review in &change.new_reviews {
+        tx.insert_review(review)?;
+    }
+    for task in &change.tasks {
+        tx.update_task(task)?;
+    }
+    for review in &change.reviews {
+        tx.update_review(review)?;
+    }
+    seal_all(tx, front, change.events)?;
+    Ok(step.answer.map(outcome).map_err(OpError::from))
 }
 
 /// Seals drafts onto the chain and appends them; returns the last sequence.
@@ -1159,56 +1154,4 @@ fn seal_all(tx: &mut dyn WriteTx, front: &mut Front, drafts: Vec<EventDraft>) ->
         last = sealed.seq;
     }
     Ok(last)
-}
-
-/// Expires a task whose deadline has passed (with its pending grant review),
-/// and says so; `None` if it is not overdue. Every step on a task goes
-/// through here first, so no late approval, end or revoke can outrun the
-/// scheduler and give a task time it no longer has.
-fn expire_if_overdue(
-    tx: &mut dyn WriteTx,
-    front: &mut Front,
-    task: &mut Task,
-    now: Timestamp,
-) -> Result<Option<OpError>> {
-    let Some(deadline) = task.deadline().filter(|d| *d <= now) else {
-        return Ok(None);
-    };
-    let Ok(events) = task.expire(now) else {
-        return Ok(None);
-    };
-    if let Some(mut review) = tx.pending_grant_review(&task.id)?
-        && review.expire().is_ok()
-    {
-        tx.update_review(&review)?;
-    }
-    tx.update_task(task)?;
-    seal_all(tx, front, events)?;
-    Ok(Some(OpError::Domain(DomainError::Conflict(format!(
-        "task {} expired at {deadline}",
-        task.id
-    )))))
-}
-
-fn transition(
-    tx: &mut dyn WriteTx,
-    front: &mut Front,
-    now: Timestamp,
-    task_id: &str,
-    step: impl FnOnce(&mut Task) -> Result<Vec<EventDraft>, DomainError>,
-) -> Result<Result<Outcome, OpError>> {
-    let Some(mut task) = tx.task(task_id)? else {
-        return Ok(Err(OpError::NotFound(format!("task {task_id}"))));
-    };
-    if let Some(too_late) = expire_if_overdue(tx, front, &mut task, now)? {
-        return Ok(Err(too_late));
-    }
-    match step(&mut task) {
-        Err(refused) => Ok(Err(refused.into())),
-        Ok(events) => {
-            tx.update_task(&task)?;
-            seal_all(tx, front, events)?;
-            Ok(Ok(Outcome::Task(Box::new(task))))
-        }
-    }
 }
