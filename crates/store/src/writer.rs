@@ -142,6 +142,8 @@ pub struct Writer {
     /// Woken whenever a review is decided, so a held statement need not
     /// poll for its decision.
     decided: Arc<tokio::sync::Notify>,
+    /// Woken whenever a review is added, decided or closed (live lists).
+    reviews_changed: Arc<tokio::sync::Notify>,
 }
 
 /// An ask for a sync: the journal's epoch when the caller's events were
@@ -265,6 +267,7 @@ impl Writer {
             chain_id: chain_id.into(),
             stats,
             decided: Arc::default(),
+            reviews_changed: Arc::default(),
         };
         Ok((writer, WriterThread(handle, sync_thread)))
     }
@@ -385,7 +388,10 @@ impl Writer {
             review: review.map(Box::new),
         };
         match self.submit(op).await? {
-            Outcome::Task(task) => Ok(*task),
+            Outcome::Task(task) => {
+                self.reviews_changed.notify_waiters();
+                Ok(*task)
+            }
             _ => Err(unexpected()),
         }
     }
@@ -406,6 +412,7 @@ impl Writer {
         match self.submit(op).await? {
             Outcome::Decided(pair) => {
                 self.decided.notify_waiters();
+                self.reviews_changed.notify_waiters();
                 Ok(*pair)
             }
             _ => Err(unexpected()),
@@ -419,13 +426,22 @@ impl Writer {
         self.decided.notified()
     }
 
+    /// Resolves at the next change to any review through this writer: one
+    /// requested, decided, lapsed or withdrawn. For lists kept live.
+    pub fn reviews_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.reviews_changed.notified()
+    }
+
     pub async fn end_task(&self, task_id: &str, actor: Actor) -> Result<Task, OpError> {
         let op = Op::EndTask {
             task_id: task_id.to_owned(),
             actor,
         };
         match self.submit(op).await? {
-            Outcome::Task(task) => Ok(*task),
+            Outcome::Task(task) => {
+                self.reviews_changed.notify_waiters();
+                Ok(*task)
+            }
             _ => Err(unexpected()),
         }
     }
@@ -442,7 +458,10 @@ impl Writer {
             comment,
         };
         match self.submit(op).await? {
-            Outcome::Task(task) => Ok(*task),
+            Outcome::Task(task) => {
+                self.reviews_changed.notify_waiters();
+                Ok(*task)
+            }
             _ => Err(unexpected()),
         }
     }
@@ -463,7 +482,10 @@ impl Writer {
             reason: reason.to_owned(),
         };
         match self.submit(op).await? {
-            Outcome::Review(review) => Ok(*review),
+            Outcome::Review(review) => {
+                self.reviews_changed.notify_waiters();
+                Ok(*review)
+            }
             _ => Err(unexpected()),
         }
     }
@@ -476,7 +498,10 @@ impl Writer {
             why: why.to_owned(),
         };
         match self.submit(op).await? {
-            Outcome::Review(review) => Ok(*review),
+            Outcome::Review(review) => {
+                self.reviews_changed.notify_waiters();
+                Ok(*review)
+            }
             _ => Err(unexpected()),
         }
     }

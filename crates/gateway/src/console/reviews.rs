@@ -23,7 +23,8 @@ use super::{Refused, Viewer};
 use crate::api::views::{CommentRequest, ReviewView};
 use crate::api::{ApiError, AppState, reviews};
 
-/// How often the live list looks for changes when nothing wakes it.
+/// How often the live list looks for changes when nothing wakes it (a
+/// task expiring, a change made by another writer).
 const LIVE_POLL: Duration = Duration::from_secs(1);
 
 /// The pending reviews this viewer may see, newest first, and whether each
@@ -145,7 +146,7 @@ pub async fn events(
         |(state, viewer, last)| async move {
             loop {
                 let writer = state.writer.clone();
-                let decided = writer.review_decided();
+                let decided = writer.reviews_changed();
                 tokio::pin!(decided);
                 decided.as_mut().enable();
                 let html = match visible(&state, &viewer).await {
