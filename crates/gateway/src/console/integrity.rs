@@ -13,7 +13,6 @@ use serde_json::Value;
 use taskgate_audit::Timestamp;
 
 use super::layout::{self, badge, shown, when};
-use super::signin::check_same_origin;
 use super::{CsrfForm, Refused, Viewer};
 use crate::api::extract::ApiJson;
 use crate::api::sinks::RedeliverRequest;
@@ -146,8 +145,7 @@ pub async fn verify(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, Refused> {
-    check_same_origin(&headers)?;
-    viewer.check_csrf(&form.csrf)?;
+    viewer.check_form(&headers, &form.csrf)?;
     let axum::Json(view) = audit::verify(State(state.clone()), viewer.caller.clone()).await?;
     state.console_verify.set(view);
     Ok(Redirect::to("/ui/integrity").into_response())
@@ -160,8 +158,7 @@ pub async fn redeliver(
     Path(name): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, Refused> {
-    check_same_origin(&headers)?;
-    viewer.check_csrf(&form.csrf)?;
+    viewer.check_form(&headers, &form.csrf)?;
     let _queued = sinks::redeliver(
         State(state),
         viewer.caller.clone(),

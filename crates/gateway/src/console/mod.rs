@@ -89,8 +89,10 @@ impl FromRequestParts<AppState> for Viewer {
 }
 
 impl Viewer {
-    /// Refuses a form whose CSRF token is not this session's.
-    pub fn check_csrf(&self, sent: &str) -> Result<(), Refused> {
+    /// Refuses a form another site sent, or whose CSRF token is not this
+    /// session's: every POST of the console goes through here.
+    pub fn check_form(&self, headers: &axum::http::HeaderMap, sent: &str) -> Result<(), Refused> {
+        signin::check_same_origin(headers)?;
         if session::same(&self.csrf, sent) {
             Ok(())
         } else {

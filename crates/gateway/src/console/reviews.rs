@@ -18,7 +18,6 @@ use taskgate_policy::{Review, ReviewKind, ReviewState, Task};
 use taskgate_store::ReviewQuery;
 
 use super::layout::{self, badge, shown, when};
-use super::signin::check_same_origin;
 use super::{Refused, Viewer};
 use crate::api::views::{CommentRequest, ReviewView};
 use crate::api::{ApiError, AppState, reviews};
@@ -182,8 +181,7 @@ pub async fn decide(
     Path((id, verb)): Path<(String, String)>,
     Form(form): Form<DecideForm>,
 ) -> Result<Response, Refused> {
-    check_same_origin(&headers)?;
-    viewer.check_csrf(&form.csrf)?;
+    viewer.check_form(&headers, &form.csrf)?;
     let body = crate::api::extract::ApiJson(CommentRequest {
         comment: form.comment,
     });

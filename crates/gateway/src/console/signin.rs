@@ -395,8 +395,7 @@ pub async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, Refused> {
-    check_same_origin(&headers)?;
-    viewer.check_csrf(&form.csrf)?;
+    viewer.check_form(&headers, &form.csrf)?;
     state.console.close(&headers);
     let mut response = Redirect::to("/ui/login").into_response();
     if let Ok(value) = HeaderValue::from_str(&set_cookie(

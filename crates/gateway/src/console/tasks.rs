@@ -15,7 +15,6 @@ use taskgate_audit::{Entry, Story, Timestamp, What};
 use taskgate_policy::{TaskState, parse_time_bound};
 
 use super::layout::{self, badge, shown, when};
-use super::signin::check_same_origin;
 use super::{Refused, Viewer};
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::views::{CommentRequest, TaskListQuery, TaskView};
@@ -319,8 +318,7 @@ pub async fn revoke(
     Path(id): Path<String>,
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, Refused> {
-    check_same_origin(&headers)?;
-    viewer.check_csrf(&form.csrf)?;
+    viewer.check_form(&headers, &form.csrf)?;
     let comment = form.comment.filter(|c| !c.trim().is_empty());
     let _revoked = tasks::revoke_task(
         State(state),
