@@ -95,6 +95,8 @@ struct Head<'a> {
     chain: &'a str,
     connection: &'a Option<String>,
     identity: &'a Option<Identity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: &'a Option<String>,
     #[serde(serialize_with = "crate::canonical::sorted")]
     payload: &'a Value,
 }
@@ -117,6 +119,7 @@ impl EventDraft {
             chain,
             connection: &self.connection,
             identity: &self.identity,
+            node: &self.node,
             payload: &self.payload,
         })?;
         // `{...}` becomes `{...,` ready for `"seq":N`.
@@ -277,6 +280,7 @@ mod tests {
         };
         let draft = EventDraft::new(EventType::CommandStarted, Timestamp::from_micros(123_456))
             .identity(&identity)
+            .node("gw-a")
             .task("tsk_1")
             .session("ses_1")
             .connection("orders-db")
@@ -293,6 +297,7 @@ mod tests {
             chain: "node-x".into(),
             connection: draft.connection,
             identity: draft.identity,
+            node: draft.node,
             payload: draft.payload,
             seq: 10_000,
             session: draft.session,

@@ -76,6 +76,9 @@ pub struct EventDraft {
     pub task: Option<String>,
     pub session: Option<String>,
     pub connection: Option<String>,
+    /// The gateway node that recorded the event (`[server] node`); set by
+    /// the writer.
+    pub node: Option<String>,
     pub payload: Value,
 }
 
@@ -88,6 +91,7 @@ impl EventDraft {
             task: None,
             session: None,
             connection: None,
+            node: None,
             payload: Value::Object(Default::default()),
         }
     }
@@ -112,6 +116,11 @@ impl EventDraft {
         self
     }
 
+    pub fn node(mut self, node: impl Into<String>) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
     pub fn payload(mut self, payload: Value) -> Self {
         self.payload = payload;
         self
@@ -123,10 +132,14 @@ impl EventDraft {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
-    /// Which gateway node's chain this event belongs to.
+    /// The chain (store) this event belongs to.
     pub chain: String,
     pub connection: Option<String>,
     pub identity: Option<Identity>,
+    /// The gateway node that recorded it (absent in events recorded before
+    /// nodes were named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     #[serde(serialize_with = "crate::canonical::sorted")]
     pub payload: Value,
     pub seq: u64,

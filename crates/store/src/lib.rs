@@ -11,6 +11,7 @@
 pub mod checkpoints;
 pub mod index;
 pub mod journal;
+pub mod postgres;
 pub mod sinks;
 pub mod sqlite;
 mod writer;
@@ -22,12 +23,14 @@ use taskgate_audit::{
 };
 use taskgate_policy::{Review, ReviewState, Task, TaskState};
 
-pub use writer::{OpError, Writer, WriterStats, WriterThread};
+pub use writer::{OpError, SharedStore, Writer, WriterStats, WriterThread};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("shared store error: {0}")]
+    Postgres(#[from] ::postgres::Error),
     #[error("store holds a record it cannot read: {0}")]
     Corrupt(String),
     #[error("store is not a Taskgate store, or from a newer version: {0}")]
@@ -120,6 +123,8 @@ pub trait WriteTx {
     fn pending_grant_review(&mut self, task_id: &str) -> Result<Option<Review>>;
     /// Pending or active tasks whose deadline is at or before `now`.
     fn due_tasks(&mut self, now: Timestamp) -> Result<Vec<Task>>;
+    /// The body of the newest `checkpoint` event, if there is one.
+    fn last_checkpoint(&mut self) -> Result<Option<Vec<u8>>>;
     fn insert_task(&mut self, task: &Task, secrets: &TaskSecrets) -> Result<()>;
     fn update_task(&mut self, task: &Task) -> Result<()>;
     fn insert_review(&mut self, review: &Review) -> Result<()>;

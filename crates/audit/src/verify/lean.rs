@@ -69,6 +69,8 @@ struct LeanEvent<'a> {
     connection: Option<Str<'a>>,
     #[serde(borrow)]
     identity: Option<LeanIdentity<'a>>,
+    #[serde(borrow, default, rename = "node")]
+    _node: Option<Str<'a>>,
     #[serde(rename = "payload")]
     _payload: IgnoredAny,
     seq: u64,

@@ -104,4 +104,4 @@ pub(crate) fn open_reader(path: &Path, read_only: bool) -> Result<Connection> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -103,6 +103,11 @@ impl SqliteReader {
         })
     }
 
+    /// The chain's id.
+    pub fn chain_id(&self) -> Result<String> {
+        self.with(schema::chain_id)
+    }
+
     /// Events of one task, in order.
     pub fn task_events(&self, task: &str) -> Result<Vec<EventRow>> {
         self.with(|conn| {

@@ -10,7 +10,7 @@ use taskgate_policy::{Access, Actor, Review, Task, TaskState};
 use super::*;
 use crate::{StoreRead, TaskSecrets, Writer};
 
-fn identity(subject: &str, kind: IdentityKind, groups: &[&str]) -> Identity {
+pub(crate) fn identity(subject: &str, kind: IdentityKind, groups: &[&str]) -> Identity {
     Identity {
         claims: Default::default(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
@@ -20,7 +20,7 @@ fn identity(subject: &str, kind: IdentityKind, groups: &[&str]) -> Identity {
     }
 }
 
-fn task(id: &str, state: TaskState, window: Duration) -> Task {
+pub(crate) fn task(id: &str, state: TaskState, window: Duration) -> Task {
     let now = Timestamp::now();
     Task {
         id: id.into(),
@@ -42,21 +42,21 @@ fn task(id: &str, state: TaskState, window: Duration) -> Task {
     }
 }
 
-fn alice() -> Actor {
+pub(crate) fn alice() -> Actor {
     Actor {
         identity: identity("alice", IdentityKind::Human, &["dba"]),
         admin: false,
     }
 }
 
-fn copilot() -> Actor {
+pub(crate) fn copilot() -> Actor {
     Actor {
         identity: identity("copilot", IdentityKind::Agent, &[]),
         admin: false,
     }
 }
 
-fn secrets() -> TaskSecrets {
+pub(crate) fn secrets() -> TaskSecrets {
     TaskSecrets {
         token_sha256: [7; 32],
         scram_verifier: "SCRAM-SHA-256$4096:c2FsdA==$a:b".into(),
@@ -73,7 +73,7 @@ fn verify(path: &Path) -> VerifyReport {
 }
 
 /// A store with `n` appended events, closed so the file can be edited.
-async fn store_with_events(n: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+pub(crate) async fn store_with_events(n: usize) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("t.db");
     let (w, _r) = open(&path, Durability::Full).expect("open");

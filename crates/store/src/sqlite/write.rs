@@ -10,6 +10,9 @@ use super::checkpoint::Checkpointer;
 use super::read::{doc_by_id, from_doc};
 use crate::{CommitSync, Result, StoreError, StoreWrite, TaskSecrets, WriteTx};
 
+const LAST_CHECKPOINT: &str =
+    "SELECT body FROM events WHERE type = 'checkpoint' ORDER BY seq DESC LIMIT 1";
+
 pub struct SqliteWriter {
     conn: Connection,
     /// The store's file, beside which the writer's journal lives.
@@ -76,11 +79,7 @@ impl StoreWrite for SqliteWriter {
         // thousand events, so this stops early (and runs once, at start).
         Ok(self
             .conn
-            .query_row(
-                "SELECT body FROM events WHERE type = 'checkpoint' ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
+            .query_row(LAST_CHECKPOINT, [], |r| r.get(0))
             .optional()?)
     }
 
@@ -161,6 +160,14 @@ impl WriteTx for SqliteTx<'_> {
         )?;
         let docs = stmt.query_map([now.as_micros()], |r| r.get::<_, String>(0))?;
         docs.map(|d| from_doc(&d?)).collect()
+    }
+
+    fn last_checkpoint(&mut self) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .0
+            .prepare_cached(LAST_CHECKPOINT)?
+            .query_row([], |r| r.get(0))
+            .optional()?)
     }
 
     fn insert_task(&mut self, task: &Task, secrets: &TaskSecrets) -> Result<()> {
