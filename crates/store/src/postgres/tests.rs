@@ -18,8 +18,12 @@ use crate::{ReviewQuery, StoreRead, Writer};
 
 fn cluster() -> (tempfile::TempDir, Cluster) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = Cluster::start(dir.path(), "local all all trust\nhost all all 127.0.0.1/32 trust\n", &[])
-        .expect("start a throwaway PostgreSQL");
+    let cluster = Cluster::start(
+        dir.path(),
+        "local all all trust\nhost all all 127.0.0.1/32 trust\n",
+        &[],
+    )
+    .expect("start a throwaway PostgreSQL");
     (dir, cluster)
 }
 
