@@ -161,6 +161,24 @@ impl Signer {
     }
 }
 
+/// After a commit: tells `Checkpoint` callers the sequence of the
+/// checkpoint signed in it (if any), and records it with the signer.
+pub(super) fn answer_checkpoints(
+    outcomes: &mut [Result<Outcome, OpError>],
+    signed: Option<(Checkpoint, u64)>,
+    signer: Option<&mut Signer>,
+) {
+    let signed_seq = signed.as_ref().map(|(_, seq)| *seq);
+    for outcome in outcomes.iter_mut() {
+        if let Ok(Outcome::Checkpoint(seq)) = outcome {
+            *seq = signed_seq;
+        }
+    }
+    if let (Some((checkpoint, seq)), Some(s)) = (signed, signer) {
+        s.signed(checkpoint, seq);
+    }
+}
+
 fn parse_checkpoint(body: &[u8]) -> Result<(Checkpoint, u64)> {
     let corrupt = |e: String| StoreError::Corrupt(format!("the last checkpoint: {e}"));
     let event: Event = serde_json::from_slice(body).map_err(|e| corrupt(e.to_string()))?;

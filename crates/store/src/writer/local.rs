@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use taskgate_audit::{Chain, ChainHead, Checkpoint, PreparedEvent, SealedEvent, Timestamp};
 use tokio::sync::oneshot;
 
-use super::apply::{Signer, apply};
+use super::apply::{Signer, answer_checkpoints, apply};
 use super::{
     Message, Op, OpError, Outcome, Request, WriterStats, WriterThread, corrupt, unexpected,
 };
@@ -540,15 +540,7 @@ impl<S: StoreWrite> State<S> {
                 drop(front);
                 let count = events.len() as u64 + (through - sealed_before);
                 self.stored(count, ops.len() as u64, through, started);
-                let signed_seq = signed.as_ref().map(|(_, seq)| *seq);
-                for outcome in &mut outcomes {
-                    if let Ok(Outcome::Checkpoint(seq)) = outcome {
-                        *seq = signed_seq;
-                    }
-                }
-                if let (Some((checkpoint, seq)), Some(s)) = (signed, self.signer.as_mut()) {
-                    s.signed(checkpoint, seq);
-                }
+                answer_checkpoints(&mut outcomes, signed, self.signer.as_mut());
                 for (request, outcome) in ops.into_iter().zip(outcomes) {
                     let _ = request.reply.send(outcome);
                 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use taskgate_audit::{Chain, Checkpoint, PreparedEvent, Timestamp};
 use tokio::sync::oneshot;
 
-use super::apply::{Signer, apply};
+use super::apply::{Signer, answer_checkpoints, apply};
 use super::{
     Message, Op, OpError, Outcome, Request, WriterStats, WriterThread, corrupt, unexpected,
 };
@@ -229,15 +229,7 @@ impl<S: SharedStore> Round<S> {
         match committed {
             Ok(()) => {
                 self.committed(through - first_seq, ops.len() as u64, through, started);
-                let signed_seq = signed.as_ref().map(|(_, seq)| *seq);
-                for outcome in &mut outcomes {
-                    if let Ok(Outcome::Checkpoint(seq)) = outcome {
-                        *seq = signed_seq;
-                    }
-                }
-                if let (Some((checkpoint, seq)), Some(s)) = (signed, self.signer.as_mut()) {
-                    s.signed(checkpoint, seq);
-                }
+                answer_checkpoints(&mut outcomes, signed, self.signer.as_mut());
                 for (entry, last) in waiting.into_iter().zip(lasts) {
                     if let Some(reply) = entry.reply {
                         let _ = reply.send(Ok(last));
