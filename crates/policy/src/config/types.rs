@@ -40,6 +40,12 @@ impl Config {
             }
         };
         fix(&mut self.store.path);
+        if let Some(path) = self.store.password_file.as_mut() {
+            fix(path);
+        }
+        if let Some(path) = self.store.tls.as_mut().and_then(|t| t.ca_file.as_mut()) {
+            fix(path);
+        }
         fix(&mut self.audit.signing_key);
         fix(&mut self.audit.checkpoint_dir);
         for path in [
@@ -119,6 +125,9 @@ pub struct ServerConfig {
     /// and task tokens then cross the network in clear.
     #[serde(default)]
     pub allow_plaintext: bool,
+    /// This gateway's name in a fleet: in every event it records and in
+    /// `/healthz`. The host name when absent.
+    pub node: Option<String>,
 }
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 2_000;
@@ -176,6 +185,7 @@ impl Default for ServerConfig {
             api_tls_cert: None,
             api_tls_key: None,
             allow_plaintext: false,
+            node: None,
         }
     }
 }
@@ -247,8 +257,21 @@ pub struct StoreConfig {
     pub path: PathBuf,
     #[serde(default)]
     pub durability: StoreDurability,
-    /// A PostgreSQL store for replicas: not in this build yet.
+    /// A shared PostgreSQL store for a fleet of gateways
+    /// (`postgres://user@host:port/db`, no password in it). With it,
+    /// `path` holds this node's read mirror of the shared log.
     pub url: Option<String>,
+    /// The shared store's password: from the environment or a file.
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// TLS to the shared store; absent means plain TCP.
+    pub tls: Option<UpstreamTls>,
+}
+
+impl StoreConfig {
+    pub fn password_ref(&self) -> Option<SecretRef> {
+        secret_ref(&self.password_env, &self.password_file)
+    }
 }
 
 fn default_store_path() -> PathBuf {
@@ -261,6 +284,9 @@ impl Default for StoreConfig {
             path: default_store_path(),
             durability: StoreDurability::default(),
             url: None,
+            password_env: None,
+            password_file: None,
+            tls: None,
         }
     }
 }

@@ -54,12 +54,7 @@ pub(super) fn validate(config: &Config, problems: &mut Vec<ConfigProblem>) {
     if config.audit.checkpoint_every == 0 {
         report.global("audit.checkpoint_every", "must be at least 1 event");
     }
-    if config.store.url.is_some() {
-        report.global(
-            "store.url",
-            "a PostgreSQL store is not supported by this build yet; use store.path",
-        );
-    }
+    store(config, &mut report);
     let mut names = HashSet::new();
     for sink in &config.sinks {
         sink_config(sink, &mut report);
@@ -324,6 +319,65 @@ fn credential(report: &mut Report<'_>, element: &Located<impl Sized>, field: &st
             field,
             "set password_env or password_file, not both",
         );
+    }
+}
+
+/// The shared store: a `postgres://` URL without a password in it (the
+/// password comes from `password_env` or `password_file`, like a
+/// connection's), and a node name that can go in events.
+fn store(config: &Config, report: &mut Report<'_>) {
+    let store = &config.store;
+    if let Some(node) = &config.server.node {
+        let fits = !node.is_empty()
+            && node.len() <= 64
+            && node
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !fits {
+            report.global(
+                "server.node",
+                "must be 1 to 64 letters, digits, '-', '_' or '.'",
+            );
+        }
+    }
+    let Some(url) = &store.url else {
+        for (field, set) in [
+            ("store.password_env", store.password_env.is_some()),
+            ("store.password_file", store.password_file.is_some()),
+            ("store.tls", store.tls.is_some()),
+        ] {
+            if set {
+                report.global(field, "only applies to a shared store: set store.url");
+            }
+        }
+        return;
+    };
+    match url::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "postgres" | "postgresql") => {
+            if parsed.password().is_some() {
+                report.global(
+                    "store.url",
+                    "must not hold a password: use store.password_env or store.password_file",
+                );
+            }
+            if parsed.host_str().is_none_or(str::is_empty) {
+                report.global("store.url", "names no host");
+            }
+        }
+        Ok(parsed) => report.global(
+            "store.url",
+            &format!(
+                "scheme {:?} is not supported: the shared store is PostgreSQL (postgres://user@host:port/database)",
+                parsed.scheme()
+            ),
+        ),
+        Err(error) => report.global(
+            "store.url",
+            &format!("is not a URL ({error}): write postgres://user@host:port/database"),
+        ),
+    }
+    if store.password_env.is_some() && store.password_file.is_some() {
+        report.global("store", "set password_env or password_file, not both");
     }
 }
 

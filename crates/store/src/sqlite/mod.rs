@@ -1,5 +1,6 @@
 //! The embedded store: one SQLite file in WAL mode.
 
+pub mod mirror;
 mod checkpoint;
 mod read;
 mod schema;
