@@ -18,7 +18,7 @@ use taskgate_audit::{EventDraft, EventType, Identity, IdentityKind, Timestamp};
 use taskgate_gateway::metrics::Metrics;
 use taskgate_policy::HumanDuration;
 use taskgate_policy::config::{Sink, SinkKind};
-use taskgate_store::sinks::SinkState;
+use taskgate_store::sinks::{SinkLedger, SinkState};
 use taskgate_store::sqlite::{self, Durability};
 use taskgate_store::{StoreRead, Writer};
 
@@ -81,7 +81,7 @@ async fn measure(
 ) -> anyhow::Result<(u64, f64)> {
     let reader: Arc<dyn StoreRead> = Arc::new(sqlite::open_read_only(store)?);
     let head = reader.head_seq()?;
-    let state = Arc::new(SinkState::open(store)?);
+    let state: Arc<dyn SinkLedger> = Arc::new(SinkState::open(store)?);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     let tasks = taskgate_gateway::sinks::start(
@@ -89,6 +89,7 @@ async fn measure(
         Arc::clone(&state),
         reader,
         Arc::clone(metrics),
+        |_| None,
         stopped,
     )?;
     while state.cursor(&config.name)? < head {

@@ -8,11 +8,20 @@ use std::time::Duration;
 use taskgate_store::Writer;
 use tokio::sync::watch;
 
-pub async fn run(writer: Writer, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+/// In a fleet, only the node holding `lease` signs them.
+pub async fn run(
+    writer: Writer,
+    interval: Duration,
+    lease: Option<crate::fleet::Lease>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tokio::time::sleep(interval) => {}
+        }
+        if lease.as_ref().is_some_and(|lease| !lease.held()) {
+            continue;
         }
         if let Err(error) = writer.checkpoint().await {
             tracing::error!(%error, "cannot sign an audit checkpoint");

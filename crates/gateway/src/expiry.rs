@@ -43,9 +43,21 @@ pub async fn run(
     metrics: Arc<Metrics>,
     sessions: Arc<Sessions>,
     deadlines: Arc<Notify>,
+    mut lease: Option<crate::fleet::Lease>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
+        if let Some(lease) = lease.as_mut()
+            && !lease.held()
+        {
+            // Another node of the fleet expires tasks; the announcement of
+            // each expiry closes this node's sessions.
+            tokio::select! {
+                _ = lease.acquired() => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
         let pause = match expire_due(&writer, Some(&metrics), Some(&sessions)).await {
             Err(error) => {
                 tracing::error!(%error, "could not expire due tasks; retrying");

@@ -5,13 +5,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use taskgate_store::index::AuditIndex;
+
+use crate::storage::SharedLogMirror;
 use tokio::sync::watch;
 
 /// How often the index catches up; a search catches up first anyway, so
 /// this only bounds how much work a search may find waiting.
 const INTERVAL: Duration = Duration::from_millis(500);
 
-pub async fn run(index: Arc<AuditIndex>, mut shutdown: watch::Receiver<bool>) {
+/// In a fleet, the node's mirror of the shared log is caught up first.
+pub async fn run(
+    index: Arc<AuditIndex>,
+    mirror: Option<Arc<SharedLogMirror>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut failing = false;
     loop {
         tokio::select! {
@@ -19,7 +26,14 @@ pub async fn run(index: Arc<AuditIndex>, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(INTERVAL) => {}
         }
         let index = Arc::clone(&index);
-        match tokio::task::spawn_blocking(move || index.catch_up()).await {
+        let mirror = mirror.clone();
+        let caught_up = tokio::task::spawn_blocking(move || {
+            if let Some(mirror) = mirror {
+                mirror.catch_up()?;
+            }
+            index.catch_up()
+        });
+        match caught_up.await {
             Ok(Ok(_)) => failing = false,
             Ok(Err(error)) if !failing => {
                 // Once per failure streak: a broken index must not flood the log.

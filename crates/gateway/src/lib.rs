@@ -8,6 +8,7 @@ pub mod audit_search;
 pub mod checkpoints;
 mod console;
 pub mod expiry;
+pub mod fleet;
 pub mod identity;
 mod indexer;
 pub mod mcp;
@@ -16,6 +17,7 @@ pub mod pg;
 pub mod secrets;
 mod server;
 pub mod sinks;
+mod storage;
 pub mod token;
 
 pub use server::{Gateway, GatewayError};

@@ -3,12 +3,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use taskgate_policy::config::{Config, StoreDurability};
+use taskgate_policy::config::Config;
+use taskgate_store::StoreError;
 use taskgate_store::checkpoints::{CheckpointDir, Checkpointing, load_or_create_key};
 use taskgate_store::index::AuditIndex;
-use taskgate_store::sinks::SinkState;
-use taskgate_store::sqlite::{self, Durability};
-use taskgate_store::{StoreError, StoreRead, Writer};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -20,7 +18,8 @@ use crate::identity::{Authenticator, DevProvider, IdentityProvider, OidcProvider
 use crate::metrics::Metrics;
 use crate::pg::sessions::Sessions;
 use crate::pg::{self, PgContext};
-use crate::{checkpoints, expiry, indexer};
+use crate::storage::{self, Storage};
+use crate::{checkpoints, expiry, fleet, indexer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -57,6 +56,8 @@ pub struct Gateway {
     indexer: JoinHandle<()>,
     checkpointer: JoinHandle<()>,
     sinks: Vec<JoinHandle<()>>,
+    /// In a fleet: the connection that listens and holds the leases.
+    coordinator: Option<JoinHandle<()>>,
     writer_thread: taskgate_store::WriterThread,
 }
 
@@ -86,16 +87,11 @@ impl Gateway {
     /// was down, and starts serving the API.
     pub async fn start(config: Config) -> Result<Gateway, GatewayError> {
         let auth = Authenticator::new(providers(&config)?);
-        let store_path = config.store.path.clone();
-        let durability = match config.store.durability {
-            StoreDurability::Full => Durability::Full,
-            StoreDurability::Normal => Durability::Normal,
-        };
-        let (store_writer, reader) =
-            sqlite::open(&store_path, durability).map_err(|error| GatewayError::Store {
-                path: store_path.display().to_string(),
-                error,
-            })?;
+        let node = config
+            .server
+            .node
+            .clone()
+            .unwrap_or_else(crate::fleet::default_node_name);
         let audit = &config.audit;
         let key =
             load_or_create_key(&audit.signing_key).map_err(|error| GatewayError::Checkpoints {
@@ -109,10 +105,14 @@ impl Gateway {
                 error,
             }
         })?;
-        let warnings: Vec<String> =
-            crate::checkpoints::same_disk_warning(&audit.checkpoint_dir, &store_path)
+        // A shared store is on another machine; the mirror beside
+        // store.path is derived data and protects nothing.
+        let warnings: Vec<String> = match config.store.url {
+            Some(_) => Vec::new(),
+            None => crate::checkpoints::same_disk_warning(&audit.checkpoint_dir, &config.store.path)
                 .into_iter()
-                .collect();
+                .collect(),
+        };
         for warning in &warnings {
             tracing::warn!("{warning}");
         }
@@ -121,11 +121,16 @@ impl Gateway {
             every: audit.checkpoint_every,
             dir: Some(dir),
         };
-        let (writer, writer_thread) = Writer::start_with(store_writer, Some(checkpointing))
-            .map_err(|error| GatewayError::Store {
-                path: store_path.display().to_string(),
-                error,
-            })?;
+        let Storage {
+            writer,
+            writer_thread,
+            reader,
+            sinks: sink_state,
+            log_file,
+            mirror,
+            fleet,
+            describe: store_label,
+        } = storage::open(&config, &node, checkpointing).await?;
         let metrics = Arc::new(Metrics::new(writer.stats()));
         let caught_up = expiry::expire_due(&writer, Some(&metrics), None).await?;
         if caught_up > 0 {
@@ -134,44 +139,61 @@ impl Gateway {
                 "expired tasks whose window passed while the gateway was down"
             );
         }
-        let index = AuditIndex::open(&store_path).map_err(|error| GatewayError::Store {
-            path: AuditIndex::path_for(&store_path).display().to_string(),
+        let index = AuditIndex::open(&log_file).map_err(|error| GatewayError::Store {
+            path: AuditIndex::path_for(&log_file).display().to_string(),
             error,
         })?;
         let index = Arc::new(index);
-        let reader: Arc<dyn StoreRead> = Arc::new(reader);
         let deadlines = Arc::new(Notify::new());
         let sessions = Arc::new(Sessions::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let lease = |name: &str| fleet.as_ref().map(|fleet| fleet.lease(name));
         let expiry = tokio::spawn(expiry::run(
             Arc::clone(&reader),
             writer.clone(),
             Arc::clone(&metrics),
             Arc::clone(&sessions),
             Arc::clone(&deadlines),
+            lease(fleet::EXPIRY_LEASE),
             shutdown_rx.clone(),
         ));
-        let indexer = tokio::spawn(indexer::run(Arc::clone(&index), shutdown_rx.clone()));
-        let sink_state =
-            Arc::new(
-                SinkState::open(&store_path).map_err(|error| GatewayError::Store {
-                    path: SinkState::path_for(&store_path).display().to_string(),
-                    error,
-                })?,
-            );
+        let indexer = tokio::spawn(indexer::run(
+            Arc::clone(&index),
+            mirror.clone(),
+            shutdown_rx.clone(),
+        ));
         let sink_configs: Vec<_> = config.sinks.iter().map(|s| s.value.clone()).collect();
         let sinks = crate::sinks::start(
             &sink_configs,
             Arc::clone(&sink_state),
             Arc::clone(&reader),
             Arc::clone(&metrics),
+            |name| lease(&fleet::sink_lease(name)),
             shutdown_rx.clone(),
         )?;
         let checkpointer = tokio::spawn(checkpoints::run(
             writer.clone(),
             config.audit.checkpoint_interval.0,
+            lease(fleet::CHECKPOINT_LEASE),
             shutdown_rx.clone(),
         ));
+        let coordinator = fleet.as_ref().map(|fleet| {
+            let mut wanted = vec![
+                fleet::EXPIRY_LEASE.to_owned(),
+                fleet::CHECKPOINT_LEASE.to_owned(),
+            ];
+            wanted.extend(sink_configs.iter().map(|s| fleet::sink_lease(&s.name)));
+            tokio::spawn(Arc::clone(fleet).run(
+                wanted,
+                fleet::Wakes {
+                    sessions: Arc::clone(&sessions),
+                    writer: writer.clone(),
+                    reader: Arc::clone(&reader),
+                    deadlines: Arc::clone(&deadlines),
+                },
+                shutdown_rx.clone(),
+            ))
+        });
         let api_listen = config.server.api_listen;
         let listener = TcpListener::bind(api_listen)
             .await
@@ -207,6 +229,7 @@ impl Gateway {
             Arc::clone(&reader),
             writer.clone(),
             Arc::clone(&sessions),
+            fleet.clone(),
         )?);
         let postgres = tokio::spawn(pg::serve(
             Arc::clone(&pg_context),
@@ -230,6 +253,8 @@ impl Gateway {
             reader,
             writer,
             index,
+            mirror,
+            node: node.clone(),
             checkpoint_key: public_key,
             sink_state,
             sessions,
@@ -265,7 +290,7 @@ impl Gateway {
                 tracing::error!(%error, "API server failed");
             }
         });
-        tracing::info!(api = %api_addr, postgres = %postgres_addr, store = %store_path.display(), "taskgate is serving");
+        tracing::info!(api = %api_addr, postgres = %postgres_addr, store = %store_label, %node, "taskgate is serving");
         Ok(Gateway {
             api_url,
             api_addr,
@@ -277,6 +302,7 @@ impl Gateway {
             indexer,
             checkpointer,
             sinks,
+            coordinator,
             writer_thread,
         })
     }
@@ -305,6 +331,9 @@ impl Gateway {
         let _ = self.checkpointer.await;
         for sink in self.sinks {
             let _ = sink.await;
+        }
+        if let Some(coordinator) = self.coordinator {
+            let _ = coordinator.await;
         }
         // Every writer handle is gone with the server and the scheduler, so
         // the writer thread drains its queue and ends.

@@ -52,6 +52,21 @@ pub struct SinkProgress {
     pub last_error_at: Option<Timestamp>,
 }
 
+impl SinkProgress {
+    /// A sink that has delivered nothing yet.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            cursor: 0,
+            delivered: 0,
+            parked: 0,
+            last_delivery: None,
+            last_error: None,
+            last_error_at: None,
+        }
+    }
+}
+
 /// One parked event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Parked {
@@ -62,7 +77,7 @@ pub struct Parked {
     pub queued: bool,
 }
 
-fn seq_param(seq: u64) -> i64 {
+pub(crate) fn seq_param(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
@@ -99,9 +114,37 @@ impl SinkState {
         let conn = self.conn.lock().map_err(|_| lock_error())?;
         work(&conn)
     }
+}
 
+/// Where each export sink stands: a node's own file ([`SinkState`]) or the
+/// fleet's shared store, where the node holding a sink's lease moves it.
+pub trait SinkLedger: Send + Sync {
     /// Where `sink` stands (0 for a new sink: it starts at the first event).
-    pub fn cursor(&self, sink: &str) -> Result<u64> {
+    fn cursor(&self, sink: &str) -> Result<u64>;
+    /// Moves the cursor to `through` after `delivered` events were
+    /// acknowledged (the rest of the range was filtered out).
+    fn advance(&self, sink: &str, through: u64, delivered: u64) -> Result<()>;
+    /// Parks events the sink refused for good, and moves past them.
+    fn park(&self, sink: &str, seqs: &[u64], through: u64, reason: &str) -> Result<()>;
+    /// Records a failed attempt; the cursor stays.
+    fn failed(&self, sink: &str, error: &str) -> Result<()>;
+    /// The events a sink parked, with why, oldest first.
+    fn parked(&self, sink: &str) -> Result<Vec<Parked>>;
+    /// Queues the sink's parked events in `from..=to` to be sent again;
+    /// returns how many were newly queued.
+    fn requeue(&self, sink: &str, from: u64, to: u64) -> Result<u64>;
+    /// Up to `limit` of the sink's queued events, oldest first.
+    fn queued(&self, sink: &str, limit: usize) -> Result<Vec<u64>>;
+    /// Queued events the sink has now acknowledged: no longer parked.
+    fn redelivered(&self, sink: &str, seqs: &[u64]) -> Result<()>;
+    /// Queued events the sink refused for good again: they stay parked,
+    /// with the new reason, and leave the queue.
+    fn parked_again(&self, sink: &str, seqs: &[u64], reason: &str) -> Result<()>;
+    fn progress(&self, sink: &str) -> Result<SinkProgress>;
+}
+
+impl SinkLedger for SinkState {
+    fn cursor(&self, sink: &str) -> Result<u64> {
         self.with(|conn| {
             let cursor: Option<i64> = conn
                 .prepare_cached("SELECT cursor FROM sink WHERE name = ?1")?
@@ -111,9 +154,7 @@ impl SinkState {
         })
     }
 
-    /// Moves the cursor to `through` after `delivered` events were
-    /// acknowledged (the rest of the range was filtered out).
-    pub fn advance(&self, sink: &str, through: u64, delivered: u64) -> Result<()> {
+    fn advance(&self, sink: &str, through: u64, delivered: u64) -> Result<()> {
         self.with(|conn| {
             conn.prepare_cached(
                 "INSERT INTO sink (name, cursor, delivered, last_delivery_us) VALUES (?1, ?2, ?3, ?4)
@@ -132,8 +173,7 @@ impl SinkState {
         })
     }
 
-    /// Parks events the sink refused for good, and moves past them.
-    pub fn park(&self, sink: &str, seqs: &[u64], through: u64, reason: &str) -> Result<()> {
+    fn park(&self, sink: &str, seqs: &[u64], through: u64, reason: &str) -> Result<()> {
         self.with(|conn| {
             let tx = conn.unchecked_transaction()?;
             let now = Timestamp::now().as_micros();
@@ -160,8 +200,7 @@ impl SinkState {
         })
     }
 
-    /// Records a failed attempt; the cursor stays.
-    pub fn failed(&self, sink: &str, error: &str) -> Result<()> {
+    fn failed(&self, sink: &str, error: &str) -> Result<()> {
         self.with(|conn| {
             conn.prepare_cached(
                 "INSERT INTO sink (name, last_error, last_error_us) VALUES (?1, ?2, ?3)
@@ -172,8 +211,7 @@ impl SinkState {
         })
     }
 
-    /// The events a sink parked, with why, oldest first.
-    pub fn parked(&self, sink: &str) -> Result<Vec<Parked>> {
+    fn parked(&self, sink: &str) -> Result<Vec<Parked>> {
         self.with(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT p.seq, p.reason, p.at_us, r.seq IS NOT NULL FROM parked p
@@ -192,9 +230,7 @@ impl SinkState {
         })
     }
 
-    /// Queues the sink's parked events in `from..=to` to be sent again;
-    /// returns how many were newly queued.
-    pub fn requeue(&self, sink: &str, from: u64, to: u64) -> Result<u64> {
+    fn requeue(&self, sink: &str, from: u64, to: u64) -> Result<u64> {
         self.with(|conn| {
             let queued = conn
                 .prepare_cached(
@@ -206,8 +242,7 @@ impl SinkState {
         })
     }
 
-    /// Up to `limit` of the sink's queued events, oldest first.
-    pub fn queued(&self, sink: &str, limit: usize) -> Result<Vec<u64>> {
+    fn queued(&self, sink: &str, limit: usize) -> Result<Vec<u64>> {
         self.with(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq FROM redeliver WHERE sink = ?1 ORDER BY seq LIMIT ?2",
@@ -220,8 +255,7 @@ impl SinkState {
         })
     }
 
-    /// Queued events the sink has now acknowledged: no longer parked.
-    pub fn redelivered(&self, sink: &str, seqs: &[u64]) -> Result<()> {
+    fn redelivered(&self, sink: &str, seqs: &[u64]) -> Result<()> {
         self.with(|conn| {
             let tx = conn.unchecked_transaction()?;
             let mut unparked = 0i64;
@@ -246,9 +280,7 @@ impl SinkState {
         })
     }
 
-    /// Queued events the sink refused for good again: they stay parked,
-    /// with the new reason, and leave the queue.
-    pub fn parked_again(&self, sink: &str, seqs: &[u64], reason: &str) -> Result<()> {
+    fn parked_again(&self, sink: &str, seqs: &[u64], reason: &str) -> Result<()> {
         self.with(|conn| {
             let tx = conn.unchecked_transaction()?;
             let now = Timestamp::now().as_micros();
@@ -270,7 +302,7 @@ impl SinkState {
         })
     }
 
-    pub fn progress(&self, sink: &str) -> Result<SinkProgress> {
+    fn progress(&self, sink: &str) -> Result<SinkProgress> {
         self.with(|conn| {
             let found = conn
                 .prepare_cached(
@@ -290,15 +322,7 @@ impl SinkState {
                     })
                 })
                 .optional()?;
-            Ok(found.unwrap_or(SinkProgress {
-                name: sink.to_owned(),
-                cursor: 0,
-                delivered: 0,
-                parked: 0,
-                last_delivery: None,
-                last_error: None,
-                last_error_at: None,
-            }))
+            Ok(found.unwrap_or_else(|| SinkProgress::new(sink)))
         })
     }
 }

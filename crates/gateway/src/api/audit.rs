@@ -28,7 +28,14 @@ impl AppState {
     ) -> Result<T, ApiError> {
         self.writer.flush().await?;
         let index = Arc::clone(&self.index);
-        super::blocking(move || work(&index)).await
+        let mirror = self.mirror.clone();
+        super::blocking(move || {
+            if let Some(mirror) = mirror {
+                mirror.catch_up()?;
+            }
+            work(&index)
+        })
+        .await
     }
 }
 

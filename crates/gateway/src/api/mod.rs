@@ -43,10 +43,15 @@ pub struct Inner {
     pub writer: Writer,
     /// The audit search index, caught up before each search.
     pub index: Arc<AuditIndex>,
+    /// In a fleet: this node's mirror of the shared log, which the index
+    /// reads; caught up before each search.
+    pub mirror: Option<Arc<crate::storage::SharedLogMirror>>,
+    /// This gateway's name in events and `/healthz`.
+    pub node: String,
     /// The key checkpoints are signed with, to verify them.
     pub checkpoint_key: taskgate_audit::PublicKey,
     /// Export sinks' cursors.
-    pub sink_state: Arc<taskgate_store::sinks::SinkState>,
+    pub sink_state: Arc<dyn taskgate_store::sinks::SinkLedger>,
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
     /// Woken when a task gets a new deadline, so the expiry scheduler

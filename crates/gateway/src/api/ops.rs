@@ -14,6 +14,8 @@ use super::{ApiDoc, ApiError, AppState};
 pub struct Health {
     /// Always `ok` when it answers.
     pub status: &'static str,
+    /// This gateway's name (`[server] node`, or the host name).
+    pub node: String,
     /// Set-up problems that weaken a guarantee (a checkpoint folder on the
     /// store's disk); empty when none.
     pub warnings: Vec<String>,
@@ -23,6 +25,7 @@ pub struct Health {
 pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
+        node: state.node.clone(),
         warnings: state.warnings.clone(),
     })
 }

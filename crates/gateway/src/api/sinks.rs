@@ -17,12 +17,12 @@ impl AppState {
     /// Runs sink state work off the async threads.
     async fn sink_state<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&taskgate_store::sinks::SinkState) -> taskgate_store::Result<T>
+        work: impl FnOnce(&dyn taskgate_store::sinks::SinkLedger) -> taskgate_store::Result<T>
         + Send
         + 'static,
     ) -> Result<T, ApiError> {
         let state = Arc::clone(&self.sink_state);
-        super::blocking(move || work(&state)).await
+        super::blocking(move || work(&*state)).await
     }
 
     /// The configured sink called `name`, or 404.

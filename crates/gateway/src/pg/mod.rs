@@ -52,6 +52,8 @@ pub struct PgContext {
     pub reader: Arc<dyn StoreRead>,
     pub writer: Writer,
     pub sessions: Arc<Sessions>,
+    /// The fleet this node belongs to, when the store is shared.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
     pub classifier: Arc<Classifier>,
     limiter: LoginLimiter,
     connections: Arc<Semaphore>,
@@ -66,7 +68,7 @@ pub struct PgContext {
 }
 
 pub use record::Via;
-pub use tls::{TlsError, api_config as api_tls_config};
+pub use tls::{TlsError, api_config as api_tls_config, client_config as tls_client_config};
 
 impl PgContext {
     /// Loads the TLS material the config names; a bad certificate stops
@@ -76,6 +78,7 @@ impl PgContext {
         reader: Arc<dyn StoreRead>,
         writer: Writer,
         sessions: Arc<Sessions>,
+        fleet: Option<Arc<crate::fleet::Fleet>>,
     ) -> Result<Self, TlsError> {
         let (acceptor, end_point) = match (&config.server.tls_cert, &config.server.tls_key) {
             (Some(cert), Some(key)) => (
@@ -102,6 +105,7 @@ impl PgContext {
             reader,
             writer,
             sessions,
+            fleet,
             classifier: Arc::new(Classifier::new(CLASSIFIER_CAPACITY)),
             limiter: LoginLimiter::default(),
             connections,

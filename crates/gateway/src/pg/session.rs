@@ -26,6 +26,8 @@ pub(super) struct Session {
     ctx: Arc<PgContext>,
     task: Task,
     guard: sessions::SessionGuard,
+    /// The session's place in the fleet-wide count, given back on drop.
+    _seat: Option<crate::fleet::Seat>,
     upstream: upstream::Upstream,
     address: String,
     policy: StatementPolicy,
@@ -87,6 +89,31 @@ impl Session {
                 fatal(client, "53300", &e.to_string()).await;
                 return None;
             }
+        };
+        let session_id = match crate::token::new_id("ses") {
+            Ok(id) => id,
+            Err(e) => {
+                fatal(client, "58000", &e.to_string()).await;
+                return None;
+            }
+        };
+        // In a fleet, the task's limit counts its sessions on every node.
+        let seat = match &ctx.fleet {
+            None => None,
+            Some(fleet) => match fleet
+                .seat(&session_id, &task.id, ctx.config.server.max_connections_per_task)
+                .await
+            {
+                Ok(seat) => Some(seat),
+                Err(e) => {
+                    let code = match e {
+                        crate::fleet::SeatError::Full { .. } => "53300",
+                        crate::fleet::SeatError::Unreachable => "58000",
+                    };
+                    fatal(client, code, &e.to_string()).await;
+                    return None;
+                }
+            },
         };
         // The task was read before the SCRAM exchange, which the client can
         // drag out; a revoke in between found no session to close. Now that
@@ -231,13 +258,6 @@ impl Session {
                 return None;
             }
         };
-        let session_id = match crate::token::new_id("ses") {
-            Ok(id) => id,
-            Err(e) => {
-                fatal(client, "58000", &e.to_string()).await;
-                return None;
-            }
-        };
         let record = SessionRecord {
             identity: task.requester.clone(),
             task: task.id.clone(),
@@ -294,6 +314,7 @@ impl Session {
             address: connection.address.clone(),
             task,
             guard,
+            _seat: seat,
             upstream,
             policy,
             record,
@@ -308,6 +329,8 @@ impl Session {
             ctx,
             task,
             guard,
+            // Held until the session ends.
+            _seat,
             upstream,
             address,
             policy,

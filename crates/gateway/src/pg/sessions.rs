@@ -136,6 +136,14 @@ impl Sessions {
         }
     }
 
+    /// The tasks with a session open on this node.
+    pub fn tasks(&self) -> Vec<String> {
+        let mut tasks: Vec<String> = self.lock().sessions.values().map(|e| e.task.clone()).collect();
+        tasks.sort();
+        tasks.dedup();
+        tasks
+    }
+
     pub fn open_sessions(&self) -> usize {
         self.lock().sessions.len()
     }

@@ -141,6 +141,15 @@ pub fn upstream(tls: &UpstreamTls, address: &str) -> Result<Upstream, TlsError> 
     });
     let server_name = ServerName::try_from(host.clone())
         .map_err(|_| TlsError::Config(format!("{host:?} is not a valid TLS server name")))?;
+    Ok(Upstream {
+        connector: TlsConnector::from(client_config(tls)?),
+        server_name,
+    })
+}
+
+/// The TLS client settings for a target or the shared store: its CA (the
+/// system's when none is named), or no verification when `verify = false`.
+pub fn client_config(tls: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -173,10 +182,7 @@ pub fn upstream(tls: &UpstreamTls, address: &str) -> Result<Upstream, TlsError> 
             .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
             .with_no_client_auth()
     };
-    Ok(Upstream {
-        connector: TlsConnector::from(Arc::new(config)),
-        server_name,
-    })
+    Ok(Arc::new(config))
 }
 
 /// The `tls-server-end-point` channel binding of a certificate (RFC 5929):

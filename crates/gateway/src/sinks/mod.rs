@@ -20,7 +20,7 @@ use serde_json::Value;
 use taskgate_audit::exported;
 use taskgate_policy::config::{Sink as SinkConfig, SinkKind};
 use taskgate_store::StoreRead;
-use taskgate_store::sinks::SinkState;
+use taskgate_store::sinks::SinkLedger;
 use tokio::sync::watch;
 use wildmatch::WildMatch;
 
@@ -69,17 +69,20 @@ struct Runner {
     types: Vec<WildMatch>,
     batch: usize,
     deliver: Box<dyn Deliver>,
-    state: Arc<SinkState>,
+    state: Arc<dyn SinkLedger>,
     reader: Arc<dyn StoreRead>,
     metrics: Arc<Metrics>,
+    /// In a fleet, the lease this node must hold to deliver the sink.
+    lease: Option<crate::fleet::Lease>,
 }
 
 /// Starts one delivery task per configured sink.
 pub fn start(
     sinks: &[SinkConfig],
-    state: Arc<SinkState>,
+    state: Arc<dyn SinkLedger>,
     reader: Arc<dyn StoreRead>,
     metrics: Arc<Metrics>,
+    lease: impl Fn(&str) -> Option<crate::fleet::Lease>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, SinkError> {
     let mut tasks = Vec::new();
@@ -101,6 +104,7 @@ pub fn start(
             state: Arc::clone(&state),
             reader: Arc::clone(&reader),
             metrics: Arc::clone(&metrics),
+            lease: lease(&config.name),
         };
         tracing::info!(sink = %config.name, kind = config.kind.as_str(), "export sink started");
         tasks.push(tokio::spawn(runner.run(shutdown.clone())));
@@ -218,6 +222,18 @@ impl Runner {
         loop {
             if *shutdown.borrow() {
                 return;
+            }
+            if let Some(lease) = self.lease.as_mut()
+                && !lease.held()
+            {
+                // Another node delivers the sink; when this one takes it
+                // over, it goes on from the cursor that node left.
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = lease.acquired() => {}
+                }
+                cursor = None;
+                continue;
             }
             let at = match cursor {
                 Some(at) => at,

@@ -6,8 +6,10 @@
 //! the writer thread and blocking tasks, as with SQLite.
 
 mod copy;
+pub mod fleet;
 mod read;
 mod schema;
+mod sinks;
 mod write;
 
 use std::sync::Arc;
@@ -17,7 +19,8 @@ use postgres::NoTls;
 
 pub use copy::{CopyReport, copy_from_sqlite};
 pub use read::PgReader;
-pub use write::PgWriter;
+pub use sinks::PgSinks;
+pub use write::{NOTIFY_CHANNEL, PgWriter};
 
 use crate::{Result, StoreError};
 
@@ -25,7 +28,7 @@ use crate::{Result, StoreError};
 #[derive(Clone)]
 pub struct PgOptions {
     /// Host, port, database, user and password (never logged).
-    pub config: postgres::Config,
+    pub config: tokio_postgres::Config,
     /// TLS to the store; plain TCP when absent.
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -44,7 +47,7 @@ impl std::fmt::Debug for PgOptions {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl PgOptions {
-    pub fn new(mut config: postgres::Config, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+    pub fn new(mut config: tokio_postgres::Config, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -54,17 +57,73 @@ impl PgOptions {
         Self { config, tls }
     }
 
+    /// A blocking client, for the writer thread and readers (never on an
+    /// async thread: the `postgres` crate runs a runtime of its own).
     pub(crate) fn connect(&self) -> Result<postgres::Client> {
+        let config = postgres::Config::from(self.config.clone());
         let client = match &self.tls {
-            None => self.config.connect(NoTls)?,
-            Some(tls) => self
-                .config
-                .connect(tokio_postgres_rustls::MakeRustlsConnect::new(
-                    rustls::ClientConfig::clone(tls),
-                ))?,
+            None => config.connect(NoTls)?,
+            Some(tls) => config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(
+                rustls::ClientConfig::clone(tls),
+            ))?,
         };
         Ok(client)
     }
+
+    /// An async client on the current runtime, with the server's
+    /// notifications (LISTEN) forwarded to the receiver; the receiver ends
+    /// when the connection does.
+    pub async fn connect_async(
+        &self,
+    ) -> Result<(
+        tokio_postgres::Client,
+        tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+    )> {
+        match &self.tls {
+            None => {
+                let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+                Ok((client, drive(connection)))
+            }
+            Some(tls) => {
+                let (client, connection) = self
+                    .config
+                    .connect(tokio_postgres_rustls::MakeRustlsConnect::new(
+                        rustls::ClientConfig::clone(tls),
+                    ))
+                    .await?;
+                Ok((client, drive(connection)))
+            }
+        }
+    }
+}
+
+/// Runs a connection on its own task, passing on its notifications.
+fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+) -> tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                    if tx.send(n).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "the shared store's connection ended");
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    rx
 }
 
 /// Connects to the shared store, creating or migrating its schema.

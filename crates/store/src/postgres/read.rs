@@ -41,6 +41,24 @@ pub struct PgReader {
     idle: Mutex<Vec<Client>>,
 }
 
+impl Drop for PgReader {
+    /// A blocking client closes through a runtime of its own, which must
+    /// not happen on an async thread: the idle ones are closed on a thread
+    /// of their own.
+    fn drop(&mut self) {
+        let idle = self
+            .idle
+            .get_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("store-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}
+
 impl PgReader {
     pub(super) fn new(options: PgOptions) -> Self {
         Self {
@@ -49,7 +67,7 @@ impl PgReader {
         }
     }
 
-    fn with<T>(&self, work: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+    pub(super) fn with<T>(&self, work: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
         let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut client = match pooled {
             Some(client) if !client.is_closed() => client,

@@ -79,7 +79,45 @@ CREATE TABLE taskgate.reviews (
 );
 CREATE INDEX reviews_by_task ON taskgate.reviews (task_id);
 CREATE INDEX reviews_by_state ON taskgate.reviews (state);
-"#];
+"#,
+    // The fleet's shared bookkeeping: export sinks' progress (moved only
+    // by the node holding the sink's lease), and the data-plane sessions
+    // open on each node, for a task's fleet-wide connection limit.
+    r#"
+CREATE TABLE taskgate.sinks (
+    name             text PRIMARY KEY,
+    cursor           bigint NOT NULL DEFAULT 0,
+    delivered        bigint NOT NULL DEFAULT 0,
+    parked           bigint NOT NULL DEFAULT 0,
+    last_delivery_us bigint,
+    last_error       text,
+    last_error_us    bigint
+);
+CREATE TABLE taskgate.sink_parked (
+    sink   text NOT NULL,
+    seq    bigint NOT NULL,
+    reason text NOT NULL,
+    at_us  bigint NOT NULL,
+    PRIMARY KEY (sink, seq)
+);
+CREATE TABLE taskgate.sink_redeliver (
+    sink text NOT NULL,
+    seq  bigint NOT NULL,
+    PRIMARY KEY (sink, seq)
+);
+CREATE TABLE taskgate.nodes (
+    node    text PRIMARY KEY,
+    seen_at timestamptz NOT NULL
+);
+CREATE TABLE taskgate.sessions (
+    id        text PRIMARY KEY,
+    node      text NOT NULL,
+    task      text NOT NULL,
+    opened_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX sessions_by_task ON taskgate.sessions (task);
+"#,
+];
 
 pub(super) fn current_version() -> i32 {
     i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX)

@@ -28,7 +28,7 @@ fn cluster() -> (tempfile::TempDir, Cluster) {
 }
 
 fn options(cluster: &Cluster) -> PgOptions {
-    let mut config = postgres::Config::new();
+    let mut config = tokio_postgres::Config::new();
     config
         .host("127.0.0.1")
         .port(cluster.port())
