@@ -149,9 +149,14 @@ impl Fleet {
                     if first {
                         // Rows of sessions from before a restart are stale.
                         match link.forget_own_sessions().await {
-                            Ok(n) if n > 0 => tracing::info!(sessions = n, "forgot this node's sessions from before its restart"),
+                            Ok(n) if n > 0 => tracing::info!(
+                                sessions = n,
+                                "forgot this node's sessions from before its restart"
+                            ),
                             Ok(_) => {}
-                            Err(error) => tracing::warn!(%error, "cannot forget this node's old sessions"),
+                            Err(error) => {
+                                tracing::warn!(%error, "cannot forget this node's old sessions")
+                            }
                         }
                         first = false;
                     } else {
@@ -168,7 +173,9 @@ impl Fleet {
                     if stop {
                         return;
                     }
-                    tracing::warn!("lost the fleet's connection to the shared store; leases released, reconnecting");
+                    tracing::warn!(
+                        "lost the fleet's connection to the shared store; leases released, reconnecting"
+                    );
                 }
                 Err(error) if !failing => {
                     failing = true;

@@ -17,7 +17,7 @@ pub mod pg;
 pub mod secrets;
 mod server;
 pub mod sinks;
-mod storage;
+pub mod storage;
 pub mod token;
 
 pub use server::{Gateway, GatewayError};

@@ -109,9 +109,11 @@ impl Gateway {
         // store.path is derived data and protects nothing.
         let warnings: Vec<String> = match config.store.url {
             Some(_) => Vec::new(),
-            None => crate::checkpoints::same_disk_warning(&audit.checkpoint_dir, &config.store.path)
-                .into_iter()
-                .collect(),
+            None => {
+                crate::checkpoints::same_disk_warning(&audit.checkpoint_dir, &config.store.path)
+                    .into_iter()
+                    .collect()
+            }
         };
         for warning in &warnings {
             tracing::warn!("{warning}");

@@ -75,8 +75,8 @@ fn open_local(
         StoreDurability::Normal => Durability::Normal,
     };
     let (store, reader) = sqlite::open(&path, durability).map_err(failed(path.display()))?;
-    let (writer, writer_thread) = Writer::start_as(Some(node), store, Some(checkpointing))
-        .map_err(failed(path.display()))?;
+    let (writer, writer_thread) =
+        Writer::start_as(Some(node), store, Some(checkpointing)).map_err(failed(path.display()))?;
     let sinks = SinkState::open(&path).map_err(failed(SinkState::path_for(&path).display()))?;
     Ok(Storage {
         writer,
@@ -141,15 +141,14 @@ async fn open_shared(
         tokio::task::spawn_blocking(move || {
             let (store, reader) = postgres::open(options.clone(), &node)?;
             let chain = reader.chain_id()?;
-            Ok::<_, StoreError>((store, reader, chain))
+            let (writer, thread) = Writer::start_shared(store, Some(checkpointing))?;
+            Ok::<_, StoreError>((writer, thread, reader, chain))
         })
     };
-    let (store, reader, chain) = opening
+    let (writer, writer_thread, reader, chain) = opening
         .await
         .map_err(|e| failed(&describe)(StoreError::Corrupt(e.to_string())))?
         .map_err(failed(&describe))?;
-    let (writer, writer_thread) =
-        Writer::start_shared(store, Some(checkpointing)).map_err(failed(&describe))?;
     let reader = Arc::new(reader);
     let log_file = Mirror::path_for(&config.store.path);
     let mirror = Arc::new(SharedLogMirror {

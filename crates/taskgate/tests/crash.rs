@@ -9,41 +9,17 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::TestGateway;
-use common::cluster::{TestCluster, pg_bindir};
+use common::cluster::{TestCluster, assert_recorded_first, pg_bindir, statements_via_gateway};
 
 /// A random pause between `min` and `max` milliseconds.
 fn random_ms(min: u64, max: u64) -> Duration {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).unwrap();
     Duration::from_millis(min + u64::from_le_bytes(bytes) % (max - min))
-}
-
-/// What the database logged from sessions the gateway opened:
-/// `app=taskgate/<task> ...  LOG:  statement: <sql>` for the simple
-/// protocol, `LOG:  execute <name>: <sql>` for each extended-protocol run.
-fn statements_via_gateway(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains("app=taskgate/tsk_"))
-        .filter_map(|l| {
-            let (_, logged) = l.split_once("LOG:  ")?;
-            let sql = match logged.strip_prefix("statement: ") {
-                Some(sql) => sql,
-                None => logged.strip_prefix("execute ")?.split_once(": ")?.1,
-            };
-            Some(normal(sql))
-        })
-        .collect()
-}
-
-/// The gateway records each statement of a query string without its
-/// terminating semicolon; the database logs the string as sent.
-fn normal(sql: &str) -> String {
-    sql.trim().trim_end_matches(';').trim().to_owned()
 }
 
 #[test]
@@ -104,22 +80,12 @@ fn killed_at_random_moments_the_gateway_forwards_nothing_unrecorded() {
         "the load barely ran: {} statements",
         logged.len()
     );
-    let mut recorded: HashMap<String, usize> = HashMap::new();
-    for event in gw.events_of("command.started") {
-        *recorded
-            .entry(normal(event["payload"]["sql"].as_str().unwrap()))
-            .or_default() += 1;
-    }
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for sql in &logged {
-        let count = seen.entry(sql.as_str()).or_default();
-        *count += 1;
-        assert!(
-            recorded.get(sql).copied().unwrap_or(0) >= *count,
-            "the database ran {sql:?} {count} time(s), the log records it {} time(s)",
-            recorded.get(sql).copied().unwrap_or(0)
-        );
-    }
+    let started: Vec<String> = gw
+        .events_of("command.started")
+        .iter()
+        .map(|e| e["payload"]["sql"].as_str().unwrap().to_owned())
+        .collect();
+    assert_recorded_first(&logged, &started);
     let (code, report) = gw.verify_offline();
     assert_eq!(code, 0, "{report}");
     eprintln!(

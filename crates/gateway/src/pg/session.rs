@@ -101,7 +101,11 @@ impl Session {
         let seat = match &ctx.fleet {
             None => None,
             Some(fleet) => match fleet
-                .seat(&session_id, &task.id, ctx.config.server.max_connections_per_task)
+                .seat(
+                    &session_id,
+                    &task.id,
+                    ctx.config.server.max_connections_per_task,
+                )
                 .await
             {
                 Ok(seat) => Some(seat),

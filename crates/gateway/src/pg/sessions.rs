@@ -138,7 +138,12 @@ impl Sessions {
 
     /// The tasks with a session open on this node.
     pub fn tasks(&self) -> Vec<String> {
-        let mut tasks: Vec<String> = self.lock().sessions.values().map(|e| e.task.clone()).collect();
+        let mut tasks: Vec<String> = self
+            .lock()
+            .sessions
+            .values()
+            .map(|e| e.task.clone())
+            .collect();
         tasks.sort();
         tasks.dedup();
         tasks

@@ -106,7 +106,10 @@ impl FleetLink {
             .client
             .lock()
             .await
-            .execute("DELETE FROM taskgate.sessions WHERE node = $1", &[&self.node])
+            .execute(
+                "DELETE FROM taskgate.sessions WHERE node = $1",
+                &[&self.node],
+            )
             .await?)
     }
 

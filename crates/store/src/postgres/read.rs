@@ -46,11 +46,7 @@ impl Drop for PgReader {
     /// not happen on an async thread: the idle ones are closed on a thread
     /// of their own.
     fn drop(&mut self) {
-        let idle = self
-            .idle
-            .get_mut()
-            .map(std::mem::take)
-            .unwrap_or_default();
+        let idle = self.idle.get_mut().map(std::mem::take).unwrap_or_default();
         if !idle.is_empty() {
             let _ = std::thread::Builder::new()
                 .name("store-close".into())

@@ -11,7 +11,8 @@ use crate::{Result, StoreError};
 const MIGRATION_LOCK: i64 = 0x7461_736b_6761_7465;
 
 /// Each entry upgrades the schema by one version; never edit a shipped one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE SCHEMA IF NOT EXISTS taskgate;
 
 -- The one chain every node appends to. Each writing transaction locks this

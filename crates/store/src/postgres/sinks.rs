@@ -4,10 +4,10 @@
 
 use taskgate_audit::Timestamp;
 
-use super::read::PgReader;
 use super::PgOptions;
-use crate::sinks::{Parked, SinkLedger, SinkProgress, seq_param};
+use super::read::PgReader;
 use crate::Result;
+use crate::sinks::{Parked, SinkLedger, SinkProgress, seq_param};
 
 pub struct PgSinks {
     pool: PgReader,
@@ -32,7 +32,10 @@ fn count(n: usize) -> i64 {
 impl SinkLedger for PgSinks {
     fn cursor(&self, sink: &str) -> Result<u64> {
         self.pool.with(|c| {
-            let row = c.query_opt("SELECT cursor FROM taskgate.sinks WHERE name = $1", &[&sink])?;
+            let row = c.query_opt(
+                "SELECT cursor FROM taskgate.sinks WHERE name = $1",
+                &[&sink],
+            )?;
             Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
         })
     }

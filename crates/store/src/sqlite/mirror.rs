@@ -88,17 +88,11 @@ impl Mirror {
                  CREATE TRIGGER events_no_delete BEFORE DELETE ON events
                  BEGIN SELECT RAISE(ABORT, 'audit events are append-only: DELETE refused'); END;",
             )?;
-            conn.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'chain_id'",
-                [chain],
-            )?;
+            conn.execute("UPDATE meta SET value = ?1 WHERE key = 'chain_id'", [chain])?;
             return Ok((conn, 0, GENESIS_HASH));
         }
         if chain != schema::chain_id(&conn)? {
-            conn.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'chain_id'",
-                [chain],
-            )?;
+            conn.execute("UPDATE meta SET value = ?1 WHERE key = 'chain_id'", [chain])?;
         }
         let (seq, hash) = head.unwrap_or((0, GENESIS_HASH));
         Ok((conn, seq, hash))

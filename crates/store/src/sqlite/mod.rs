@@ -1,7 +1,7 @@
 //! The embedded store: one SQLite file in WAL mode.
 
-pub mod mirror;
 mod checkpoint;
+pub mod mirror;
 mod read;
 mod schema;
 mod verify;

@@ -265,6 +265,9 @@ async fn story(
 /// What an offline `audit verify` reads.
 struct Offline {
     store: PathBuf,
+    /// The fleet's shared store, when the config names one (and no
+    /// --store was given): verified there instead of a file.
+    shared: Option<taskgate_store::postgres::PgOptions>,
     checkpoints: Option<PathBuf>,
     key: Option<PublicKey>,
 }
@@ -297,6 +300,7 @@ impl Offline {
             },
             None => None,
         };
+        let explicit_store = store.is_some();
         let Some(store) = store.or_else(|| config.as_ref().map(|c| c.store.path.clone())) else {
             if checkpoints.is_some() || pubkey.is_some() {
                 anyhow::bail!("audit verify: --checkpoints and --pubkey need --store or --config");
@@ -314,8 +318,21 @@ impl Offline {
                 .map(|c| c.audit.checkpoint_dir.clone())
                 .filter(|dir| dir.exists())
         });
+        let shared = match (
+            &explicit_store,
+            config
+                .as_ref()
+                .and_then(|c| c.store.url.as_ref().map(|u| (c, u))),
+        ) {
+            (false, Some((config, url))) => Some(
+                taskgate_gateway::storage::shared_options(config, url)
+                    .map_err(|e| anyhow::anyhow!("audit verify: {e}"))?,
+            ),
+            _ => None,
+        };
         Ok(Some(Offline {
             store,
+            shared,
             checkpoints,
             key,
         }))
@@ -328,6 +345,23 @@ async fn verify(
     format: Format,
 ) -> anyhow::Result<ExitCode> {
     let report: Value = match offline {
+        Some(Offline {
+            shared: Some(options),
+            checkpoints,
+            key,
+            ..
+        }) => {
+            let external = match &checkpoints {
+                Some(dir) => CheckpointDir::read_all(dir)?,
+                None => Vec::new(),
+            };
+            // The blocking client runs a runtime of its own: off this one.
+            let report = tokio::task::spawn_blocking(move || {
+                taskgate_store::postgres::open_read_only(options)?.verify_chain(key, &external)
+            })
+            .await??;
+            serde_json::to_value(VerifyView::from(report))?
+        }
         Some(offline) => {
             let reader = sqlite::open_read_only(&offline.store)?;
             note_journal(&offline.store);

@@ -12,6 +12,7 @@ mod review;
 mod serve;
 mod sinks;
 mod state;
+mod store;
 mod task;
 
 use std::io::IsTerminal;
@@ -136,6 +137,9 @@ pub enum Command {
     /// Validate configuration files.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Move a node's store into the PostgreSQL store a fleet shares.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 pub fn init_logging(cli: &Cli) {
@@ -161,6 +165,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(command) => audit::run(&cli.global, command).await,
         Command::Sinks(command) => sinks::run(&cli.global, command).await,
         Command::Mcp => mcp::run(&cli.global).await,
+        Command::Store(command) => store::run(command).await,
     }
 }
 

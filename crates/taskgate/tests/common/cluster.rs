@@ -26,6 +26,48 @@ pub const TRUST_USER: &str = "shop_trust";
 /// Logs in with `password` (cleartext) authentication.
 pub const CLEAR_USER: &str = "shop_clear";
 
+/// What the database logged from sessions the gateway opened:
+/// `app=taskgate/<task> ...  LOG:  statement: <sql>` for the simple
+/// protocol, `LOG:  execute <name>: <sql>` for each extended-protocol run.
+pub fn statements_via_gateway(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("app=taskgate/tsk_"))
+        .filter_map(|l| {
+            let (_, logged) = l.split_once("LOG:  ")?;
+            let sql = match logged.strip_prefix("statement: ") {
+                Some(sql) => sql,
+                None => logged.strip_prefix("execute ")?.split_once(": ")?.1,
+            };
+            Some(normal(sql))
+        })
+        .collect()
+}
+
+/// The gateway records each statement of a query string without its
+/// terminating semicolon; the database logs the string as sent.
+pub fn normal(sql: &str) -> String {
+    sql.trim().trim_end_matches(';').trim().to_owned()
+}
+
+/// Every statement the database ran (`logged`) has a `command.started`
+/// with its SQL (`started`), as many times as it ran.
+pub fn assert_recorded_first(logged: &[String], started: &[String]) {
+    let mut recorded: std::collections::HashMap<String, usize> = Default::default();
+    for sql in started {
+        *recorded.entry(normal(sql)).or_default() += 1;
+    }
+    let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+    for sql in logged {
+        let count = seen.entry(sql.as_str()).or_default();
+        *count += 1;
+        let found = recorded.get(sql).copied().unwrap_or(0);
+        assert!(
+            found >= *count,
+            "the database ran {sql:?} {count} time(s), the log records it {found} time(s)"
+        );
+    }
+}
+
 pub struct TestCluster {
     // Declared before `dir`, so the server stops before its files go.
     cluster: Cluster,
@@ -95,6 +137,11 @@ impl TestCluster {
     /// Stops the server at once, as a crash would.
     pub fn stop(&self) {
         self.cluster.stop();
+    }
+
+    /// Starts it again after [`TestCluster::stop`].
+    pub fn resume(&self) {
+        self.cluster.resume().unwrap();
     }
 
     pub fn restart(&self) {

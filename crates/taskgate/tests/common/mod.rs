@@ -14,6 +14,7 @@ use serde_json::Value;
 pub mod cluster;
 pub mod idp;
 pub mod raw;
+pub mod webhook;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_taskgate");
 
@@ -45,8 +46,14 @@ pub struct TestGateway {
     log: Arc<Mutex<String>>,
     extra_config: String,
     server_config: String,
+    /// Lines added to `[store]` (a fleet member's shared store), and
+    /// tables after it.
+    store_config: String,
     file_limit: Option<u64>,
 }
+
+/// The password of the role fleet members log in to their shared store as.
+pub const STORE_PASSWORD: &str = "store-pw-never-shown-3b9d";
 
 impl TestGateway {
     pub fn start() -> Self {
@@ -96,9 +103,49 @@ impl TestGateway {
             log: Arc::new(Mutex::new(String::new())),
             extra_config: extra.to_owned(),
             server_config: server.to_owned(),
+            store_config: String::new(),
             file_limit: None,
         };
         gateway.write_config();
+        gateway
+    }
+
+    /// A node of a fleet on the shared store at `store_url` (its password
+    /// in `STORE_PASSWORD`), named `node`. Every member after the first
+    /// gets the first's identity tokens and signing key: one fleet, one
+    /// set of callers, one key.
+    pub fn start_member(
+        first: Option<&TestGateway>,
+        node: &str,
+        store_url: &str,
+        server: &str,
+        extra: &str,
+    ) -> Self {
+        let mut gateway = Self::prepare(&format!("node = \"{node}\"\n{server}"), extra);
+        let key = match first {
+            Some(first) => {
+                for name in ["agent", "alice", "bob", "auditor", "admin"] {
+                    let file = format!("{name}.token");
+                    std::fs::copy(first.dir.path().join(&file), gateway.dir.path().join(&file))
+                        .unwrap();
+                }
+                gateway.tokens = Tokens {
+                    agent: first.tokens.agent.clone(),
+                    alice: first.tokens.alice.clone(),
+                    bob: first.tokens.bob.clone(),
+                    auditor: first.tokens.auditor.clone(),
+                    admin: first.tokens.admin.clone(),
+                };
+                first.dir.path().join("taskgate-audit.key")
+            }
+            None => gateway.dir.path().join("taskgate-audit.key"),
+        };
+        gateway.store_config = format!(
+            "url = \"{store_url}\"\npassword_env = \"TG_TEST_STORE_PW\"\n\n[audit]\nsigning_key = \"{}\"\n",
+            key.display()
+        );
+        gateway.write_config();
+        gateway.spawn();
         gateway
     }
 
@@ -120,6 +167,7 @@ postgres_listen = "127.0.0.1:0"
 
 [store]
 path = "taskgate.db"
+{}
 
 [[identity.dev]]
 subject = "copilot-agent"
@@ -177,7 +225,7 @@ max_window = "30m"
 approve = {{ when = ["write"], by = ["group:dba"] }}
 {}
 "#,
-            self.server_config, self.extra_config
+            self.server_config, self.store_config, self.extra_config
         );
         std::fs::write(self.config_path(), config).unwrap();
     }
@@ -209,6 +257,7 @@ approve = {{ when = ["write"], by = ["group:dba"] }}
             .args(["serve", "--config"])
             .arg(self.config_path())
             .env("TG_TEST_UPSTREAM_PW", UPSTREAM_PASSWORD)
+            .env("TG_TEST_STORE_PW", STORE_PASSWORD)
             .env("TASKGATE_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
