@@ -32,6 +32,18 @@ start_cluster() {
   PGPASSWORD=benchpw pgbench -i -q -s "$1" -h 127.0.0.1 -p "$pg_port" -U bench bench >/dev/null 2>&1
 }
 
+# serve DIR: the release gateway on DIR/taskgate.toml, once it listens. Sets
+# served_pid, served_api and served_port.
+serve() {
+  BENCH_DB_PASSWORD=benchpw TASKGATE_LOG=warn "$root/target/release/taskgate" serve --config "$1/taskgate.toml" \
+    > "$1/taskgate.out" 2> "$1/taskgate.log" &
+  served_pid=$!
+  pids+=("$served_pid")
+  for _ in $(seq 100); do [ "$(wc -l < "$1/taskgate.out")" -ge 2 ] && break; sleep 0.1; done
+  served_api=$(sed -n 's/^taskgate api listening on //p' "$1/taskgate.out")
+  served_port=$(sed -n 's/^taskgate postgres listening on .*://p' "$1/taskgate.out")
+}
+
 # start_taskgate ACCESS "[server] LINES" "[store] LINES": the release gateway
 # with connection `bench` and an agent task of ACCESS on it.
 start_taskgate() {
@@ -70,16 +82,44 @@ connections = ["bench"]
 access = ["$access"]
 max_window = "24h"
 TOML
-  BENCH_DB_PASSWORD=benchpw TASKGATE_LOG=warn "$root/target/release/taskgate" serve --config "$work/taskgate.toml" \
-    > "$work/taskgate.out" 2> "$work/taskgate.log" &
-  gateway_pid=$!
-  pids+=("$gateway_pid")
-  for _ in $(seq 100); do [ "$(wc -l < "$work/taskgate.out")" -ge 2 ] && break; sleep 0.1; done
-  api=$(sed -n 's/^taskgate api listening on //p' "$work/taskgate.out")
-  gw_port=$(sed -n 's/^taskgate postgres listening on .*://p' "$work/taskgate.out")
+  serve "$work"
+  gateway_pid=$served_pid
+  api=$served_api
+  gw_port=$served_port
   local task
   task=$(curl -s -H "Authorization: Bearer $(cat "$work/agent.token")" -H 'content-type: application/json' \
     -d "{\"name\":\"bench\",\"connection\":\"bench\",\"access\":\"$access\",\"window\":\"12h\",\"reason\":\"benchmark\"}" "$api/v1/tasks")
   task_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$task")
   token=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' <<<"$task")
+}
+
+# shared_store: database `taskgate_store` (owner bench) in the cluster, for a
+# fleet node's PostgreSQL store; sets shared_store_lines for [store].
+shared_store() {
+  psql -X -q -h "$work" -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE taskgate_store OWNER bench"
+  shared_store_lines="url = \"postgres://bench@127.0.0.1:$pg_port/taskgate_store\"
+password_env = \"BENCH_DB_PASSWORD\""
+}
+
+# recorded_events: how many events the gateway's store holds (either kind).
+recorded_events() {
+  if [ -n "${shared_store_lines:-}" ]; then
+    psql -X -q -At -h "$work" -p "$pg_port" -U postgres -d taskgate_store -c 'select count(*) from taskgate.events'
+  else
+    sqlite3 "$work/taskgate.db" 'select count(*) from events' 2>/dev/null || echo "?"
+  fi
+}
+
+# start_node NAME: another fleet node on the same shared store as the one
+# start_taskgate started (its config, its signing key, its agent token),
+# named NAME, in $work/NAME. Sets node_pid and node_port.
+start_node() {
+  local dir="$work/$1"
+  mkdir -p "$dir"
+  sed "s/^node = .*/node = \"$1\"/" "$work/taskgate.toml" > "$dir/taskgate.toml"
+  printf '\n[audit]\nsigning_key = "%s"\n' "$work/taskgate-audit.key" >> "$dir/taskgate.toml"
+  cp "$work/agent.token" "$dir/agent.token"
+  serve "$dir"
+  node_pid=$served_pid
+  node_port=$served_port
 }

@@ -10,6 +10,8 @@
 #   bash bench/pgbench-matrix.sh                 # all cases, 20 s each
 #   DURATION=10 CASES="S-simple-c16 tpcb-c8" bash bench/pgbench-matrix.sh
 #   DURABILITY=normal bash bench/pgbench-matrix.sh   # the store's faster mode
+#   STORE=postgres bash bench/pgbench-matrix.sh      # a fleet node's store: PostgreSQL
+#     (database taskgate_store in the same throwaway cluster as the target)
 #
 # Needs PostgreSQL's server binaries, pgbench, psql and pgbouncer (apt-get
 # install postgresql pgbouncer). Prints each endpoint's rows and a ratio table.
@@ -17,6 +19,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 export DURATION=${DURATION:-20}
 DURABILITY=${DURABILITY:-full}
+STORE=${STORE:-sqlite}
 SCALE=${SCALE:-10}
 command -v pgbouncer >/dev/null || { echo "pgbouncer is missing: apt-get install pgbouncer" >&2; exit 1; }
 
@@ -59,16 +62,21 @@ relay_pid=$!
 pids+=("$relay_pid")
 
 # taskgate with one connection and an agent allowed to write without approval.
-start_taskgate write "max_connections_per_task = 100" "durability = \"$DURABILITY\""
+case "$STORE" in
+  sqlite) store_lines="durability = \"$DURABILITY\"" ;;
+  postgres) shared_store; store_lines=$shared_store_lines ;;
+  *) echo "STORE is sqlite or postgres" >&2; exit 1 ;;
+esac
+start_taskgate write "max_connections_per_task = 100" "$store_lines"
 
-echo "# $(date -u +%FT%TZ) scale=$SCALE duration=${DURATION}s durability=$DURABILITY $(nproc) cores" >&2
+echo "# $(date -u +%FT%TZ) scale=$SCALE duration=${DURATION}s store=$STORE durability=$DURABILITY $(nproc) cores" >&2
 rows="$work/rows.tsv"
 TSV=1 PGUSER=bench PGPASSWORD=benchpw PGDATABASE=bench bash "$here/pgbench-cases.sh" "$pg_port" direct | tee -a "$rows"
 TSV=1 PGUSER=bench PGPASSWORD=benchpw PGDATABASE=bench PROXY_PIDS="$bouncer_pid" bash "$here/pgbench-cases.sh" "$bouncer_port" pgbouncer | tee -a "$rows"
 TSV=1 PGUSER=bench PGPASSWORD=benchpw PGDATABASE=bench PROXY_PIDS="$relay_pid" bash "$here/pgbench-cases.sh" "$relay_port" relay | tee -a "$rows"
 TSV=1 PGUSER="$task_id" PGPASSWORD="$token" PGDATABASE=bench PROXY_PIDS="$gateway_pid" bash "$here/pgbench-cases.sh" "$gw_port" taskgate | tee -a "$rows"
 
-events=$(sqlite3 "$work/taskgate.db" 'select count(*) from events' 2>/dev/null || echo "?")
+events=$(recorded_events)
 echo
 echo "# ratios to direct TPS (audit events recorded by taskgate: $events)"
 python3 - "$rows" <<'PY'

@@ -4,6 +4,10 @@
 //! durability (WAL, `synchronous = FULL`).
 //!
 //!   cargo run --release -p taskgate-bench -- [--seconds N] [--callers 1,16,256] [--durability full|normal]
+//!   PGPASSWORD=... cargo run --release -p taskgate-bench -- --store-url postgres://user@host:port/db
+//!
+//! With `--store-url`, the writer is a fleet node's: each round of waiting
+//! events is one transaction on that PostgreSQL store (its chain grows).
 //!
 //! Figures go in docs/performance.md. This is a measurement, not a test: it
 //! asserts nothing about time.
@@ -15,12 +19,15 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use taskgate_audit::{EventDraft, EventType, Identity, IdentityKind, Timestamp};
 use taskgate_store::Writer;
+use taskgate_store::postgres::PgOptions;
 use taskgate_store::sqlite::{self, Durability};
 
 struct Options {
     seconds: u64,
     callers: Vec<usize>,
     durability: Durability,
+    /// A shared PostgreSQL store instead of a fresh SQLite file.
+    store_url: Option<String>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -28,6 +35,7 @@ fn options() -> anyhow::Result<Options> {
         seconds: 5,
         callers: vec![1, 16, 256],
         durability: Durability::Full,
+        store_url: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -46,6 +54,7 @@ fn options() -> anyhow::Result<Options> {
                     other => bail!("unknown durability {other:?}"),
                 }
             }
+            "--store-url" => options.store_url = Some(value),
             other => bail!("unknown option {other:?}"),
         }
     }
@@ -80,10 +89,36 @@ struct Run {
     wal_bytes: u64,
 }
 
-async fn run(callers: usize, seconds: u64, durability: Durability) -> anyhow::Result<Run> {
+/// A writer on the store the options name: a fresh SQLite file in `dir`,
+/// or the shared store (opened off the runtime: its client blocks).
+async fn writer(
+    options: &Options,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Writer, taskgate_store::WriterThread)> {
+    match &options.store_url {
+        None => {
+            let (store, _reader) = sqlite::open(&dir.join("bench.db"), options.durability)?;
+            Ok(Writer::start(store)?)
+        }
+        Some(url) => {
+            let mut config: tokio_postgres::Config = url.parse()?;
+            if let Ok(password) = std::env::var("PGPASSWORD") {
+                config.password(password);
+            }
+            let options = PgOptions::new(config, None);
+            Ok(tokio::task::spawn_blocking(move || {
+                let (store, _reader) = taskgate_store::postgres::open(options, "bench")?;
+                Writer::start_shared(store, None)
+            })
+            .await??)
+        }
+    }
+}
+
+async fn run(callers: usize, options: &Options) -> anyhow::Result<Run> {
+    let seconds = options.seconds;
     let dir = tempfile::tempdir()?;
-    let (store, _reader) = sqlite::open(&dir.path().join("bench.db"), durability)?;
-    let (writer, thread) = Writer::start(store)?;
+    let (writer, thread) = writer(options, dir.path()).await?;
     let identity = Arc::new(Identity {
         claims: [("repository".to_owned(), "acme/shop".to_owned())].into(),
         groups: vec!["agents".into()],
@@ -124,7 +159,7 @@ async fn run(callers: usize, seconds: u64, durability: Durability) -> anyhow::Re
         .load(std::sync::atomic::Ordering::Relaxed);
     let wal_bytes = std::fs::metadata(dir.path().join("bench.db-wal")).map_or(0, |m| m.len());
     drop(writer);
-    thread.join();
+    tokio::task::spawn_blocking(move || thread.join()).await?;
     latencies_us.sort_unstable();
     Ok(Run {
         events: latencies_us.len() as u64,
@@ -149,10 +184,13 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let store = match &options.store_url {
+        Some(_) => "a shared PostgreSQL store".to_owned(),
+        None => format!("SQLite, durability {:?}", options.durability),
+    };
     println!(
-        "audit writer, {}s per case, durability {:?}, {} cores",
+        "audit writer, {}s per case, {store}, {} cores",
         options.seconds,
-        options.durability,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
@@ -162,7 +200,7 @@ fn main() -> anyhow::Result<()> {
         "|--------:|---------:|--------------:|--------------:|-----------------:|------------:|--------:|"
     );
     for callers in options.callers.iter().copied() {
-        let result = runtime.block_on(run(callers, options.seconds, options.durability))?;
+        let result = runtime.block_on(run(callers, &options))?;
         let rate = result.events as f64 / result.elapsed.as_secs_f64();
         println!(
             "| {callers} | {rate:.0} | {:.3} | {:.3} | {:.1} | {:.0}% | {} |",

@@ -12,15 +12,8 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::TestGateway;
 use common::cluster::{TestCluster, assert_recorded_first, pg_bindir, statements_via_gateway};
-
-/// A random pause between `min` and `max` milliseconds.
-fn random_ms(min: u64, max: u64) -> Duration {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).unwrap();
-    Duration::from_millis(min + u64::from_le_bytes(bytes) % (max - min))
-}
+use common::{TestGateway, random_ms};
 
 #[test]
 fn killed_at_random_moments_the_gateway_forwards_nothing_unrecorded() {

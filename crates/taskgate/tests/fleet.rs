@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use common::cluster::{
     REVIEW_DDL, TestCluster, assert_recorded_first, free_port, pg_bindir, statements_via_gateway,
 };
-use common::webhook::{Receiver, SECRET, distinct_seqs};
-use common::{BIN, STORE_PASSWORD, TestGateway, rt};
+use common::webhook::{Receiver, distinct_seqs, sink_config};
+use common::{BIN, STORE_PASSWORD, TestGateway, random_ms, rt};
 use serde_json::{Value, json};
 
 /// A cluster for the shared store, with a role that logs in by password.
@@ -103,12 +103,6 @@ fn error_text(error: &tokio_postgres::Error) -> String {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
         None => error.to_string(),
     }
-}
-
-fn random_ms(min: u64, max: u64) -> Duration {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).unwrap();
-    Duration::from_millis(min + u64::from_le_bytes(bytes) % (max - min))
 }
 
 #[test]
@@ -326,19 +320,10 @@ fn a_sink_is_taken_over_when_the_node_delivering_it_dies() {
     let port = free_port();
     let receiver = Receiver::start(port, None, Duration::ZERO);
     let secrets = tempfile::tempdir().unwrap();
-    let secret = secrets.path().join("whsec");
-    std::fs::write(&secret, SECRET).unwrap();
     let extra = format!(
-        r#"{}
-[[sinks]]
-name = "siem"
-kind = "webhook"
-url = "http://127.0.0.1:{port}/hook"
-secret_file = "{}"
-timeout = "2s"
-"#,
+        "{}{}",
         target.gateway_config(),
-        secret.display()
+        sink_config(port, secrets.path())
     );
     let mut nodes = three_nodes(&url, &extra);
     let holder = |nodes: &[TestGateway]| {

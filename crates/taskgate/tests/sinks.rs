@@ -12,28 +12,11 @@ use std::time::{Duration, Instant};
 
 use common::TestGateway;
 use common::cluster::free_port;
-use common::webhook::{Receiver, SECRET, distinct_seqs};
+use common::webhook::{Receiver, distinct_seqs, sink_config};
 use serde_json::Value;
 
 fn webhook_gateway(port: u16, secret_dir: &Path, extra: &str) -> TestGateway {
-    let secret = secret_dir.join("whsec");
-    std::fs::write(
-        &secret,
-        format!("whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24= {SECRET}"),
-    )
-    .unwrap();
-    TestGateway::start_with(&format!(
-        r#"
-[[sinks]]
-name = "siem"
-kind = "webhook"
-url = "http://127.0.0.1:{port}/hook"
-secret_file = "{}"
-timeout = "2s"
-{extra}
-"#,
-        secret.display()
-    ))
+    TestGateway::start_with(&format!("{}{extra}", sink_config(port, secret_dir)))
 }
 
 /// Waits until `check` holds, for up to `limit`.

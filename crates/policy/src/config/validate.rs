@@ -366,14 +366,14 @@ fn store(config: &Config, report: &mut Report<'_>) {
         }
         Ok(parsed) => report.global(
             "store.url",
-            &format!(
+            format!(
                 "scheme {:?} is not supported: the shared store is PostgreSQL (postgres://user@host:port/database)",
                 parsed.scheme()
             ),
         ),
         Err(error) => report.global(
             "store.url",
-            &format!("is not a URL ({error}): write postgres://user@host:port/database"),
+            format!("is not a URL ({error}): write postgres://user@host:port/database"),
         ),
     }
     if store.password_env.is_some() && store.password_file.is_some() {

@@ -8,9 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension};
 use taskgate_audit::{GENESIS_HASH, Hash, SealedEvent};
 
+use super::write::insert_event;
 use super::{BUSY_TIMEOUT, schema};
 use crate::{Result, StoreError, StoreRead};
 
@@ -130,39 +131,22 @@ fn copy_new(
         }
         let tx = conn.transaction()?;
         let (mut next_seq, mut next_hash) = (*seq, *hash);
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO events (seq, time_us, type, task, session, connection, subject, body, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for row in &rows {
-                let seq = row.seq as u64;
-                if seq != next_seq + 1 {
-                    return Err(StoreError::Corrupt(format!(
-                        "the shared store skips from event {next_seq} to {seq}"
-                    )));
-                }
-                let sealed = SealedEvent::from_stored(&next_hash, seq, row.body.clone())
-                    .map_err(|e| StoreError::Corrupt(format!("shared event {seq}: {e}")))?;
-                if sealed.hash.as_slice() != row.hash.as_slice() {
-                    return Err(StoreError::Corrupt(format!(
-                        "shared event {seq} does not link to the one before it; run `taskgate audit verify`"
-                    )));
-                }
-                let c = &sealed.columns;
-                insert.execute(params![
-                    row.seq,
-                    c.time.as_micros(),
-                    c.event_type.as_str(),
-                    c.task,
-                    c.session,
-                    c.connection,
-                    c.subject,
-                    sealed.body,
-                    sealed.hash.as_slice(),
-                ])?;
-                (next_seq, next_hash) = (seq, sealed.hash);
+        for row in &rows {
+            let seq = row.seq as u64;
+            if seq != next_seq + 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "the shared store skips from event {next_seq} to {seq}"
+                )));
             }
+            let sealed = SealedEvent::from_stored(&next_hash, seq, row.body.clone())
+                .map_err(|e| StoreError::Corrupt(format!("shared event {seq}: {e}")))?;
+            if sealed.hash.as_slice() != row.hash.as_slice() {
+                return Err(StoreError::Corrupt(format!(
+                    "shared event {seq} does not link to the one before it; run `taskgate audit verify`"
+                )));
+            }
+            insert_event(&tx, &sealed)?;
+            (next_seq, next_hash) = (seq, sealed.hash);
         }
         tx.commit()?;
         copied += rows.len() as u64;

@@ -237,24 +237,27 @@ impl WriteTx for SqliteTx<'_> {
     }
 
     fn append(&mut self, sealed: &SealedEvent) -> Result<()> {
-        let e = &sealed.columns;
-        self.0
-            .prepare_cached(
-                "INSERT INTO events (seq, time_us, type, task, session, connection, subject, body, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![
-                i64::try_from(sealed.seq)
-                    .map_err(|_| StoreError::Corrupt("sequence overflow".into()))?,
-                e.time.as_micros(),
-                e.event_type.as_str(),
-                e.task,
-                e.session,
-                e.connection,
-                e.subject,
-                sealed.body,
-                sealed.hash.as_slice(),
-            ])?;
-        Ok(())
+        insert_event(&self.0, sealed)
     }
+}
+
+/// Inserts one sealed event (the store's own, or a mirror's copy).
+pub(super) fn insert_event(conn: &Connection, sealed: &SealedEvent) -> Result<()> {
+    let e = &sealed.columns;
+    conn.prepare_cached(
+        "INSERT INTO events (seq, time_us, type, task, session, connection, subject, body, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        i64::try_from(sealed.seq).map_err(|_| StoreError::Corrupt("sequence overflow".into()))?,
+        e.time.as_micros(),
+        e.event_type.as_str(),
+        e.task,
+        e.session,
+        e.connection,
+        e.subject,
+        sealed.body,
+        sealed.hash.as_slice(),
+    ])?;
+    Ok(())
 }

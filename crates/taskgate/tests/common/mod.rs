@@ -546,6 +546,13 @@ pub fn event_bodies(store: &Path) -> Vec<String> {
 }
 
 /// A single-threaded runtime for a test's async client code.
+/// A random pause between `min` and `max` milliseconds.
+pub fn random_ms(min: u64, max: u64) -> Duration {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap();
+    Duration::from_millis(min + u64::from_le_bytes(bytes) % (max - min))
+}
+
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -98,3 +98,26 @@ pub fn distinct_seqs(deliveries: &[(String, Value)]) -> Vec<u64> {
     }
     by_id.keys().copied().collect()
 }
+
+/// The config of a webhook sink `siem` posting to the receiver on `port`,
+/// its signing secrets (a second one, as in a rotation, then [`SECRET`])
+/// written to a file in `secret_dir`.
+pub fn sink_config(port: u16, secret_dir: &std::path::Path) -> String {
+    let secret = secret_dir.join("whsec");
+    std::fs::write(
+        &secret,
+        format!("whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24= {SECRET}"),
+    )
+    .unwrap();
+    format!(
+        r#"
+[[sinks]]
+name = "siem"
+kind = "webhook"
+url = "http://127.0.0.1:{port}/hook"
+secret_file = "{}"
+timeout = "2s"
+"#,
+        secret.display()
+    )
+}
