@@ -134,15 +134,46 @@ fn syntax_errors_have_a_line() {
 }
 
 #[test]
-fn unsupported_features_are_refused_not_ignored() {
-    let source = format!("{GOOD}\n[store]\nurl = \"postgres://db/taskgate\"\n");
-    let found = problems(&source);
-    assert!(
-        found
-            .iter()
-            .any(|p| p.contains("store.url") && p.contains("not supported")),
-        "{found:?}"
+fn a_shared_store_is_checked() {
+    let store = |body: &str, server: &str| {
+        problems(
+            &format!("{GOOD}\n[store]\n{body}\n")
+                .replace("[server]\n", &format!("[server]\n{server}\n")),
+        )
+    };
+    assert_eq!(
+        store(
+            "url = \"postgres://tg@db:5432/taskgate\"\npassword_env = \"TG_STORE_PW\"",
+            "node = \"gw-a\""
+        ),
+        Vec::<String>::new()
     );
+    let cases = [
+        (
+            "url = \"postgres://tg:hunter2@db/taskgate\"",
+            "must not hold a password",
+        ),
+        ("url = \"mysql://db/taskgate\"", "is not supported"),
+        ("url = \"not a url\"", "is not a URL"),
+        ("password_env = \"X\"", "only applies to a shared store"),
+        (
+            "url = \"postgres://db/t\"\npassword_env = \"X\"\npassword_file = \"f\"",
+            "not both",
+        ),
+    ];
+    for (body, expect) in cases {
+        let found = store(body, "");
+        assert!(
+            found.iter().any(|p| p.contains(expect)),
+            "{body}: {found:?}"
+        );
+        assert!(
+            !found.iter().any(|p| p.contains("hunter2")),
+            "echoed a secret: {found:?}"
+        );
+    }
+    let found = store("", "node = \"gw a/1\"");
+    assert!(found.iter().any(|p| p.contains("server.node")), "{found:?}");
 }
 
 #[test]
