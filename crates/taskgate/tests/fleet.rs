@@ -507,3 +507,99 @@ fn a_nodes_sqlite_store_copied_into_postgres_verifies_there() {
     );
     assert_eq!(status, 200, "{story}");
 }
+
+/// HAProxy (Debian's) in TCP mode in front of the three PostgreSQL
+/// listeners, checking them every 200 ms, as docs/fleet.md configures it.
+fn haproxy(nodes: &[TestGateway], dir: &std::path::Path) -> (Child, u16) {
+    let port = free_port();
+    let servers: String = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            format!(
+                "    server gw{i} 127.0.0.1:{} check inter 200ms fall 1 rise 2\n",
+                n.postgres.port()
+            )
+        })
+        .collect();
+    let config = dir.join("haproxy.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "global\n    maxconn 200\ndefaults\n    mode tcp\n    timeout connect 2s\n    timeout client 1m\n    timeout server 1m\n    retries 3\n    option redispatch\n\
+             frontend pg\n    bind 127.0.0.1:{port}\n    default_backend gateways\n\
+             backend gateways\n    balance roundrobin\n{servers}"
+        ),
+    )
+    .unwrap();
+    let child = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("haproxy (apt-get install haproxy)");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "haproxy did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
+}
+
+#[test]
+fn clients_behind_haproxy_land_on_live_nodes_when_one_dies() {
+    let (store, url) = store_cluster();
+    let target = TestCluster::start();
+    let mut nodes = three_nodes(&url, &target.gateway_config());
+    let dir = tempfile::tempdir().unwrap();
+    let (mut balancer, port) = haproxy(&nodes, dir.path());
+    let (task, token) = nodes[0].active_task("shop", "read", "30m");
+    let runtime = rt();
+    let query_through_balancer = |sql: String| {
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::Config::new()
+                .host("127.0.0.1")
+                .port(port)
+                .user(&task)
+                .password(&token)
+                .dbname("shop")
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| error_text(&e))?;
+            tokio::spawn(connection);
+            client
+                .simple_query(&sql)
+                .await
+                .map(|_| ())
+                .map_err(|e| error_text(&e))
+        })
+    };
+    for i in 0..6 {
+        query_through_balancer(format!("SELECT {i} AS before_the_kill")).unwrap();
+    }
+    nodes[1].kill();
+    // Sessions that land while gw-b is dead go to gw-a and gw-c.
+    for i in 0..12 {
+        query_through_balancer(format!("SELECT {i} AS after_the_kill"))
+            .unwrap_or_else(|e| panic!("connection {i} through haproxy failed: {e}"));
+    }
+    let _ = balancer.kill();
+    let _ = balancer.wait();
+    let events = shared_events(&store);
+    let ran_on = |marker: &str| -> BTreeSet<String> {
+        events
+            .iter()
+            .filter(|e| {
+                e["type"] == "command.started"
+                    && e["payload"]["sql"].as_str().unwrap_or("").contains(marker)
+            })
+            .map(|e| e["node"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ran_on("before_the_kill").len(), 3, "round robin over three nodes");
+    let after = ran_on("after_the_kill");
+    assert!(!after.contains("gw-b"), "a statement ran on the dead node: {after:?}");
+    assert_recorded_first(&statements_via_gateway(&target.log()), &started_sql(&events));
+}
