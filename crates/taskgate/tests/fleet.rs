@@ -542,7 +542,10 @@ fn haproxy(nodes: &[TestGateway], dir: &std::path::Path) -> (Child, u16) {
         .expect("haproxy (apt-get install haproxy)");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "haproxy did not listen");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "haproxy did not listen"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     (child, port)
@@ -598,8 +601,18 @@ fn clients_behind_haproxy_land_on_live_nodes_when_one_dies() {
             .map(|e| e["node"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(ran_on("before_the_kill").len(), 3, "round robin over three nodes");
+    assert_eq!(
+        ran_on("before_the_kill").len(),
+        3,
+        "round robin over three nodes"
+    );
     let after = ran_on("after_the_kill");
-    assert!(!after.contains("gw-b"), "a statement ran on the dead node: {after:?}");
-    assert_recorded_first(&statements_via_gateway(&target.log()), &started_sql(&events));
+    assert!(
+        !after.contains("gw-b"),
+        "a statement ran on the dead node: {after:?}"
+    );
+    assert_recorded_first(
+        &statements_via_gateway(&target.log()),
+        &started_sql(&events),
+    );
 }

@@ -218,3 +218,178 @@ fn a_sqlite_store_copied_over_keeps_its_chain() {
     assert!(verified.ok(), "{verified:?}");
     assert_eq!(verified.head_seq, 31);
 }
+
+#[test]
+fn a_mirror_copies_the_shared_log_and_is_rebuilt_when_it_stops_matching() {
+    use crate::sqlite::mirror::Mirror;
+    let (_dir, cluster) = cluster();
+    let (a, thread, reader) = node(&cluster, "gw-a");
+    let rt = runtime();
+    rt.block_on(async {
+        for i in 0..30 {
+            a.append(draft(i)).await.expect("append");
+        }
+    });
+    let chain = reader.chain_id().expect("chain");
+    let files = tempfile::tempdir().expect("tempdir");
+    let path = Mirror::path_for(&files.path().join("taskgate.db"));
+    let mirror = Mirror::new(&path);
+    assert_eq!(mirror.catch_up(&reader, &chain).expect("catch up"), 30);
+    rt.block_on(async {
+        for i in 30..35 {
+            a.append(draft(i)).await.expect("append");
+        }
+    });
+    assert_eq!(mirror.catch_up(&reader, &chain).expect("more"), 5);
+    assert_eq!(mirror.catch_up(&reader, &chain).expect("nothing new"), 0);
+    // The mirror reads as a store of the same chain, and verifies.
+    let copy = crate::sqlite::open_read_only(&path).expect("open the mirror");
+    assert_eq!(copy.chain_id().expect("chain"), chain);
+    let report = copy.verify_chain(None, &[]).expect("verify");
+    assert!(report.ok() && report.head_seq == 35, "{report:?}");
+    // Opened again against another chain's store, it starts over.
+    drop((a, copy));
+    thread.join();
+    let (_other_dir, other) = self::cluster();
+    let (b, b_thread, other_reader) = node(&other, "gw-b");
+    rt.block_on(async { b.append(draft(0)).await.expect("append") });
+    let other_chain = other_reader.chain_id().expect("chain");
+    let again = Mirror::new(&path);
+    assert_eq!(
+        again
+            .catch_up(&other_reader, &other_chain)
+            .expect("rebuilt"),
+        1
+    );
+    let copy = crate::sqlite::open_read_only(&path).expect("open");
+    assert_eq!(copy.chain_id().expect("chain"), other_chain);
+    assert_eq!(copy.head_seq().expect("head"), 1);
+    drop(b);
+    b_thread.join();
+}
+
+#[test]
+fn sink_progress_in_the_shared_store_moves_like_a_nodes_own() {
+    use crate::sinks::SinkLedger;
+    let (_dir, cluster) = cluster();
+    drop(open(options(&cluster), "gw-a").expect("create the schema"));
+    let ledger = PgSinks::new(options(&cluster));
+    assert_eq!(ledger.cursor("siem").expect("cursor"), 0);
+    ledger.advance("siem", 10, 8).expect("advance");
+    // A cursor never goes back (a late write from an old holder).
+    ledger.advance("siem", 7, 0).expect("advance");
+    assert_eq!(ledger.cursor("siem").expect("cursor"), 10);
+    ledger
+        .park("siem", &[11, 13], 15, "400 Bad Request")
+        .expect("park");
+    ledger.failed("siem", "timed out").expect("failed");
+    let progress = ledger.progress("siem").expect("progress");
+    assert_eq!(
+        (progress.cursor, progress.delivered, progress.parked),
+        (15, 8, 2)
+    );
+    assert_eq!(progress.last_error.as_deref(), Some("timed out"));
+    assert_eq!(ledger.requeue("siem", 0, 12).expect("requeue"), 1);
+    let parked = ledger.parked("siem").expect("parked");
+    assert_eq!(
+        parked.iter().map(|p| (p.seq, p.queued)).collect::<Vec<_>>(),
+        [(11, true), (13, false)]
+    );
+    assert_eq!(ledger.queued("siem", 10).expect("queued"), [11]);
+    ledger.redelivered("siem", &[11]).expect("redelivered");
+    ledger.requeue("siem", 13, 13).expect("requeue");
+    ledger
+        .parked_again("siem", &[13], "still 400")
+        .expect("again");
+    let progress = ledger.progress("siem").expect("progress");
+    assert_eq!((progress.delivered, progress.parked), (9, 1));
+    assert!(ledger.queued("siem", 10).expect("queued").is_empty());
+    assert_eq!(
+        ledger.parked("siem").expect("parked")[0].reason,
+        "still 400"
+    );
+    assert_eq!(ledger.progress("other").expect("new sink").cursor, 0);
+}
+
+#[test]
+fn leases_and_session_places_hold_across_links() {
+    use super::fleet::{Announcement, FleetLink};
+    let (_dir, cluster) = cluster();
+    // The writer's blocking client is opened outside the runtime.
+    let (w, thread, _) = node(&cluster, "gw-w");
+    runtime().block_on(async {
+        let (a, _a_notes) = FleetLink::connect(&options(&cluster), "gw-a")
+            .await
+            .expect("a");
+        let (b, _) = FleetLink::connect(&options(&cluster), "gw-b")
+            .await
+            .expect("b");
+        assert!(a.try_lease("sink siem").await.expect("lease"));
+        assert!(!b.try_lease("sink siem").await.expect("lease"));
+        assert!(b.try_lease("expiry").await.expect("lease"));
+        // Places: two for the task across both nodes.
+        assert_eq!(
+            a.open_session("ses_1", "tsk_1", 2).await.expect("seat"),
+            None
+        );
+        assert_eq!(
+            b.open_session("ses_2", "tsk_1", 2).await.expect("seat"),
+            None
+        );
+        assert_eq!(
+            b.open_session("ses_3", "tsk_1", 2).await.expect("seat"),
+            Some(2)
+        );
+        assert_eq!(
+            a.open_session("ses_4", "tsk_2", 2).await.expect("seat"),
+            None
+        );
+        a.close_session("ses_1").await.expect("close");
+        assert_eq!(
+            b.open_session("ses_3", "tsk_1", 2).await.expect("seat"),
+            None
+        );
+        // A link gone releases its leases.
+        drop(a);
+        let start = std::time::Instant::now();
+        while !b.try_lease("sink siem").await.expect("lease") {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the lease was never freed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // What a writer commits is announced to every link, and parses.
+        let (d, mut d_notes) = FleetLink::connect(&options(&cluster), "gw-d")
+            .await
+            .expect("d");
+        let pending = task("tsk_n", TaskState::Active, Duration::from_secs(600));
+        w.create_task(pending, secrets(), None)
+            .await
+            .expect("create");
+        w.revoke_task("tsk_n", alice(), None).await.expect("revoke");
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let note = tokio::time::timeout(Duration::from_secs(5), d_notes.recv())
+                .await
+                .expect("an announcement")
+                .expect("the link is up");
+            seen.push(Announcement::parse(&note).expect("parses"));
+        }
+        assert_eq!(
+            seen,
+            [
+                Announcement::Task {
+                    id: "tsk_n".into(),
+                    state: "active".into()
+                },
+                Announcement::Task {
+                    id: "tsk_n".into(),
+                    state: "revoked".into()
+                },
+            ]
+        );
+        drop((w, d));
+    });
+    thread.join();
+}
