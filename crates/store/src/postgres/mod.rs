@@ -6,6 +6,7 @@
 //! the writer thread and blocking tasks, as with SQLite.
 
 mod copy;
+mod fast;
 pub mod fleet;
 mod read;
 mod schema;

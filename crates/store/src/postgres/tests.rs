@@ -393,3 +393,29 @@ fn leases_and_session_places_hold_across_links() {
     });
     thread.join();
 }
+
+#[test]
+fn rounds_on_a_head_another_node_moved_are_sealed_again_on_the_new_one() {
+    let (_dir, cluster) = cluster();
+    let (a, a_thread, reader) = node(&cluster, "gw-a");
+    let (b, b_thread, _) = node(&cluster, "gw-b");
+    runtime().block_on(async {
+        // Alone, a's rounds take the one-statement path on its own head;
+        // then each node's head goes stale as the other appends.
+        for i in 0..20 {
+            assert_eq!(a.append(draft(i)).await.expect("a alone"), i as u64 + 1);
+        }
+        for i in 0..40 {
+            let writer = if i % 3 == 0 { &b } else { &a };
+            assert_eq!(
+                writer.append(draft(100 + i)).await.expect("interleaved"),
+                21 + i as u64
+            );
+        }
+    });
+    drop((a, b));
+    a_thread.join();
+    b_thread.join();
+    let report = reader.verify_chain(None, &[]).expect("verify");
+    assert!(report.ok() && report.head_seq == 60, "{report:?}");
+}

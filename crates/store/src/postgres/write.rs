@@ -6,6 +6,7 @@ use postgres::{Client, Statement, Transaction};
 use taskgate_audit::{Chain, ChainHead, SealedEvent, Timestamp};
 use taskgate_policy::{Review, ReviewKind, ReviewState, Task};
 
+use super::fast::{self, AppendOnly};
 use super::read::from_doc;
 use super::{PgOptions, hash_of, i64_of};
 use crate::SharedStore;
@@ -25,6 +26,7 @@ struct Prepared {
     lock_head: Statement,
     set_head: Statement,
     insert_events: Statement,
+    append_at_head: Statement,
 }
 
 struct Connected {
@@ -37,6 +39,11 @@ pub struct PgWriter {
     conn: Option<Connected>,
     chain_id: String,
     node: String,
+    /// The chain's head as this node's last round left it, for the fast
+    /// path; None when unknown (at start, after a conflict or a failure).
+    head: Option<ChainHead>,
+    /// Rounds left on the locked path after a conflict.
+    back_off: u32,
 }
 
 impl PgWriter {
@@ -46,6 +53,8 @@ impl PgWriter {
             conn: None,
             chain_id,
             node,
+            head: None,
+            back_off: 0,
         };
         // A failure here shows again on the first round, which reconnects.
         if let Ok(conn) = Self::prepare(client) {
@@ -62,6 +71,7 @@ impl PgWriter {
             set_head: client
                 .prepare("UPDATE taskgate.chain SET seq = $1, hash = $2 WHERE id = 1")?,
             insert_events: client.prepare(INSERT_EVENTS)?,
+            append_at_head: client.prepare(fast::APPEND_AT_HEAD)?,
         };
         Ok(Connected { client, prepared })
     }
@@ -103,17 +113,83 @@ impl SharedStore for PgWriter {
 
     fn transaction(
         &mut self,
+        appends_only: bool,
         work: &mut dyn FnMut(&mut dyn WriteTx, &mut Chain) -> Result<()>,
     ) -> Result<()> {
-        let result = self.round(work);
-        if result.is_err() && self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
-            self.conn = None;
+        let fast = if appends_only {
+            self.append_at_head(work)
+        } else {
+            Ok(false)
+        };
+        let result = match fast {
+            Ok(true) => Ok(()),
+            Ok(false) => self.round(work),
+            Err(error) => Err(error),
+        };
+        if result.is_err() {
+            self.head = None;
+            if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+                self.conn = None;
+            }
         }
         result
     }
 }
 
 impl PgWriter {
+    /// The fast path (see `fast.rs`): true when the round is committed,
+    /// false when it must take the locked path.
+    fn append_at_head(
+        &mut self,
+        work: &mut dyn FnMut(&mut dyn WriteTx, &mut Chain) -> Result<()>,
+    ) -> Result<bool> {
+        if self.back_off > 0 {
+            self.back_off -= 1;
+            return Ok(false);
+        }
+        let Some(head) = self.head else {
+            return Ok(false);
+        };
+        let mut chain = Chain::new(self.chain_id.clone(), head);
+        let mut tx = AppendOnly::default();
+        match work(&mut tx, &mut chain) {
+            _ if tx.needs_lock => return Ok(false),
+            Err(error) => return Err(error),
+            Ok(()) => {}
+        }
+        let count = tx.events.seq.len();
+        if count == 0 {
+            return Ok(false);
+        }
+        let new_head = chain.head();
+        let (to_seq, to_hash, from_seq, from_hash) = fast::heads(&head, &new_head)?;
+        let conn = self.connected()?;
+        let columns = tx.events.params();
+        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = columns.to_vec();
+        params.extend([
+            &to_seq as &(dyn postgres::types::ToSql + Sync),
+            &to_hash,
+            &from_seq,
+            &from_hash,
+        ]);
+        let inserted = conn
+            .client
+            .execute(&conn.prepared.append_at_head, &params)?;
+        if inserted == count as u64 {
+            self.head = Some(new_head);
+            Ok(true)
+        } else if inserted == 0 {
+            // Another node appended since this one's last round.
+            self.head = None;
+            self.back_off = fast::BACK_OFF_ROUNDS;
+            Ok(false)
+        } else {
+            Err(StoreError::Corrupt(format!(
+                "the shared store took {inserted} of a round's {count} events"
+            )))
+        }
+    }
+
     fn round(
         &mut self,
         work: &mut dyn FnMut(&mut dyn WriteTx, &mut Chain) -> Result<()>,
@@ -147,13 +223,14 @@ impl PgWriter {
             )?;
         }
         tx.commit()?;
+        self.head = Some(new_head);
         Ok(())
     }
 }
 
 /// A round's events as columns, inserted together with `unnest`.
 #[derive(Default)]
-struct EventColumns {
+pub(super) struct EventColumns {
     seq: Vec<i64>,
     time_us: Vec<i64>,
     event_type: Vec<&'static str>,
@@ -166,7 +243,7 @@ struct EventColumns {
 }
 
 impl EventColumns {
-    fn push(&mut self, sealed: &SealedEvent) -> Result<()> {
+    pub(super) fn push(&mut self, sealed: &SealedEvent) -> Result<()> {
         let c = &sealed.columns;
         self.seq.push(i64_of(sealed.seq)?);
         self.time_us.push(c.time.as_micros());
@@ -180,8 +257,9 @@ impl EventColumns {
         Ok(())
     }
 
-    fn insert(&self, tx: &mut Transaction<'_>, statement: Option<&Statement>) -> Result<()> {
-        let params: [&(dyn postgres::types::ToSql + Sync); 9] = [
+    /// The columns as the nine arrays `INSERT_EVENTS` unnests.
+    pub(super) fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); 9] {
+        [
             &self.seq,
             &self.time_us,
             &self.event_type,
@@ -191,7 +269,11 @@ impl EventColumns {
             &self.subject,
             &self.body,
             &self.hash,
-        ];
+        ]
+    }
+
+    fn insert(&self, tx: &mut Transaction<'_>, statement: Option<&Statement>) -> Result<()> {
+        let params = self.params();
         match statement {
             Some(statement) => tx.execute(statement, &params)?,
             None => tx.execute(INSERT_EVENTS, &params)?,

@@ -45,9 +45,13 @@ pub trait SharedStore: Send {
     fn last_checkpoint(&mut self) -> Result<Option<Vec<u8>>>;
     /// Runs `work` in one transaction that holds the chain's lock, with the
     /// chain at the stored head; stores the head `work` leaves and commits.
-    /// If `work` or the commit fails, nothing of it is kept.
+    /// If `work` or the commit fails, nothing of it is kept. With
+    /// `appends_only` (the round holds no operation), `work` may be run
+    /// more than once (a try on a faster path, then the locked one), so it
+    /// must start from the same state each time.
     fn transaction(
         &mut self,
+        appends_only: bool,
         work: &mut dyn FnMut(&mut dyn WriteTx, &mut Chain) -> Result<()>,
     ) -> Result<()>;
 }
@@ -192,7 +196,10 @@ impl<S: SharedStore> Round<S> {
         let mut first_seq = 0;
         let node = self.node.as_str();
         let signer = &mut self.signer;
-        let committed = self.store.transaction(&mut |tx, chain| {
+        // Operations are taken out of their requests as they are applied,
+        // so a round holding any runs once, on the locked path.
+        let appends_only = ops.is_empty() && !forced;
+        let committed = self.store.transaction(appends_only, &mut |tx, chain| {
             lasts.clear();
             outcomes.clear();
             signed = None;
