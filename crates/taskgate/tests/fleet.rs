@@ -121,19 +121,24 @@ fn three_nodes_keep_one_record_while_one_is_killed_again_and_again() {
     let (task, token) = nodes[0].active_task("shop", "write", "30m");
 
     for round in 0..3 {
-        let steady = pgbench(&nodes[2], &task, &token, 3);
+        let steady = [
+            pgbench(&nodes[0], &task, &token, 3),
+            pgbench(&nodes[2], &task, &token, 3),
+        ];
         let doomed = pgbench(&nodes[1], &task, &token, 60);
         std::thread::sleep(random_ms(400, 1500));
         nodes[1].kill();
         let _ = doomed.wait_with_output();
-        let steady = steady.wait_with_output().unwrap();
-        // The other node's sessions never noticed.
-        assert!(
-            steady.status.success(),
-            "round {round}: pgbench on gw-c failed while gw-b died: {}{}",
-            String::from_utf8_lossy(&steady.stdout),
-            String::from_utf8_lossy(&steady.stderr)
-        );
+        for (load, name) in steady.into_iter().zip(["gw-a", "gw-c"]) {
+            let out = load.wait_with_output().unwrap();
+            // The other nodes' sessions never noticed.
+            assert!(
+                out.status.success(),
+                "round {round}: pgbench on {name} failed while gw-b died: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         nodes[1].restart();
     }
 
@@ -220,16 +225,9 @@ fn a_revoke_on_one_node_cuts_a_session_on_another_and_a_review_on_a_third_releas
         std::thread::spawn(move || {
             let runtime = rt();
             runtime.block_on(async move {
-                let (client, connection) = tokio_postgres::Config::new()
-                    .host("127.0.0.1")
-                    .port(port)
-                    .user(&gw_task)
-                    .password(&gw_token)
-                    .dbname("shop")
-                    .connect(tokio_postgres::NoTls)
+                let client = common::connect_port(port, &gw_task, &gw_token, "shop")
                     .await
                     .unwrap();
-                tokio::spawn(connection);
                 client.simple_query(sql).await.map(|_| ())
             })
         })
@@ -562,16 +560,9 @@ fn clients_behind_haproxy_land_on_live_nodes_when_one_dies() {
     let runtime = rt();
     let query_through_balancer = |sql: String| {
         runtime.block_on(async {
-            let (client, connection) = tokio_postgres::Config::new()
-                .host("127.0.0.1")
-                .port(port)
-                .user(&task)
-                .password(&token)
-                .dbname("shop")
-                .connect(tokio_postgres::NoTls)
+            let client = common::connect_port(port, &task, &token, "shop")
                 .await
                 .map_err(|e| error_text(&e))?;
-            tokio::spawn(connection);
             client
                 .simple_query(&sql)
                 .await

@@ -567,9 +567,20 @@ pub async fn connect(
     password: &str,
     db: &str,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    connect_port(gw.postgres.port(), user, password, db).await
+}
+
+/// A tokio-postgres session to whatever listens on `port` (a gateway, or a
+/// load balancer in front of several).
+pub async fn connect_port(
+    port: u16,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::Config::new()
         .host("127.0.0.1")
-        .port(gw.postgres.port())
+        .port(port)
         .user(user)
         .password(password)
         .dbname(db)
