@@ -131,6 +131,7 @@ impl Gateway {
             log_file,
             mirror,
             fleet,
+            console,
             describe: store_label,
         } = storage::open(&config, &node, checkpointing).await?;
         let metrics = Arc::new(Metrics::new(writer.stats()));
@@ -264,7 +265,10 @@ impl Gateway {
             pg: pg_context,
             mcp_resource,
             public_url,
-            console: Default::default(),
+            console: match console {
+                Some(shared) => crate::console::Sessions::Shared(shared),
+                None => Default::default(),
+            },
             console_verify: Default::default(),
             warnings,
             auth,

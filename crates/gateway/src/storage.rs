@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use taskgate_policy::config::{Config, StoreDurability};
 use taskgate_store::checkpoints::Checkpointing;
-use taskgate_store::postgres::{self, PgOptions, PgReader, PgSinks};
+use taskgate_store::postgres::{self, PgConsole, PgOptions, PgReader, PgSinks};
 use taskgate_store::sinks::{SinkLedger, SinkState};
 use taskgate_store::sqlite::mirror::Mirror;
 use taskgate_store::sqlite::{self, Durability};
@@ -29,6 +29,8 @@ pub struct Storage {
     /// In a fleet: the mirror to catch up before the index reads it.
     pub mirror: Option<Arc<SharedLogMirror>>,
     pub fleet: Option<Arc<Fleet>>,
+    /// In a fleet: the console's sign-ins, shared by every node.
+    pub console: Option<Arc<PgConsole>>,
     /// What the start-up line says the store is (never a password).
     pub describe: String,
 }
@@ -87,6 +89,7 @@ fn open_local(
         log_file: path,
         mirror: None,
         fleet: None,
+        console: None,
     })
 }
 
@@ -169,6 +172,7 @@ async fn open_shared(
         sinks: Arc::new(PgSinks::new(options.clone())),
         log_file,
         mirror: Some(mirror),
+        console: Some(Arc::new(PgConsole::new(options.clone()))),
         fleet: Some(Fleet::new(options, node)),
         describe,
     })

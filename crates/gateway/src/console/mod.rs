@@ -80,7 +80,11 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = Refused;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refused> {
-        let session = state.console.get(&parts.headers).ok_or(Refused::SignIn)?;
+        let session = state
+            .console
+            .get(&parts.headers)
+            .await
+            .ok_or(Refused::SignIn)?;
         Ok(Viewer {
             caller: Caller::for_identity(state, session.identity),
             csrf: session.csrf,

@@ -11,6 +11,7 @@ use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
 use subtle::ConstantTimeEq;
 use taskgate_policy::Identity;
+use taskgate_store::postgres::PgConsole;
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "tg_console";
@@ -43,9 +44,149 @@ struct Inner {
     logins: HashMap<String, PendingLogin>,
 }
 
-/// Every console session and pending sign-in of this gateway.
+/// Console sessions and pending sign-ins kept in this gateway's memory.
 #[derive(Clone, Default)]
-pub struct Sessions(Arc<Mutex<Inner>>);
+pub struct Memory(Arc<Mutex<Inner>>);
+
+/// Every console session and pending sign-in: in this gateway's memory, or
+/// in the fleet's shared store, so any node serves a signed-in browser.
+#[derive(Clone)]
+pub enum Sessions {
+    Memory(Memory),
+    Shared(Arc<PgConsole>),
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::Memory(Memory::default())
+    }
+}
+
+/// What the shared store keeps of a cookie's value: its SHA-256, so a
+/// reader of the store cannot sign in with it.
+fn stored_key(value: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(value.as_bytes()).to_vec()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Randomness(#[from] crate::token::RandomnessError),
+    #[error("the console's sessions cannot be stored: {0}")]
+    Store(String),
+}
+
+/// Runs shared-store work off the async threads (its client blocks).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> taskgate_store::Result<T> + Send + 'static,
+) -> Result<T, SessionError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(SessionError::Store(e.to_string())),
+        Err(e) => Err(SessionError::Store(e.to_string())),
+    }
+}
+
+impl Sessions {
+    /// Opens a session for `identity` for `lifetime` (capped at
+    /// [`MAX_SESSION`]); returns its id and lifetime.
+    pub async fn open(
+        &self,
+        identity: Identity,
+        lifetime: Duration,
+    ) -> Result<(String, Duration), SessionError> {
+        match self {
+            Sessions::Memory(memory) => Ok(memory.open(identity, lifetime)?),
+            Sessions::Shared(store) => {
+                let (id, csrf) = (random_id()?, random_id()?);
+                let lifetime = lifetime.min(MAX_SESSION);
+                let json = serde_json::to_string(&identity)
+                    .map_err(|e| SessionError::Store(e.to_string()))?;
+                let (store, key) = (Arc::clone(store), stored_key(&id));
+                blocking(move || store.open(&key, &json, &csrf, lifetime)).await?;
+                Ok((id, lifetime))
+            }
+        }
+    }
+
+    /// The live session the request's cookie names. A store that cannot
+    /// be read signs no one in.
+    pub async fn get(&self, headers: &HeaderMap) -> Option<Session> {
+        match self {
+            Sessions::Memory(memory) => memory.get(headers),
+            Sessions::Shared(store) => {
+                let key = stored_key(&cookie(headers, COOKIE_NAME)?);
+                let store = Arc::clone(store);
+                let found = match blocking(move || store.get(&key)).await {
+                    Ok(found) => found?,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read a console session");
+                        return None;
+                    }
+                };
+                Some(Session {
+                    identity: serde_json::from_str(&found.identity).ok()?,
+                    csrf: found.csrf,
+                    expires: Instant::now() + found.remaining,
+                })
+            }
+        }
+    }
+
+    pub async fn close(&self, headers: &HeaderMap) {
+        match self {
+            Sessions::Memory(memory) => memory.close(headers),
+            Sessions::Shared(store) => {
+                let Some(id) = cookie(headers, COOKIE_NAME) else {
+                    return;
+                };
+                let (store, key) = (Arc::clone(store), stored_key(&id));
+                if let Err(error) = blocking(move || store.close(&key)).await {
+                    tracing::warn!(%error, "cannot end a console session");
+                }
+            }
+        }
+    }
+
+    /// Remembers a sign-in begun at the IdP; returns the key its cookie holds.
+    pub async fn begin_login(
+        &self,
+        state: String,
+        verifier: String,
+    ) -> Result<String, SessionError> {
+        match self {
+            Sessions::Memory(memory) => Ok(memory.begin_login(state, verifier)?),
+            Sessions::Shared(store) => {
+                let key = random_id()?;
+                let (store, stored) = (Arc::clone(store), stored_key(&key));
+                blocking(move || store.begin_login(&stored, &state, &verifier, LOGIN_WINDOW))
+                    .await?;
+                Ok(key)
+            }
+        }
+    }
+
+    /// Takes the sign-in the browser's cookie names, once, if `state` is its.
+    pub async fn finish_login(&self, headers: &HeaderMap, state: &str) -> Option<PendingLogin> {
+        match self {
+            Sessions::Memory(memory) => memory.finish_login(headers, state),
+            Sessions::Shared(store) => {
+                let key = stored_key(&cookie(headers, LOGIN_COOKIE)?);
+                let store = Arc::clone(store);
+                let (stored_state, verifier) =
+                    blocking(move || store.finish_login(&key, LOGIN_WINDOW))
+                        .await
+                        .ok()??;
+                same(&stored_state, state).then(|| PendingLogin {
+                    state: stored_state,
+                    verifier,
+                    started: Instant::now(),
+                })
+            }
+        }
+    }
+}
 
 use crate::token::new_secret as random_id;
 
@@ -77,7 +218,7 @@ pub fn set_cookie(
     )
 }
 
-impl Sessions {
+impl Memory {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -188,7 +329,7 @@ mod tests {
 
     #[test]
     fn a_session_is_found_by_its_cookie_until_it_ends() {
-        let sessions = Sessions::default();
+        let sessions = Memory::default();
         let Ok((id, _)) = sessions.open(alice(), Duration::from_secs(60)) else {
             panic!("no randomness")
         };
@@ -217,7 +358,7 @@ mod tests {
 
     #[test]
     fn a_sign_in_finishes_once_in_the_browser_that_began_it() {
-        let sessions = Sessions::default();
+        let sessions = Memory::default();
         let Ok(key) = sessions.begin_login("st".into(), "v".into()) else {
             panic!("no randomness")
         };

@@ -118,12 +118,12 @@ fn to_login(error: &str) -> Response {
 /// Opens a session and sends the browser on to the console. The page that
 /// does it is served from here, so the navigation to `/ui` starts on this
 /// site and the `SameSite=Strict` cookie goes with it.
-fn signed_in(
+async fn signed_in(
     state: &AppState,
     identity: taskgate_policy::Identity,
     lifetime: Duration,
 ) -> Response {
-    let (id, lifetime) = match state.console.open(identity, lifetime) {
+    let (id, lifetime) = match state.console.open(identity, lifetime).await {
         Ok(opened) => opened,
         Err(e) => return Refused::Api(ApiError::internal(e)).into_response(),
     };
@@ -163,7 +163,7 @@ pub async fn with_token(
         return refused.into_response();
     }
     match state.auth.authenticate(form.token.trim()).await {
-        Ok(identity) if identity.issuer == "dev" => signed_in(&state, identity, MAX_SESSION),
+        Ok(identity) if identity.issuer == "dev" => signed_in(&state, identity, MAX_SESSION).await,
         Ok(_) => to_login("sign in with your identity provider, not by pasting its token"),
         Err(AuthError::Invalid(reason)) => to_login(&reason),
         Err(AuthError::NotMine) => to_login("that token is not valid here"),
@@ -268,7 +268,7 @@ pub async fn start(State(state): State<AppState>) -> Response {
         .append_pair("state", &login_state)
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
-    let key = match state.console.begin_login(login_state, verifier) {
+    let key = match state.console.begin_login(login_state, verifier).await {
         Ok(key) => key,
         Err(e) => return Refused::Api(ApiError::internal(e)).into_response(),
     };
@@ -325,7 +325,7 @@ pub async fn callback(
     let (Some(code), Some(returned_state)) = (back.code, back.state) else {
         return to_login("the identity provider's answer had no code");
     };
-    let Some(login) = state.console.finish_login(&headers, &returned_state) else {
+    let Some(login) = state.console.finish_login(&headers, &returned_state).await else {
         return to_login(
             "this sign-in was not started in this browser, or took too long: start again",
         );
@@ -378,7 +378,7 @@ pub async fn callback(
     match state.auth.authenticate(&token).await {
         Ok(identity) => {
             tracing::info!(subject = ?identity.subject, issuer = %identity.issuer, "console sign-in");
-            signed_in(&state, identity, lifetime_of(&token))
+            signed_in(&state, identity, lifetime_of(&token)).await
         }
         Err(AuthError::Invalid(reason)) => to_login(&format!(
             "the identity provider's token was not accepted: {reason} (the console needs an access token for the gateway's audience, as `taskgate login` gets)"
@@ -396,7 +396,7 @@ pub async fn logout(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, Refused> {
     viewer.check_form(&headers, &form.csrf)?;
-    state.console.close(&headers);
+    state.console.close(&headers).await;
     let mut response = Redirect::to("/ui/login").into_response();
     if let Ok(value) = HeaderValue::from_str(&set_cookie(
         COOKIE_NAME,

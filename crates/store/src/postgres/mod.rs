@@ -5,6 +5,7 @@
 //! Blocking clients (the `postgres` crate), because the store's callers are
 //! the writer thread and blocking tasks, as with SQLite.
 
+mod console;
 mod copy;
 mod fast;
 pub mod fleet;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use postgres::NoTls;
 
+pub use console::{PgConsole, StoredSession};
 pub use copy::{CopyReport, copy_from_sqlite};
 pub use read::PgReader;
 pub use sinks::PgSinks;

@@ -118,6 +118,22 @@ CREATE TABLE taskgate.sessions (
 );
 CREATE INDEX sessions_by_task ON taskgate.sessions (task);
 "#,
+    // The web console's sign-ins, shared so any node serves a browser;
+    // keys are stored as SHA-256 of the cookie's value.
+    r#"
+CREATE TABLE taskgate.console_sessions (
+    key        bytea PRIMARY KEY,
+    identity   text NOT NULL,
+    csrf       text NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE TABLE taskgate.console_logins (
+    key        bytea PRIMARY KEY,
+    state      text NOT NULL,
+    verifier   text NOT NULL,
+    started_at timestamptz NOT NULL
+);
+"#,
 ];
 
 pub(super) fn current_version() -> i32 {
