@@ -232,26 +232,7 @@ fn a_revoke_on_one_node_cuts_a_session_on_another_and_a_review_on_a_third_releas
             })
         })
     };
-    let review = {
-        let start = Instant::now();
-        loop {
-            let (status, reviews) = b.http().get(&b.tokens.alice, "/v1/reviews");
-            assert_eq!(status, 200, "{reviews}");
-            if let Some(r) = reviews
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| r["kind"] == "statement" && r["task"]["id"] == task.as_str())
-            {
-                break r.clone();
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "no review on gw-b"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let review = common::pending_review(b, &task);
     assert_eq!(review["statement"], sql);
     assert!(!target.log().contains("fleet_held"), "ran before approval");
     let (status, body) = b.http().post(

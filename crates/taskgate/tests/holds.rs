@@ -8,9 +8,9 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::TestGateway;
 use common::cluster::{REVIEW_DDL, TestCluster};
 use common::raw::{Answer, RawPg, frontend, tags};
+use common::{TestGateway, pending_review};
 use serde_json::{Value, json};
 
 struct Setup {
@@ -40,28 +40,6 @@ fn run_held(
         pg.send(&query);
         pg.until_ready(1)
     })
-}
-
-/// The pending statement review of `task`, once it shows up for Alice.
-fn pending_review(gw: &TestGateway, task: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let (status, reviews) = gw.http().get(&gw.tokens.alice, "/v1/reviews");
-        assert_eq!(status, 200, "{reviews}");
-        if let Some(review) = reviews
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["kind"] == "statement" && r["task"]["id"] == task)
-        {
-            return review.clone();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no review appeared"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn decide(gw: &TestGateway, token: &str, review: &str, verb: &str, comment: &str) -> (u16, Value) {

@@ -546,6 +546,28 @@ pub fn event_bodies(store: &Path) -> Vec<String> {
 }
 
 /// A single-threaded runtime for a test's async client code.
+/// The pending statement review of `task`, once it shows up for Alice.
+pub fn pending_review(gw: &TestGateway, task: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let (status, reviews) = gw.http().get(&gw.tokens.alice, "/v1/reviews");
+        assert_eq!(status, 200, "{reviews}");
+        if let Some(review) = reviews
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == "statement" && r["task"]["id"] == task)
+        {
+            return review.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no review appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A random pause between `min` and `max` milliseconds.
 pub fn random_ms(min: u64, max: u64) -> Duration {
     let mut bytes = [0u8; 8];
