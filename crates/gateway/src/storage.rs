@@ -72,7 +72,7 @@ fn open_local(
     checkpointing: Checkpointing,
 ) -> Result<Storage, GatewayError> {
     let path = config.store.path.clone();
-    let durability = match config.store.durability {
+    let durability = match config.store.durability() {
         StoreDurability::Full => Durability::Full,
         StoreDurability::Normal => Durability::Normal,
     };

@@ -255,8 +255,9 @@ pub struct StoreConfig {
     /// The embedded SQLite store's file, relative to the config file.
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
-    #[serde(default)]
-    pub durability: StoreDurability,
+    /// The SQLite store's durability (`full` when absent); a shared
+    /// store's is its own `synchronous_commit`.
+    pub durability: Option<StoreDurability>,
     /// A shared PostgreSQL store for a fleet of gateways
     /// (`postgres://user@host:port/db`, no password in it). With it,
     /// `path` holds this node's read mirror of the shared log.
@@ -269,6 +270,10 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    pub fn durability(&self) -> StoreDurability {
+        self.durability.unwrap_or_default()
+    }
+
     pub fn password_ref(&self) -> Option<SecretRef> {
         secret_ref(&self.password_env, &self.password_file)
     }
@@ -282,7 +287,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             path: default_store_path(),
-            durability: StoreDurability::default(),
+            durability: None,
             url: None,
             password_env: None,
             password_file: None,

@@ -379,6 +379,12 @@ fn store(config: &Config, report: &mut Report<'_>) {
     if store.password_env.is_some() && store.password_file.is_some() {
         report.global("store", "set password_env or password_file, not both");
     }
+    if store.durability.is_some() {
+        report.global(
+            "store.durability",
+            "applies to the SQLite store only: a shared store is as durable as its own synchronous_commit (and its replication) make it",
+        );
+    }
 }
 
 fn listener_tls(config: &Config, report: &mut Report<'_>) {

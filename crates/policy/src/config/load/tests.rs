@@ -157,6 +157,10 @@ fn a_shared_store_is_checked() {
         ("url = \"not a url\"", "is not a URL"),
         ("password_env = \"X\"", "only applies to a shared store"),
         (
+            "url = \"postgres://db/t\"\ndurability = \"normal\"",
+            "applies to the SQLite store only",
+        ),
+        (
             "url = \"postgres://db/t\"\npassword_env = \"X\"\npassword_file = \"f\"",
             "not both",
         ),
