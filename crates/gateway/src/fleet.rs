@@ -20,6 +20,9 @@ use crate::pg::sessions::{CloseReason, Sessions};
 /// How often the node beats, retries leases it lacks, and reconnects.
 const TICK: Duration = Duration::from_secs(1);
 
+/// Longest a new session waits for the coordination connection.
+const LINK_WAIT: Duration = Duration::from_secs(5);
+
 /// The lease on expiring due tasks.
 pub const EXPIRY_LEASE: &str = "expiry";
 /// The lease on time-based signed checkpoints.
@@ -114,7 +117,7 @@ impl Fleet {
     /// fleet. Refused while the shared store is out of reach: a limit that
     /// cannot be counted is not granted.
     pub async fn seat(&self, id: &str, task: &str, limit: usize) -> Result<Seat, SeatError> {
-        let link = self.link.borrow().clone().ok_or(SeatError::Unreachable)?;
+        let link = self.current_link().await.ok_or(SeatError::Unreachable)?;
         match link.open_session(id, task, limit).await {
             Ok(None) => Ok(Seat {
                 link,
@@ -129,6 +132,18 @@ impl Fleet {
                 Err(SeatError::Unreachable)
             }
         }
+    }
+
+    /// The coordination connection, waiting a moment for it while it is
+    /// being made (just after start, or after the store came back), so a
+    /// session then is not refused for a race.
+    async fn current_link(&self) -> Option<Arc<FleetLink>> {
+        if let Some(link) = self.link.borrow().clone() {
+            return Some(link);
+        }
+        let mut link = self.link.subscribe();
+        let waited = tokio::time::timeout(LINK_WAIT, link.wait_for(Option::is_some)).await;
+        waited.ok()?.ok()?.clone()
     }
 
     /// Keeps the node's connection up: listens, beats, takes the `wanted`

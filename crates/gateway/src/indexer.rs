@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use taskgate_store::index::AuditIndex;
+use tokio::sync::watch;
 
 use crate::storage::SharedLogMirror;
-use tokio::sync::watch;
 
 /// How often the index catches up; a search catches up first anyway, so
 /// this only bounds how much work a search may find waiting.

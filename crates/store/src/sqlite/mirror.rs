@@ -82,8 +82,12 @@ impl Mirror {
                     .is_some_and(|row| row.seq as u64 == *seq && row.hash == hash.as_slice()),
             };
         if !matches {
-            tracing::warn!(path = %self.path.display(), "the mirror does not match the shared store; rebuilding it");
-            // Dropping the triggers and the rows of derived data only.
+            if head.is_some() {
+                tracing::warn!(path = %self.path.display(), "the mirror does not match the shared store; rebuilding it");
+            }
+            // A new file, or one of another chain: emptied (derived data,
+            // so the delete trigger is set aside for it) and named for this
+            // chain.
             conn.execute_batch(
                 "DROP TRIGGER IF EXISTS events_no_delete; DELETE FROM events;
                  CREATE TRIGGER events_no_delete BEFORE DELETE ON events
@@ -91,9 +95,6 @@ impl Mirror {
             )?;
             conn.execute("UPDATE meta SET value = ?1 WHERE key = 'chain_id'", [chain])?;
             return Ok((conn, 0, GENESIS_HASH));
-        }
-        if chain != schema::chain_id(&conn)? {
-            conn.execute("UPDATE meta SET value = ?1 WHERE key = 'chain_id'", [chain])?;
         }
         let (seq, hash) = head.unwrap_or((0, GENESIS_HASH));
         Ok((conn, seq, hash))
