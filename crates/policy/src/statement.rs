@@ -12,8 +12,16 @@
 //!    `Invalid`, whatever the grant: refused as a syntax error, never run.
 //! 2. Statement rules of every policy that covers the task (its requester,
 //!    connection and access level). A rule matches when all of its given
-//!    criteria match: class, any table read or written, and the regex over
-//!    the statement's text.
+//!    criteria match: a command that runs (by the parse tree, nested ones
+//!    included), class, any table read or written, and the regex over the
+//!    statement's text.
+//!
+//! A decision is always on one statement as PostgreSQL's parser splits the
+//! text (`taskgate_sqlclass::split`): the caller never hands the whole of
+//! a multi-statement string, nor the empty statements and comments before
+//! one, so an anchored regex (`^\s*TRUNCATE`) sees the statement where it
+//! starts. Code the gateway cannot see into (`opaque`) may run any command
+//! and touch any table: `command` and `tables` criteria match it.
 
 use regex::Regex;
 use taskgate_sqlclass::{Class, Classification};
@@ -62,6 +70,7 @@ impl StatementDecision {
 }
 
 struct Rule {
+    commands: Vec<String>,
     classes: Vec<Class>,
     tables: Vec<String>,
     regex: Option<Regex>,
@@ -124,6 +133,7 @@ impl Rule {
             None => None,
         };
         Ok(Rule {
+            commands: rule.matches.command.clone(),
             classes: rule.matches.class.clone(),
             tables: rule.matches.tables.clone(),
             regex,
@@ -134,7 +144,14 @@ impl Rule {
     }
 
     fn matches(&self, sql: &str, c: &Classification) -> bool {
-        (self.classes.is_empty() || self.classes.contains(&c.class))
+        (self.commands.is_empty()
+            || !c.opaque.is_empty()
+            || c.commands.iter().any(|have| {
+                self.commands
+                    .iter()
+                    .any(|want| taskgate_sqlclass::command_matches(want, have))
+            }))
+            && (self.classes.is_empty() || self.classes.contains(&c.class))
             && (self.tables.is_empty()
                 // Opaque code may touch any table.
                 || !c.opaque.is_empty()
@@ -235,8 +252,10 @@ impl StatementPolicy {
         }
     }
 
-    /// Decides one statement. Rule reasons name the rule, so a refused
-    /// client and an auditor both see which line of the config applied.
+    /// Decides one statement: `sql` is its own text as the parser splits
+    /// it (see the module docs), `c` its classification. Rule reasons name
+    /// the rule, so a refused client and an auditor both see which line of
+    /// the config applied.
     pub fn decide(&self, sql: &str, c: &Classification) -> StatementDecision {
         let mut decision = self.ceiling(sql, c);
         for rule in self.rules.iter().filter(|r| r.matches(sql, c)) {

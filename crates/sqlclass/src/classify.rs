@@ -21,6 +21,8 @@ struct Partial {
     written: Vec<String>,
     lifts: bool,
     opaque: Vec<String>,
+    /// Every statement kind that runs (see `Classification::commands`).
+    commands: Vec<String>,
 }
 
 /// Classifies SQL text (one statement, or several combined: strictest
@@ -46,6 +48,7 @@ pub fn classify(sql: &str) -> Classification {
         return Classification {
             class: Class::Utility,
             command: "EMPTY".to_owned(),
+            commands: vec!["EMPTY".to_owned()],
             statements: 0,
             ..unparsable(String::new())
         }
@@ -61,6 +64,7 @@ pub fn classify(sql: &str) -> Classification {
         acc.written.extend(p.written);
         acc.lifts |= p.lifts;
         acc.opaque.extend(p.opaque);
+        acc.commands.extend(p.commands);
         acc
     });
     Classification {
@@ -89,6 +93,7 @@ fn unparsable(msg: String) -> Classification {
         tables_written: Vec::new(),
         lifts_read_only: false,
         opaque: Vec::new(),
+        commands: vec!["UNKNOWN".to_owned()],
         error: Some(msg),
         statements: 1,
     }
@@ -114,6 +119,7 @@ fn finish(p: Partial) -> Classification {
         tables_written: sorted(p.written),
         lifts_read_only: p.lifts,
         opaque: sorted(p.opaque),
+        commands: sorted(p.commands),
         error: None,
         statements: 1,
     }
@@ -135,6 +141,7 @@ fn classify_node(node: &N, text: &str) -> Partial {
             let mut p = classify_node(inner, text);
             if analyze {
                 p.command = "EXPLAIN ANALYZE".to_owned();
+                p.commands.push(p.command.clone());
             } else {
                 // Planned, not run: every table is only read, no function
                 // is called, nothing is lifted.
@@ -144,6 +151,7 @@ fn classify_node(node: &N, text: &str) -> Partial {
                 p.lifts = false;
                 p.opaque.clear();
                 p.command = "EXPLAIN".to_owned();
+                p.commands = vec![p.command.clone()];
             }
             p
         }
@@ -154,6 +162,9 @@ fn classify_node(node: &N, text: &str) -> Partial {
             let mut p = classify_node(inner, text);
             p.class = Class::Utility.stricter(p.class);
             p.command = "PREPARE".to_owned();
+            // What it prepares runs at each EXECUTE: a rule on it holds
+            // for the PREPARE too (strict on purpose).
+            p.commands.push(p.command.clone());
             p
         }
         _ => classify_plain(node, text),
@@ -193,24 +204,27 @@ fn set_config_effect(node: &N, expected: usize) -> (Class, bool) {
             Some(N::ColumnRef(c)) if column_is(c, "name") => settings_row_name(node),
             _ => None,
         };
-        match setting {
-            Some(s) if is_read_only_param(s) => lifts = true,
-            Some(s) if is_role_param(s) => {
-                class = class.stricter(Class::Dcl);
-                lifts = true;
-            }
-            Some(s) if is_lexing_param(s) => class = class.stricter(Class::Dcl),
-            Some(_) => {}
-            None => {
-                class = class.stricter(Class::Dcl);
-                lifts = true;
-            }
-        }
+        let (effect, lifted) = setting_effect(setting);
+        class = class.stricter(effect);
+        lifts |= lifted;
     }
     if found < expected {
         return (Class::Dcl, true);
     }
     (class, lifts)
+}
+
+/// What setting `setting` (`None`: a name the gateway cannot read) does:
+/// a read-only setting lifts the read-only session; a role, session
+/// authorization or lexing setting is dcl; an unknown one both.
+fn setting_effect(setting: Option<&str>) -> (Class, bool) {
+    match setting {
+        Some(s) if is_read_only_param(s) => (Class::Utility, true),
+        Some(s) if is_role_param(s) => (Class::Dcl, true),
+        Some(s) if is_lexing_param(s) => (Class::Dcl, false),
+        Some(_) => (Class::Utility, false),
+        None => (Class::Dcl, true),
+    }
 }
 
 fn string_const(c: &pg_query::protobuf::AConst) -> Option<&str> {
@@ -238,10 +252,39 @@ fn settings_row_name(node: &N) -> Option<&str> {
     let Some(N::RangeVar(r)) = &from.node else {
         return None;
     };
-    if r.relname != "pg_settings" || !(r.schemaname.is_empty() || r.schemaname == "pg_catalog") {
+    if !is_pg_settings(r) {
         return None;
     }
-    let Some(N::AExpr(e)) = s.where_clause.as_deref().and_then(|w| w.node.as_ref()) else {
+    name_equals(s.where_clause.as_deref())
+}
+
+fn is_pg_settings(r: &pg_query::protobuf::RangeVar) -> bool {
+    r.relname == "pg_settings" && (r.schemaname.is_empty() || r.schemaname == "pg_catalog") && r.catalogname.is_empty()
+}
+
+/// What a write to `pg_settings` sets: an UPDATE of it is `set_config` by
+/// another name (the view's rule calls it), so the setting is the one its
+/// `WHERE name = 'x'` names; any other shape (a writable CTE, no such
+/// WHERE) is an unknown setting.
+fn settings_written(node: &N, facts_written: &[&str]) -> Option<Option<String>> {
+    let writes = facts_written
+        .iter()
+        .any(|t| *t == "pg_settings" || *t == "pg_catalog.pg_settings" || t.ends_with(".pg_catalog.pg_settings"));
+    if !writes {
+        return None;
+    }
+    let named = match node {
+        N::UpdateStmt(u) if u.relation.as_ref().is_some_and(is_pg_settings) && u.with_clause.is_none() => {
+            name_equals(u.where_clause.as_deref()).map(str::to_owned)
+        }
+        _ => None,
+    };
+    Some(named)
+}
+
+/// `name = 'x'` as the whole WHERE clause: `x`.
+fn name_equals(where_clause: Option<&pg_query::protobuf::Node>) -> Option<&str> {
+    let Some(N::AExpr(e)) = where_clause.and_then(|w| w.node.as_ref()) else {
         return None;
     };
     let is_equals = matches!(e.name.as_slice(), [op] if matches!(&op.node, Some(N::String(o)) if o.sval == "="));
@@ -261,6 +304,7 @@ fn unknown_partial(command: &str) -> Partial {
         written: Vec::new(),
         lifts: false,
         opaque: Vec::new(),
+        commands: vec![command.to_owned()],
     }
 }
 
@@ -293,6 +337,17 @@ fn classify_plain(node: &N, text: &str) -> Partial {
     }
     let calls = facts.functions.iter().filter(|f| is_set_config(f)).count();
     let mut lifts = b.lifts;
+    let written: Vec<&str> = facts
+        .rels
+        .iter()
+        .filter(|r| r.written)
+        .map(|r| r.name.as_str())
+        .collect();
+    if let Some(setting) = settings_written(node, &written) {
+        let (effect, lifted) = setting_effect(setting.as_deref());
+        class = class.stricter(effect);
+        lifts |= lifted;
+    }
     if calls > 0 {
         let (effect, lifted) = set_config_effect(node, calls);
         class = class.stricter(effect);
@@ -308,6 +363,8 @@ fn classify_plain(node: &N, text: &str) -> Partial {
             }
         }
     }
+    let mut commands = vec![b.command.to_string()];
+    commands.extend(facts.dml_commands.iter().map(|c| (*c).to_owned()));
     Partial {
         class,
         command: b.command.into_owned(),
@@ -315,6 +372,7 @@ fn classify_plain(node: &N, text: &str) -> Partial {
         written,
         lifts,
         opaque,
+        commands,
     }
 }
 

@@ -97,6 +97,8 @@ pub(crate) struct Raw {
     pub functions: Vec<String>,
     /// INSERT/UPDATE/DELETE/MERGE nodes anywhere, the top-level one included.
     pub dml_nodes: u32,
+    /// Their commands ("INSERT", ...), in tree order.
+    pub dml_commands: Vec<&'static str>,
     /// EXECUTE nodes anywhere (`CREATE TABLE x AS EXECUTE p`).
     pub execute_nodes: u32,
 }
@@ -115,6 +117,7 @@ pub(crate) struct Facts {
     pub rels: Vec<Rel>,
     pub functions: Vec<String>,
     pub dml_nodes: u32,
+    pub dml_commands: Vec<&'static str>,
     pub execute_nodes: u32,
     pub locking: bool,
 }
@@ -172,6 +175,7 @@ impl Raw {
             rels,
             functions: self.functions,
             dml_nodes: self.dml_nodes,
+            dml_commands: self.dml_commands,
             execute_nodes: self.execute_nodes,
             locking: !self.locking.is_empty(),
         }
@@ -195,5 +199,58 @@ pub(crate) fn push_part(out: &mut String, part: &str) {
         out.push('"');
     } else {
         out.push_str(part);
+    }
+}
+
+/// The parts of a name as [`push_part`] renders it: `a.b` is `["a", "b"]`,
+/// `"a.b".c` is `["a.b", "c"]` (quotes undone). Names in `tables_read` and
+/// `tables_written` have one part (`orders`), two (`public.orders`) or
+/// three (`shop.public.orders`, a database name first).
+pub fn name_parts(rendered: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut part = String::new();
+    let mut chars = rendered.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                part.push('"');
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut part)),
+            c => part.push(c),
+        }
+    }
+    parts.push(part);
+    parts
+}
+
+/// A name from its parts, as [`push_part`] renders it.
+pub fn render_name<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for p in parts {
+        push_part(&mut out, p);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_names_split_back_into_their_parts() {
+        for parts in [
+            vec!["orders"],
+            vec!["public", "orders"],
+            vec!["shop", "public", "orders"],
+            vec!["a.b", "c"],
+            vec!["x\"y", "z.w"],
+        ] {
+            let rendered = render_name(parts.iter().copied());
+            assert_eq!(name_parts(&rendered), parts, "{rendered}");
+        }
+        assert_eq!(render_name(["a.b", "c"]), "\"a.b\".c");
     }
 }

@@ -80,6 +80,7 @@
 mod builtins;
 mod cache;
 mod classify;
+mod commands;
 mod ddl;
 mod facts;
 mod fingerprint;
@@ -92,6 +93,8 @@ mod walk;
 
 pub use cache::{Classifier, MAX_CACHED_LEN};
 pub use classify::classify;
+pub use commands::{command_matches, is_known_command};
+pub use facts::{name_parts, render_name};
 pub use fingerprint::fingerprint;
 pub use reading::{depends_on_standard_strings, without_comments};
 pub use split::split;
@@ -174,6 +177,13 @@ pub struct Classification {
     /// and the class is at least `write`. Sorted, deduplicated.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub opaque: Vec<String>,
+    /// Every kind of statement that runs, nested ones included, sorted:
+    /// the top-level command and each INSERT / UPDATE / DELETE / MERGE
+    /// inside it (a writable CTE, `COPY (DELETE ... RETURNING) TO`), the
+    /// statement under EXPLAIN ANALYZE or PREPARE. What a `command` rule
+    /// matches (see [`command_matches`]).
+    #[serde(skip)]
+    pub commands: Vec<String>,
     /// Parse error message when class is Unknown because the parser refused it.
     pub error: Option<String>,
     /// How many statements the text holds (0 for empty text; 1 when

@@ -100,11 +100,15 @@ pub(crate) fn is_dcl_function(name: &str) -> bool {
         )
 }
 
-/// Whether the text may call `set_config` (a plain substring test: a hit in
-/// a comment or a string only makes the caller stricter).
+/// Whether the text may call `set_config` or write `pg_settings` (whose
+/// UPDATE is `set_config` by another name): then a literal's value decides
+/// what it does. A plain substring test: a hit in a comment or a string
+/// only makes the caller stricter.
 pub(crate) fn mentions_set_config(sql: &str) -> bool {
-    const NAME: &[u8] = b"set_config";
-    sql.as_bytes().windows(NAME.len()).any(|w| w.eq_ignore_ascii_case(NAME))
+    const NAMES: [&[u8]; 2] = [b"set_config", b"pg_settings"];
+    NAMES
+        .iter()
+        .any(|name| sql.as_bytes().windows(name.len()).any(|w| w.eq_ignore_ascii_case(name)))
 }
 
 /// `set_config()`, whose first argument decides what it does (see

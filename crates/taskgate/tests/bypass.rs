@@ -100,7 +100,7 @@ fn a_reused_name_in_one_write_is_recorded_as_what_runs() {
     assert_eq!(last["payload"]["sql"], secret);
     assert_eq!(
         last["payload"]["tables_read"],
-        serde_json::json!(["customers"])
+        serde_json::json!(["public.customers"])
     );
 }
 
@@ -314,7 +314,7 @@ fn tables_are_matched_as_the_server_may_resolve_them() {
     let read = payload_of(&started, "SELECT name FROM cust_v WHERE id = 2");
     assert_eq!(
         read["tables_read"],
-        serde_json::json!(["cust_v", "public.customers"])
+        serde_json::json!(["public.cust_v", "public.customers"])
     );
     assert_eq!(cluster.psql("shop", "SELECT count(*) FROM orders"), "2");
     assert!(!cluster.log().contains("SELECT touch_customers()"));
@@ -367,4 +367,191 @@ fn tables_are_matched_as_the_server_may_resolve_them() {
         touch["opaque"],
         serde_json::json!(["function touch_customers()"])
     );
+}
+
+/// Issue 27, findings 1, 2 and 8: rules judge each statement as
+/// PostgreSQL's parser splits it (a leading `;` is an empty statement the
+/// server drops), relations by their catalog identity (a three-part name of
+/// this database is `schema.name`, another database's is refused), and
+/// text with no statement in it is recorded like any other.
+#[test]
+fn statements_and_names_are_judged_as_the_server_reads_them() {
+    let cluster = TestCluster::start();
+    let gw = gateway(&cluster);
+    let (task, token) = gw.active_task("shop", "write", "10m");
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    let refused = [
+        ";DROP TABLE orders",
+        " ; ;\nDROP TABLE orders",
+        ";TRUNCATE orders",
+        "DELETE FROM shop.public.orders WHERE id = 2",
+        "DELETE FROM \"shop\".\"public\".\"orders\" WHERE id = 2",
+        "UPDATE shop.public.orders SET qty = 0",
+    ];
+    for sql in refused {
+        // Simple protocol, then extended.
+        pg.send(&fe::query(sql));
+        let answers = pg.until_ready(1);
+        assert_eq!(
+            answers[0].sqlstate.as_deref(),
+            Some("42501"),
+            "{sql}: {answers:?}"
+        );
+        pg.send(
+            &[
+                fe::parse("", sql, &[]),
+                fe::bind("", "", &[]),
+                fe::execute("", 0),
+                fe::sync(),
+            ]
+            .concat(),
+        );
+        let answers = pg.until_ready(1);
+        assert_eq!(
+            answers[0].sqlstate.as_deref(),
+            Some("42501"),
+            "{sql} (extended): {answers:?}"
+        );
+    }
+    for sql in [
+        "SELECT * FROM other.public.orders",
+        "SELECT * FROM \"Shop\".public.orders",
+    ] {
+        pg.send(&fe::query(sql));
+        let answers = pg.until_ready(1);
+        assert_eq!(
+            answers[0].sqlstate.as_deref(),
+            Some("0A000"),
+            "{sql}: {answers:?}"
+        );
+        assert!(answers[0].text.contains("cross-database"), "{answers:?}");
+    }
+    assert_eq!(cluster.psql("shop", "SELECT count(*) FROM orders"), "2");
+    let three = "SELECT qty FROM shop.public.orders WHERE id = 1";
+    pg.send(&fe::query(three));
+    assert_eq!(tags(&pg.until_ready(1)), "TDCZ");
+    for empty in ["", "/* nothing */", ";", " ; ; "] {
+        pg.send(&fe::query(empty));
+        assert_eq!(tags(&pg.until_ready(1)), "IZ", "{empty:?}");
+    }
+    let started = gw.events_of("command.started");
+    assert_eq!(
+        payload_of(&started, three)["tables_read"],
+        serde_json::json!(["public.orders"])
+    );
+    for empty in ["", "/* nothing */", ";", " ; ; "] {
+        assert_eq!(
+            payload_of(&started, empty)["command_type"],
+            "EMPTY",
+            "{empty:?}"
+        );
+    }
+    let denied = gw.events_of("command.denied");
+    assert_eq!(
+        payload_of(&denied, "DELETE FROM shop.public.orders WHERE id = 2")["tables_written"],
+        serde_json::json!(["public.orders"])
+    );
+    // The auditor's search for public.orders finds the three-part names.
+    let (status, body) = gw
+        .http()
+        .get(&gw.tokens.auditor, "/v1/audit/events?table=public.orders");
+    assert_eq!(status, 200, "{body}");
+    assert!(gw.eventually(std::time::Duration::from_secs(10), || {
+        let (_, body) = gw
+            .http()
+            .get(&gw.tokens.auditor, "/v1/audit/events?table=public.orders");
+        body["hits"]
+            .as_array()
+            .is_some_and(|hits| hits.iter().any(|h| h["event"]["payload"]["sql"] == three))
+    }));
+    // Nothing refused reached the database.
+    let log = cluster.log();
+    for sql in refused {
+        assert!(
+            !log.contains(&format!("statement: {sql}")),
+            "{sql} reached the database"
+        );
+    }
+    assert!(!log.contains("other.public.orders"));
+}
+
+/// Issue 27, finding 3: a statement that switches client_encoding to one
+/// where an ASCII byte can end a multibyte character, with a statement
+/// behind it in the same write that reads differently there. Under a write
+/// grant the switch is refused (an UPDATE of pg_settings is set_config by
+/// another name); under admin it runs, and the statement behind it waits
+/// for the server's answer, which ends the session before it is sent.
+#[test]
+fn text_behind_an_encoding_change_is_never_read_ahead_of_the_server() {
+    let cluster = TestCluster::start();
+    let gw = gateway(&cluster);
+    let hidden =
+        "SELECT E'さ\\' ; UPDATE customers SET name = $$pwned$$ WHERE id = 1; --' AS harmless";
+    let switches = [
+        "UPDATE pg_settings SET setting = 'SJIS' WHERE name = 'client_encoding'",
+        "SELECT set_config('client_encoding', 'SJIS', false)",
+    ];
+    let (task, token) = gw.active_task("shop", "write", "10m");
+    for switch in &switches {
+        let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+        pg.send(&[fe::query(switch), fe::query(hidden)].concat());
+        let answers = pg.until_ready(2);
+        assert_eq!(
+            answers[0].sqlstate.as_deref(),
+            Some("42501"),
+            "{switch}: {answers:?}"
+        );
+        assert!(answers[0].text.contains("dcl"), "{switch}: {answers:?}");
+    }
+    let (task, token) = gw.active_task("shop", "admin", "10m");
+    for switch in switches {
+        // Simple protocol: the second query waits for the first's answer.
+        let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+        pg.send(&[fe::query(switch), fe::query(hidden)].concat());
+        let mut all = pg.until_ready_or_closed();
+        all.extend(pg.until_ready_or_closed());
+        assert!(
+            all.iter()
+                .any(|a| a.tag == 'E' && a.text.contains("client_encoding changed to SJIS")),
+            "{switch}: {all:?}"
+        );
+        // Extended protocol: behind an Execute in the same batch the
+        // gateway cannot wait for the answer, so it refuses the text.
+        let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+        pg.send(
+            &[
+                fe::parse("", switch, &[]),
+                fe::bind("", "", &[]),
+                fe::execute("", 0),
+                fe::parse("h", hidden, &[]),
+                fe::sync(),
+            ]
+            .concat(),
+        );
+        let mut all = pg.until_ready_or_closed();
+        all.extend(pg.until_ready_or_closed());
+        assert!(
+            all.iter()
+                .any(|a| a.sqlstate.as_deref() == Some("42501")
+                    && a.text.contains("client_encoding")),
+            "{switch} (extended): {all:?}"
+        );
+    }
+    assert_eq!(
+        cluster.psql("shop", "SELECT name FROM customers WHERE id = 1"),
+        "ada"
+    );
+    // Under the write grant it ran as the harmless read it is in UTF-8;
+    // under admin it was never sent.
+    let started = gw.events_of("command.started");
+    assert!(
+        !started
+            .iter()
+            .any(|e| e["task"] == task.as_str() && e["payload"]["sql"] == hidden),
+        "the hidden statement reached the server"
+    );
+    // Non-ASCII text that follows a plain statement still runs, pipelined.
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    pg.send(&[fe::query("SELECT 1"), fe::query("SELECT 'café' AS c")].concat());
+    assert_eq!(tags(&pg.until_ready(2)), "TDCZTDCZ");
 }

@@ -121,7 +121,9 @@ fn check_record(cluster: &TestCluster, gw: &TestGateway, steps: &[Value]) {
         [
             "SELECT 1; DROP TABLE customers",
             "COMMIT; DROP TABLE customers",
-            "DROP TABLE orders"
+            "DROP TABLE orders",
+            ";DROP TABLE orders",
+            "SELECT * FROM other.public.orders"
         ]
     );
     // The database ran what the record says, and none of what was refused.

@@ -118,7 +118,7 @@ fn simple_and_extended_statements_are_recorded_with_outcomes() {
     assert_eq!(select["payload"]["class"], "read");
     assert_eq!(
         select["payload"]["tables_read"],
-        serde_json::json!(["orders"])
+        serde_json::json!(["public.orders"])
     );
     assert_eq!(started[1]["payload"]["class"], "write");
     assert_eq!(

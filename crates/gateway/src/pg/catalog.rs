@@ -4,9 +4,12 @@
 //! A rule on `customers` must hold for `UPDATE customers_view`, and an
 //! auditor's `--table customers` must find it. The gateway reads every
 //! relation and every view's base tables from the catalog (one query on a
-//! connection of its own, cached per connection for [`FRESH_FOR`]), and
-//! widens each statement's tables with the base tables of the views it
-//! names. A relation the statement names that the catalog does not hold
+//! connection of its own, cached per connection for [`FRESH_FOR`]), names
+//! each relation a statement names by its catalog identity (`schema.name`:
+//! a three-part name naming the session's database loses its first part,
+//! one naming another is refused as PostgreSQL refuses it; a bare name is
+//! every schema's relation of that name), and widens the statement's
+//! tables with the base tables of the views it names. A relation the statement names that the catalog does not hold
 //! makes the session read the catalog again first (a name a read just missed
 //! is not looked for again within [`RELOAD_AT_MOST_EVERY`]); one created by
 //! DDL through this session is taken from that DDL at once (see
@@ -46,17 +49,16 @@ JOIN pg_catalog.pg_namespace bn ON bn.oid = b.relnamespace \
 WHERE vn.nspname NOT IN ('pg_catalog', 'information_schema')";
 
 /// A relation name as the classifier renders it (see sqlclass's
-/// `push_part`): a part holding `.` or `"` is quoted.
+/// `render_name`): a part holding `.` or `"` is quoted.
 fn render(schema: &str, name: &str) -> String {
-    let part = |p: &str| {
-        if p.contains(['.', '"']) {
-            format!("\"{}\"", p.replace('"', "\"\""))
-        } else {
-            p.to_owned()
-        }
-    };
-    format!("{}.{}", part(schema), part(name))
+    taskgate_sqlclass::render_name([schema, name])
 }
+
+/// A statement names a relation in another database: PostgreSQL refuses
+/// it, and so does the gateway, before it reaches the server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cross-database references are not implemented: {0}")]
+pub struct CrossDatabase(pub String);
 
 /// The relations of one target.
 #[derive(Clone, Debug)]
@@ -97,11 +99,14 @@ impl Relations {
     }
 
     /// The qualified relations a name as written may be: `s.t` that one,
-    /// `t` any schema's `t` (the session's `search_path` decides which).
+    /// `t` any schema's `t` (the session's `search_path` decides which),
+    /// `db.s.t` as `s.t` (the caller has checked `db`).
     fn candidates<'a>(&'a self, written: &'a str) -> Vec<&'a str> {
-        let (schema, bare) = match written.rsplit_once('.') {
-            Some((schema, bare)) => (Some(schema.rsplit('.').next().unwrap_or(schema)), bare),
-            None => (None, written),
+        let parts = taskgate_sqlclass::name_parts(written);
+        let (schema, bare) = match parts.as_slice() {
+            [.., schema, bare] => (Some(schema.as_str()), bare.as_str()),
+            [bare] => (None, bare.as_str()),
+            [] => return Vec::new(),
         };
         let mut found: Vec<&str> = self
             .by_name
@@ -109,11 +114,17 @@ impl Relations {
             .into_iter()
             .flatten()
             .map(String::as_str)
-            .filter(|q| schema.is_none_or(|s| q.rsplit_once('.').is_some_and(|(qs, _)| qs == s)))
+            .filter(|q| {
+                schema.is_none_or(|s| {
+                    taskgate_sqlclass::name_parts(q).first().map(String::as_str) == Some(s)
+                })
+            })
             .collect();
         // Names DDL of this session made stand for other tables.
-        if self.base.contains_key(written) && !found.contains(&written) {
-            found.push(written);
+        if let Some((known, _)) = self.base.get_key_value(written)
+            && !found.contains(&known.as_str())
+        {
+            found.push(known);
         }
         found
     }
@@ -128,35 +139,43 @@ impl Relations {
             .collect()
     }
 
-    /// The classification with the base tables of every view it names
-    /// added (written where the view is written): `None` when it names no
-    /// view.
-    pub fn widen(&self, c: &Classification) -> Option<Classification> {
-        let mut read = Vec::new();
-        let mut written = Vec::new();
-        for (tables, out) in [
-            (&c.tables_read, &mut read),
-            (&c.tables_written, &mut written),
-        ] {
-            for t in tables {
-                for q in self.candidates(t) {
+    /// The classification with every relation by its catalog identity: a
+    /// three-part name naming `database` as `schema.name` (naming another
+    /// database, refused), a bare name as every `schema.name` the catalog
+    /// has under it (a name it lacks stays as written), and the base tables
+    /// of every view added (written where the view is written).
+    pub fn resolve(
+        &self,
+        c: &Classification,
+        database: &str,
+    ) -> Result<Classification, CrossDatabase> {
+        let mut wide = c.clone();
+        for tables in [&mut wide.tables_read, &mut wide.tables_written] {
+            let mut out = Vec::with_capacity(tables.len());
+            for t in tables.iter() {
+                let parts = taskgate_sqlclass::name_parts(t);
+                let name = match parts.as_slice() {
+                    [db, schema, bare] if db == database => render(schema, bare),
+                    [_, _, _] => return Err(CrossDatabase(t.clone())),
+                    _ => t.clone(),
+                };
+                let found = self.candidates(&name);
+                if found.is_empty() {
+                    out.push(name);
+                    continue;
+                }
+                for q in found {
+                    out.push(q.to_owned());
                     if let Some(base) = self.base.get(q) {
                         out.extend(base.iter().cloned());
                     }
                 }
             }
+            out.sort();
+            out.dedup();
+            *tables = out;
         }
-        if read.is_empty() && written.is_empty() {
-            return None;
-        }
-        let mut wide = c.clone();
-        wide.tables_read.extend(read);
-        wide.tables_written.extend(written);
-        for v in [&mut wide.tables_read, &mut wide.tables_written] {
-            v.sort();
-            v.dedup();
-        }
-        Some(wide)
+        Ok(wide)
     }
 
     /// DDL run through this session that writes a relation while reading
@@ -235,6 +254,8 @@ const APPLICATION_NAME: &str = "taskgate/catalog";
 pub struct Access {
     pub connection: String,
     pub address: String,
+    /// The database sessions log in to: a three-part name must name it.
+    pub database: String,
     params: Vec<(String, String)>,
     password: Option<taskgate_policy::Secret>,
     pub timeout: Duration,
@@ -250,6 +271,11 @@ impl Access {
         password: Option<taskgate_policy::Secret>,
         timeout: Duration,
     ) -> Access {
+        let database = params
+            .iter()
+            .find(|(k, _)| *k == "database")
+            .map(|(_, v)| (*v).to_owned())
+            .unwrap_or_default();
         let params = params
             .iter()
             .map(|(k, v)| {
@@ -264,6 +290,7 @@ impl Access {
         Access {
             connection: connection.to_owned(),
             address: address.to_owned(),
+            database,
             params,
             password,
             timeout,
@@ -318,11 +345,20 @@ impl SessionCatalog {
         }
     }
 
-    /// The classification widened by the views it names.
-    pub fn widen(&self, c: Arc<Classification>) -> Arc<Classification> {
-        match self.relations.widen(&c) {
-            Some(wide) => Arc::new(wide),
-            None => c,
+    /// The classification with its relations by catalog identity (see
+    /// [`Relations::resolve`]). A name in another database makes it text
+    /// the server refuses: its `error` says so, and it never runs.
+    pub fn resolve(&self, c: Arc<Classification>) -> Arc<Classification> {
+        if c.tables_read.is_empty() && c.tables_written.is_empty() {
+            return c;
+        }
+        match self.relations.resolve(&c, &self.access.database) {
+            Ok(resolved) if resolved == *c => c,
+            Ok(resolved) => Arc::new(resolved),
+            Err(e) => Arc::new(Classification {
+                error: Some(e.to_string()),
+                ..(*c).clone()
+            }),
         }
     }
 
@@ -331,6 +367,9 @@ impl SessionCatalog {
     /// before the statement is decided (a view made since the last read
     /// must not pass as an unknown name). Remembers what to look for.
     pub fn should_read_for(&mut self, c: &Classification) -> bool {
+        if c.error.is_some() {
+            return false;
+        }
         let fresh = |at: &Instant| at.elapsed() < RELOAD_AT_MOST_EVERY;
         let wanted: Vec<String> = self
             .relations
@@ -535,40 +574,63 @@ mod tests {
         )
     }
 
+    fn resolve(r: &Relations, sql: &str) -> Classification {
+        r.resolve(&taskgate_sqlclass::classify(sql), "shop")
+            .expect("this database")
+    }
+
     #[test]
     fn a_view_stands_for_its_base_tables_through_other_views() {
         let r = relations();
-        let c = taskgate_sqlclass::classify("UPDATE cust_vv SET name = 'x'");
-        let wide = r.widen(&c).expect("widened");
         assert_eq!(
-            wide.tables_written,
-            ["cust_vv", "public.customers", "public.orders"]
+            resolve(&r, "UPDATE cust_vv SET name = 'x'").tables_written,
+            ["public.cust_vv", "public.customers", "public.orders"]
         );
-        let c = taskgate_sqlclass::classify("SELECT * FROM public.cust_v");
         assert_eq!(
-            r.widen(&c).expect("widened").tables_read,
+            resolve(&r, "SELECT * FROM public.cust_v").tables_read,
             ["public.cust_v", "public.customers"]
         );
-        assert!(
-            r.widen(&taskgate_sqlclass::classify("SELECT * FROM orders"))
-                .is_none()
+        // A bare name in two schemas is both (the search_path decides).
+        assert_eq!(
+            resolve(&r, "SELECT * FROM orders").tables_read,
+            ["public.orders", "s2.orders"]
         );
-        assert!(
-            r.widen(&taskgate_sqlclass::classify("SELECT * FROM s2.cust_v"))
-                .is_none()
+        assert_eq!(
+            resolve(&r, "SELECT * FROM s2.cust_v").tables_read,
+            ["s2.cust_v"]
         );
+    }
+
+    #[test]
+    fn three_part_names_are_this_database_or_refused() {
+        let r = relations();
+        for sql in [
+            "DELETE FROM shop.public.orders WHERE id = 3",
+            "DELETE FROM \"shop\".\"public\".\"orders\" WHERE id = 3",
+            "DELETE FROM ONLY shop.public.orders",
+        ] {
+            assert_eq!(resolve(&r, sql).tables_written, ["public.orders"], "{sql}");
+        }
+        let other = taskgate_sqlclass::classify("DELETE FROM other.public.orders");
+        assert_eq!(
+            r.resolve(&other, "shop"),
+            Err(CrossDatabase("other.public.orders".into()))
+        );
+        // Case matters in a quoted database name, as to PostgreSQL.
+        let quoted = taskgate_sqlclass::classify("SELECT * FROM \"Shop\".public.orders");
+        assert!(r.resolve(&quoted, "shop").is_err());
     }
 
     #[test]
     fn names_not_in_the_catalog_are_unknown_until_ddl_here_makes_them() {
         let mut r = relations();
-        let create = taskgate_sqlclass::classify("CREATE VIEW v2 AS SELECT * FROM cust_v");
+        let create = resolve(&r, "CREATE VIEW v2 AS SELECT * FROM cust_v");
         assert_eq!(r.unknown(&create), ["v2"]);
         r.learn(&create);
         let update = taskgate_sqlclass::classify("UPDATE v2 SET name = 'x'");
         assert!(r.unknown(&update).is_empty());
         assert_eq!(
-            r.widen(&update).expect("widened").tables_written,
+            resolve(&r, "UPDATE v2 SET name = 'x'").tables_written,
             ["public.customers", "v2"]
         );
     }

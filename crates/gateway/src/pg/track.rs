@@ -128,6 +128,9 @@ pub struct Tracker {
     /// run, and are completed as skipped with the next server message.
     discarded: Vec<Running>,
     pub names: Names,
+    /// The server reported a setting the gateway cannot read statements
+    /// under (why): nothing more may be sent, and the session ends.
+    pub unsafe_setting: Option<String>,
 }
 
 impl Default for Tracker {
@@ -142,6 +145,7 @@ impl Default for Tracker {
             server_ignoring: false,
             discarded: Vec::new(),
             names: Names::default(),
+            unsafe_setting: None,
         }
     }
 }

@@ -638,6 +638,11 @@ pub struct StatementRule {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatementMatch {
+    /// Statement kinds by PostgreSQL's parse tree (`"TRUNCATE"`, `"DROP
+    /// TABLE"`, `"DELETE"`), nested ones included: see
+    /// `taskgate_sqlclass::command_matches`.
+    #[serde(default)]
+    pub command: Vec<String>,
     #[serde(default)]
     pub class: Vec<Class>,
     #[serde(default)]

@@ -552,12 +552,27 @@ fn policies(config: &Config, report: &mut Report<'_>) {
         for (i, rule) in policy.statements.iter().enumerate() {
             let field = format!("statements[{i}]");
             let m = &rule.matches;
-            if m.class.is_empty() && m.tables.is_empty() && m.regex.is_none() {
+            if m.command.is_empty()
+                && m.class.is_empty()
+                && m.tables.is_empty()
+                && m.regex.is_none()
+            {
                 report.at(
                     policy,
                     &format!("{field}.match"),
-                    "needs at least one of class, tables or regex",
+                    "needs at least one of command, class, tables or regex",
                 );
+            }
+            for (j, command) in m.command.iter().enumerate() {
+                if !taskgate_sqlclass::is_known_command(command) {
+                    report.at(
+                        policy,
+                        &format!("{field}.match.command[{j}]"),
+                        format!(
+                            "{command:?} names no statement PostgreSQL runs (a command is its leading keywords, as in \"DROP TABLE\" or \"TRUNCATE\")"
+                        ),
+                    );
+                }
             }
             if let Some(pattern) = &m.regex
                 && let Err(e) = regex::Regex::new(pattern)

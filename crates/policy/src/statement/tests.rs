@@ -41,6 +41,10 @@ action = "deny"
 match = { tables = ["billing.*", "secrets"] }
 action = "deny"
 
+[[policies.statements]]
+match = { command = ["DELETE", "create index"] }
+action = "deny"
+
 [[policies]]
 name = "humans-only"
 who = ["kind:human"]
@@ -89,6 +93,7 @@ fn class(class: Class, command: &str, read: &[&str], written: &[&str]) -> Classi
         tables_written: written.iter().map(|t| t.to_string()).collect(),
         lifts_read_only: false,
         opaque: Vec::new(),
+        commands: vec![command.into()],
         error: None,
         statements: 1,
     }
@@ -350,4 +355,41 @@ fn a_review_no_one_but_the_requester_could_decide_is_refused_at_once() {
             "{got:?}"
         );
     }
+}
+
+#[test]
+fn command_rules_match_what_runs_by_the_parse_tree() {
+    let config = crate::config::parse(CONFIG).unwrap();
+    let policy = StatementPolicy::for_task(&config, &task(Access::Write)).unwrap();
+    let decide = |sql: &str| policy.decide(sql, &taskgate_sqlclass::classify(sql));
+    for sql in [
+        "DELETE FROM orders WHERE id = 1",
+        "delete/**/from orders",
+        "WITH d AS (DELETE FROM orders RETURNING id) SELECT * FROM d",
+        "EXPLAIN ANALYZE DELETE FROM orders",
+        "COPY (DELETE FROM orders RETURNING id) TO STDOUT",
+        "CREATE INDEX i ON orders (id)",
+        "PREPARE p AS DELETE FROM orders",
+    ] {
+        assert!(
+            matches!(decide(sql), StatementDecision::Deny { ref reason } if reason.contains("statements[3]")),
+            "{sql}: {:?}",
+            decide(sql)
+        );
+    }
+    for sql in [
+        "SELECT 'DELETE FROM orders'",
+        "EXPLAIN DELETE FROM orders",
+        "SELECT 1 /* DELETE */",
+    ] {
+        assert_eq!(decide(sql), StatementDecision::Allow, "{sql}");
+    }
+}
+
+#[test]
+fn unknown_command_patterns_are_refused_by_the_config() {
+    let bad = CONFIG.replace("\"create index\"", "\"CREAT INDEX\"");
+    let err = format!("{:?}", crate::config::parse(&bad).unwrap_err());
+    assert!(err.contains("statements[3].match.command[1]"), "{err}");
+    assert!(err.contains("CREAT INDEX"), "{err}");
 }

@@ -92,7 +92,15 @@ impl ser::Serializer for &mut Walker {
         self.push(name);
         match name {
             "RangeVar" => self.rel = Some(RelBuild::default()),
-            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => self.raw.dml_nodes += 1,
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
+                self.raw.dml_nodes += 1;
+                self.raw.dml_commands.push(match name {
+                    "InsertStmt" => "INSERT",
+                    "UpdateStmt" => "UPDATE",
+                    "DeleteStmt" => "DELETE",
+                    _ => "MERGE",
+                });
+            }
             "ExecuteStmt" => self.raw.execute_nodes += 1,
             "LockingClause" => {
                 if let Some(owner) = self.top_parent().filter(|p| is_owner(p.name)).map(|p| p.id) {

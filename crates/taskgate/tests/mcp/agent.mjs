@@ -129,6 +129,12 @@ await refused(agent, "query", { task_id: id, sql: "COMMIT; DROP TABLE customers"
   assert.equal(a.error.sqlstate, "42601"));
 await refused(agent, "query", { task_id: id, sql: "DROP TABLE orders" }, (a) =>
   assert.equal(a.error.sqlstate, "42501"));
+// Judged as the server parses it: a leading ';' is an empty statement, and
+// a three-part name is this database's table or refused.
+await refused(agent, "query", { task_id: id, sql: ";DROP TABLE orders" }, (a) =>
+  assert.equal(a.error.sqlstate, "42501"));
+await refused(agent, "query", { task_id: id, sql: "SELECT * FROM other.public.orders" }, (a) =>
+  assert.equal(a.error.sqlstate, "0A000"));
 
 // describe reads through the same grant.
 ({ answer } = await call(agent, "describe", { task_id: id, table: "orders" }));

@@ -30,6 +30,8 @@ use super::{Ending, INSUFFICIENT_PRIVILEGE, Shared};
 
 /// SQLSTATE for text the grammar refuses.
 const SYNTAX_ERROR: &str = "42601";
+/// SQLSTATE for a name in another database, as PostgreSQL answers it.
+const FEATURE_NOT_SUPPORTED: &str = "0A000";
 /// SQLSTATE for an Execute of a portal the gateway does not know.
 const INVALID_CURSOR_NAME: &str = "34000";
 /// What the server is sent in place of a refused message: text no grammar
@@ -79,6 +81,9 @@ pub struct ClientHalf {
     catalog: SessionCatalog,
     /// What a decided hold left to send upstream first.
     carried: Option<Batch>,
+    /// An Execute or FunctionCall was forwarded since the last Sync: what
+    /// it did to the session's settings is reported only after the Sync.
+    ran_since_sync: bool,
 }
 
 /// What one read of the client's bytes turns into.
@@ -171,6 +176,7 @@ impl ClientHalf {
             unknown,
             catalog,
             carried: None,
+            ran_since_sync: false,
         }
     }
 
@@ -231,7 +237,9 @@ impl ClientHalf {
                 return Ending::ClientLeft;
             }
             if batch.wait_for_server {
-                self.wait_for_server().await;
+                if let Err(ending) = self.wait_for_server().await {
+                    return ending;
+                }
                 continue;
             }
             if batch.read_catalog {
@@ -258,11 +266,17 @@ impl ClientHalf {
     /// Waits until the server has answered every Sync and query sent, so
     /// the names it has are the ones the gateway knows. The server half
     /// ends the session (and this wait with it) on a cut-off.
-    async fn wait_for_server(&self) {
+    async fn wait_for_server(&self) -> Result<(), Ending> {
         loop {
             let answered = self.shared.answered.notified();
-            if self.shared.tracker().unanswered() == 0 {
-                return;
+            {
+                let tracker = self.shared.tracker();
+                if let Some(why) = &tracker.unsafe_setting {
+                    return Err(Ending::UnsafeSetting(why.clone()));
+                }
+                if tracker.unanswered() == 0 {
+                    return Ok(());
+                }
             }
             answered.await;
         }
@@ -283,8 +297,8 @@ impl ClientHalf {
         self.commands
     }
 
-    /// The statement's classification, its tables widened by the views it
-    /// names.
+    /// The statement's classification, its relations by catalog identity
+    /// and widened by the views it names.
     fn classify(&self, sql: &str) -> Arc<Classification> {
         let class = if sql.len() > CLASSIFY_INLINE_MAX_BYTES {
             // A huge statement can take the parser a while: let the other
@@ -293,7 +307,7 @@ impl ClientHalf {
         } else {
             self.classifier.classify(sql)
         };
-        self.catalog.widen(class)
+        self.catalog.resolve(class)
     }
 
     fn expect(&self, batch: &mut Batch, e: Expect) {
@@ -354,7 +368,12 @@ impl ClientHalf {
                     "invalid",
                     &format!("the statement is not valid SQL: {message}"),
                 ));
-                let error = enc::error("ERROR", SYNTAX_ERROR, message, None);
+                let code = if message.starts_with("cross-database references") {
+                    FEATURE_NOT_SUPPORTED
+                } else {
+                    SYNTAX_ERROR
+                };
+                let error = enc::error("ERROR", code, message, None);
                 self.refuse_here(batch, error, ready);
                 return;
             }
@@ -390,7 +409,18 @@ impl ClientHalf {
         // dropped at COMMIT), so the gateway cannot know what they name,
         // or what a name held before them, until it has the answers: it
         // stops taking messages until then.
-        if matches!(frame.tag, b'P' | b'B' | b'C' | b'E')
+        //
+        // Text with a byte of 0x80 or more reads differently under another
+        // client_encoding (in SJIS, BIG5, GBK... such a byte can swallow
+        // the quote or backslash after it), and a statement ahead of it may
+        // change the encoding (SET, set_config, a function), which the
+        // server reports only with its ReadyForQuery. So such a Query waits
+        // until everything before it is answered (a changed encoding ends
+        // the session there, before it is sent). ASCII text reads the same
+        // in every encoding PostgreSQL has, and never waits.
+        let reads_by_encoding =
+            matches!(frame.tag, b'Q' | b'P') && !self.skipping && !frame.body().is_ascii();
+        if (matches!(frame.tag, b'P' | b'B' | b'C' | b'E') || reads_by_encoding)
             && !self.skipping
             && self.shared.tracker().unanswered() > 0
         {
@@ -439,7 +469,11 @@ impl ClientHalf {
                 }
                 !self.skipping
             }
-            FrontendMessage::Execute { portal, .. } => self.execute(portal, batch)?,
+            FrontendMessage::Execute { portal, .. } => {
+                let forward = self.execute(portal, batch)?;
+                self.ran_since_sync |= forward;
+                forward
+            }
             FrontendMessage::Describe { .. } => {
                 if !self.skipping {
                     self.expect(batch, Expect::Describe);
@@ -456,6 +490,7 @@ impl ClientHalf {
             }
             FrontendMessage::Sync => {
                 self.skipping = false;
+                self.ran_since_sync = false;
                 self.expect(batch, Expect::Sync);
                 true
             }
@@ -487,6 +522,7 @@ impl ClientHalf {
                     tables_written: Vec::new(),
                     lifts_read_only: false,
                     opaque: vec![format!("function call by oid {function_oid}")],
+                    commands: vec!["FUNCTION CALL".to_owned()],
                     error: None,
                     statements: 1,
                 };
@@ -505,6 +541,7 @@ impl ClientHalf {
                 };
                 let decision = self.policy.decide(&sql, &class);
                 if decision == StatementDecision::Allow {
+                    self.ran_since_sync = true;
                     let id = self.next_command();
                     batch
                         .events
@@ -789,7 +826,15 @@ impl ClientHalf {
     /// none runs. Returns whether to forward it.
     fn query(&mut self, sql: &str, batch: &mut Batch) -> Result<bool, Ending> {
         self.check_live()?;
-        let parts = taskgate_sqlclass::split(sql);
+        if self.refused_unread(sql, Protocol::Simple, batch) {
+            return Ok(false);
+        }
+        let mut parts = taskgate_sqlclass::split(sql);
+        if parts.is_empty() {
+            // Nothing but comments or semicolons: the server answers
+            // EmptyQueryResponse, and its log holds the text all the same.
+            parts.push(sql);
+        }
         // DDL early in the string (CREATE VIEW v AS ...) changes what a
         // later statement naming v touches: learn it before going on.
         let mut classes = Vec::with_capacity(parts.len());
@@ -848,10 +893,50 @@ impl ClientHalf {
         Ok(true)
     }
 
+    /// Refuses text whose reading depends on a client_encoding the
+    /// gateway cannot know yet: non-ASCII text behind an Execute of the
+    /// same batch (before Sync), which may have changed the encoding the
+    /// server will read it under (reported only after the Sync, so waiting
+    /// cannot help). Returns whether it was refused.
+    fn refused_unread(&mut self, sql: &str, protocol: Protocol, batch: &mut Batch) -> bool {
+        if !self.ran_since_sync || sql.is_ascii() {
+            return false;
+        }
+        // Not classified: the gateway cannot know how the server reads it.
+        let unread = Classification {
+            class: taskgate_sqlclass::Class::Unknown,
+            command: "UNKNOWN".to_owned(),
+            tables_read: Vec::new(),
+            tables_written: Vec::new(),
+            lifts_read_only: false,
+            opaque: Vec::new(),
+            commands: vec!["UNKNOWN".to_owned()],
+            error: None,
+            statements: 1,
+        };
+        let statement = Statement {
+            protocol,
+            sql,
+            classification: &unread,
+            params: &[],
+            names: None,
+            review: None,
+        };
+        let reason = "text with non-ASCII characters after an Execute in the same pipeline (before Sync) cannot be read safely: the statement run before it may have changed client_encoding; send a Sync first".to_owned();
+        let simple = matches!(protocol, Protocol::Simple);
+        self.refuse(
+            batch,
+            &statement,
+            &StatementDecision::Deny { reason },
+            simple,
+        );
+        true
+    }
+
     /// Parse: decided here, so a refused statement never gets a name on
     /// the server. Returns whether to forward it.
     fn parse(&mut self, name: &str, sql: &str, batch: &mut Batch) -> bool {
-        if self.skipping {
+        if self.skipping || self.refused_unread(sql, Protocol::Extended, batch) {
             return false;
         }
         let class = self.classify(sql);
@@ -866,7 +951,13 @@ impl ClientHalf {
             let message = "cannot insert multiple commands into a prepared statement".to_owned();
             (StatementDecision::Invalid { message }, None)
         } else {
-            self.decide(sql, sql, &class)
+            // Judged on the statement as the parser splits it: `;TRUNCATE
+            // t` is the statement `TRUNCATE t` to the server, and to rules.
+            let text = taskgate_sqlclass::split(sql)
+                .first()
+                .copied()
+                .unwrap_or(sql);
+            self.decide(sql, text, &class)
         };
         if let StatementDecision::Review { reason, by } = decision {
             batch.hold = Some(Held {

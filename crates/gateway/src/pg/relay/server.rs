@@ -154,6 +154,11 @@ async fn forward_answers(
             if let BackendMessage::ParameterStatus { name, value } = message {
                 unsafe_change =
                     unsafe_change.or_else(|| unsafe_setting(name, value, &shared.record.task));
+                // Seen by the client half under the same lock that tells it
+                // everything is answered.
+                if tracker.unsafe_setting.is_none() {
+                    tracker.unsafe_setting.clone_from(&unsafe_change);
+                }
             }
             let forward = tracker.on_backend(&message, frame.body().len(), now, &mut done);
             // Everything sent has been answered (by a ReadyForQuery, or by
@@ -167,7 +172,9 @@ async fn forward_answers(
             tracker.take_made(out);
         }
     }
-    if ready {
+    // A client half waiting for these answers must not go on reading
+    // under a setting the gateway cannot read by: the session ends first.
+    if ready && unsafe_change.is_none() {
         shared.answered.notify_one();
     }
     let committed = shared
