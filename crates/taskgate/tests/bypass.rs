@@ -555,3 +555,69 @@ fn text_behind_an_encoding_change_is_never_read_ahead_of_the_server() {
     pg.send(&[fe::query("SELECT 1"), fe::query("SELECT 'café' AS c")].concat());
     assert_eq!(tags(&pg.until_ready(2)), "TDCZTDCZ");
 }
+
+/// Issue 27, finding 4: DDL through one session changes what a name means
+/// for every other session at once, not after the catalog's cache window:
+/// a view replaced to stand over customers, and a view made just after
+/// another session looked for it and did not find it.
+#[test]
+fn ddl_through_the_gateway_is_seen_by_every_session_at_once() {
+    let cluster = TestCluster::start();
+    cluster.psql(
+        "shop",
+        "SET ROLE shop_rw; CREATE VIEW v_x AS SELECT id, item AS name FROM orders;",
+    );
+    let gw = gateway(&cluster);
+    let (task, token) = gw.active_task("shop", "write", "10m");
+    let mut early = RawPg::connect(gw.postgres, &task, &token, "shop");
+    early.send(&fe::query(
+        "SELECT name FROM v_x WHERE id = 1; SELECT 1 FROM v_new",
+    ));
+    let answers = early.until_ready(1);
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.sqlstate.as_deref() == Some("42P01")),
+        "{answers:?}"
+    );
+    let mut ddl = RawPg::connect(gw.postgres, &task, &token, "shop");
+    for sql in [
+        "CREATE OR REPLACE VIEW v_x AS SELECT id, name FROM customers",
+        "CREATE VIEW v_new AS SELECT id, name FROM customers",
+    ] {
+        ddl.send(&fe::query(sql));
+        assert_eq!(tags(&ddl.until_ready(1)), "CZ", "{sql}");
+    }
+    for sql in [
+        "UPDATE v_x SET name = 'stale' WHERE id = 1",
+        "UPDATE v_new SET name = 'stale' WHERE id = 1",
+    ] {
+        early.send(&fe::query(sql));
+        let answers = early.until_ready(1);
+        assert_eq!(
+            answers[0].sqlstate.as_deref(),
+            Some("42501"),
+            "{sql}: {answers:?}"
+        );
+        assert!(
+            answers[0].text.contains("statements[1]"),
+            "{sql}: {answers:?}"
+        );
+    }
+    // DDL inside a transaction counts once it commits.
+    ddl.send(&fe::query(
+        "BEGIN; CREATE OR REPLACE VIEW v_x AS SELECT id, item AS name FROM orders; COMMIT",
+    ));
+    ddl.until_ready(1);
+    early.send(&fe::query("SELECT name FROM v_x WHERE id = 1"));
+    assert_eq!(tags(&early.until_ready(1)), "TDCZ");
+    let started = gw.events_of("command.started");
+    assert_eq!(
+        payload_of(&started, "SELECT name FROM v_x WHERE id = 1")["tables_read"],
+        serde_json::json!(["public.orders", "public.v_x"])
+    );
+    assert_eq!(
+        cluster.psql("shop", "SELECT name FROM customers WHERE id = 1"),
+        "ada"
+    );
+}

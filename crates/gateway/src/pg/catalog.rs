@@ -68,6 +68,9 @@ pub struct Relations {
     /// A view's (or anything DDL made stand for other tables) base tables,
     /// qualified, resolved through views below it.
     base: HashMap<String, Vec<String>>,
+    /// The connection's catalog generation this was read at (see
+    /// [`Catalogs::generation`]).
+    generation: u64,
 }
 
 impl Relations {
@@ -95,7 +98,11 @@ impl Relations {
             out.dedup();
             base.insert(view.clone(), out);
         }
-        Relations { by_name, base }
+        Relations {
+            by_name,
+            base,
+            generation: 0,
+        }
     }
 
     /// The qualified relations a name as written may be: `s.t` that one,
@@ -367,8 +374,14 @@ impl SessionCatalog {
     /// before the statement is decided (a view made since the last read
     /// must not pass as an unknown name). Remembers what to look for.
     pub fn should_read_for(&mut self, c: &Classification) -> bool {
-        if c.error.is_some() {
+        if c.error.is_some() || (c.tables_read.is_empty() && c.tables_written.is_empty()) {
             return false;
+        }
+        // DDL settled on some session of this connection since the read:
+        // every name may stand for something else now.
+        if self.relations.generation != self.ctx.catalogs.generation(&self.access.connection) {
+            self.missing.clear();
+            return true;
         }
         let fresh = |at: &Instant| at.elapsed() < RELOAD_AT_MOST_EVERY;
         let wanted: Vec<String> = self
@@ -404,13 +417,21 @@ impl SessionCatalog {
     }
 
     /// DDL forwarded through this session: learn what it makes names
-    /// stand for, and let other sessions read the catalog afresh.
-    pub fn ran(&mut self, c: &Classification) {
+    /// stand for at once. Whether the catalog may have changed (DDL, or
+    /// code the gateway cannot see into) is returned: once the
+    /// transaction ends, every session's view must be read again (see
+    /// [`Catalogs::invalidate`]).
+    pub fn ran(&mut self, c: &Classification) -> bool {
         if c.class == Class::Ddl {
             Arc::make_mut(&mut self.relations).learn(c);
-            self.ctx.catalogs.invalidate(&self.access.connection);
         }
+        changes_catalog(c)
     }
+}
+
+/// Whether running `c` may change the relations the catalog holds.
+pub fn changes_catalog(c: &Classification) -> bool {
+    c.class == Class::Ddl || c.class == Class::Unknown || !c.opaque.is_empty()
 }
 
 /// How to reach one target as a session would.
@@ -510,6 +531,9 @@ fn data_row(mut body: &[u8]) -> Option<Vec<String>> {
 #[derive(Default)]
 pub struct Catalogs {
     cached: Mutex<HashMap<String, (Instant, Arc<Relations>)>>,
+    /// Per connection, bumped each time DDL through the gateway settles:
+    /// a read from an older generation is stale for every session.
+    generations: Mutex<HashMap<String, u64>>,
 }
 
 impl Catalogs {
@@ -521,15 +545,21 @@ impl Catalogs {
         target: &Target<'_>,
         fresh: bool,
     ) -> Result<Arc<Relations>, CatalogError> {
+        let generation = self.generation(connection);
         if !fresh {
             let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((at, relations)) = cached.get(connection)
                 && at.elapsed() < FRESH_FOR
+                && relations.generation == generation
             {
                 return Ok(Arc::clone(relations));
             }
         }
-        let relations = Arc::new(load(target).await?);
+        // Tagged with the generation from before the read: DDL settling
+        // while it runs makes it stale at once.
+        let mut loaded = load(target).await?;
+        loaded.generation = generation;
+        let relations = Arc::new(loaded);
         self.cached
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -540,8 +570,26 @@ impl Catalogs {
         Ok(relations)
     }
 
-    /// Forgets a connection's relations (DDL ran on it).
+    /// The connection's catalog generation.
+    pub fn generation(&self, connection: &str) -> u64 {
+        self.generations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(connection)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// DDL on the connection settled (its transaction ended): every
+    /// session reads the catalog again before its next statement that
+    /// names a relation.
     pub fn invalidate(&self, connection: &str) {
+        *self
+            .generations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(connection.to_owned())
+            .or_default() += 1;
         self.cached
             .lock()
             .unwrap_or_else(|e| e.into_inner())

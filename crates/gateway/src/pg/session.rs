@@ -351,6 +351,12 @@ impl Session {
             answered: Default::default(),
             limits: ctx.limits(),
             committed_through: Default::default(),
+            catalog_changing: Default::default(),
+            catalog_changed: {
+                let ctx = Arc::clone(&ctx);
+                let connection = catalog.connection.clone();
+                Box::new(move || ctx.catalogs.invalidate(&connection))
+            },
         });
         let (client_read, client_write) = tokio::io::split(client);
         let (upstream_read, upstream_write) = tokio::io::split(upstream.stream);

@@ -845,7 +845,9 @@ impl ClientHalf {
                 batch.read_catalog = true;
                 return Ok(false);
             }
-            self.catalog.ran(&class);
+            if self.catalog.ran(&class) {
+                self.shared.catalog_changing.store(true, Ordering::Release);
+            }
             classes.push(class);
         }
         let mut review: Option<Arc<str>> = None;
@@ -981,7 +983,9 @@ impl ClientHalf {
             self.refuse(batch, &statement, &decision, false);
             return false;
         }
-        self.catalog.ran(&class);
+        if self.catalog.ran(&class) {
+            self.shared.catalog_changing.store(true, Ordering::Release);
+        }
         let mut tracker = self.shared.tracker();
         let prepared = Arc::new(Prepared {
             sql: sql.into(),

@@ -104,6 +104,11 @@ pub struct Shared {
     /// The highest command id whose `command.started` is committed: only
     /// those may get a `command.completed`.
     pub committed_through: AtomicU64,
+    /// DDL (or code that may run it) was sent in the open transaction.
+    pub catalog_changing: std::sync::atomic::AtomicBool,
+    /// Called when such a transaction ends, before its ReadyForQuery
+    /// reaches the client: every session's view of the catalog is stale.
+    pub catalog_changed: Box<dyn Fn() + Send + Sync>,
 }
 
 impl Shared {

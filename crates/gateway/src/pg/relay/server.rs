@@ -160,6 +160,15 @@ async fn forward_answers(
                     tracker.unsafe_setting.clone_from(&unsafe_change);
                 }
             }
+            // DDL is seen by other sessions once its transaction ends:
+            // their catalog views go stale before the client hears of it.
+            if matches!(message, BackendMessage::ReadyForQuery(b'I'))
+                && shared
+                    .catalog_changing
+                    .swap(false, std::sync::atomic::Ordering::AcqRel)
+            {
+                (shared.catalog_changed)();
+            }
             let forward = tracker.on_backend(&message, frame.body().len(), now, &mut done);
             // Everything sent has been answered (by a ReadyForQuery, or by
             // an error that makes the server discard the rest): a client
