@@ -86,6 +86,7 @@ mod facts;
 mod fingerprint;
 mod lexer;
 mod names;
+mod prepared;
 mod reading;
 mod split;
 mod statement;
@@ -96,6 +97,7 @@ pub use classify::classify;
 pub use commands::{command_matches, is_known_command};
 pub use facts::{name_parts, render_name};
 pub use fingerprint::fingerprint;
+pub use prepared::{executed_statement, prepared_statement};
 pub use reading::{depends_on_standard_strings, without_comments};
 pub use split::split;
 

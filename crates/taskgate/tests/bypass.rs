@@ -621,3 +621,42 @@ fn ddl_through_the_gateway_is_seen_by_every_session_at_once() {
         "ada"
     );
 }
+
+/// Issue 27, finding 6: an `EXECUTE` is judged and recorded as the
+/// statement it runs, as the gateway saw it prepared. After a PREPARE the
+/// server refused (the name was taken), the gateway no longer knows what
+/// the name holds: its EXECUTE is refused, never run as a guess.
+#[test]
+fn an_execute_is_the_statement_it_executes() {
+    let cluster = TestCluster::start();
+    let gw = gateway(&cluster);
+    let (task, token) = gw.active_task("shop", "read", "10m");
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    for (sql, want) in [
+        (
+            "PREPARE q (int) AS SELECT name FROM customers WHERE id = $1",
+            "CZ",
+        ),
+        ("EXECUTE q(1)", "TDCZ"),
+        ("PREPARE q AS SELECT item FROM orders", "EZ"),
+        ("EXECUTE q(2)", "EZ"),
+        ("DEALLOCATE q", "CZ"),
+        ("PREPARE q AS SELECT item FROM orders WHERE id = 1", "CZ"),
+        ("EXECUTE q", "TDCZ"),
+    ] {
+        pg.send(&fe::query(sql));
+        assert_eq!(tags(&pg.until_ready(1)), want, "{sql}");
+    }
+    let started = gw.events_of("command.started");
+    for (sql, table) in [
+        ("EXECUTE q(1)", "public.customers"),
+        ("EXECUTE q", "public.orders"),
+    ] {
+        let p = payload_of(&started, sql);
+        assert_eq!(p["class"], "read", "{sql}");
+        assert_eq!(p["command_type"], "EXECUTE", "{sql}");
+        assert_eq!(p["tables_read"], serde_json::json!([table]), "{sql}");
+    }
+    let denied = gw.events_of("command.denied");
+    assert_eq!(payload_of(&denied, "EXECUTE q(2)")["class"], "unknown");
+}

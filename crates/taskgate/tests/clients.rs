@@ -193,6 +193,106 @@ fn pg_dump_works_through_a_read_grant() {
     assert!(events_of(&gw, "command.denied").is_empty());
 }
 
+/// Issue 27, finding 7: a whole database's dump (tables, an index, a view,
+/// a function, whose definition pg_dump reads through `PREPARE dumpFunc
+/// ... EXECUTE dumpFunc(oid)`) through a read grant is the dump taken
+/// directly as the same role, plain and custom format. Each `EXECUTE` is
+/// judged and recorded as the catalog read it runs.
+#[test]
+fn a_whole_database_dumps_through_a_read_grant_as_it_does_directly() {
+    let cluster = TestCluster::start();
+    cluster.psql(
+        "shop",
+        "SET ROLE shop_rw;
+         CREATE INDEX orders_item ON orders (item);
+         CREATE VIEW big_orders AS SELECT * FROM orders WHERE qty > 2;
+         CREATE FUNCTION order_count() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT count(*) FROM orders';
+         INSERT INTO orders (item, qty) SELECT 'item ' || g, g % 7 FROM generate_series(1, 5000) g;",
+    );
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let t = task(&gw, "read");
+    let work = tempfile::tempdir().unwrap();
+    let direct = |args: &[&str]| -> Vec<u8> {
+        let out = Command::new(pg_bindir().join("pg_dump"))
+            .args(["-h", "127.0.0.1", "-p", &cluster.port().to_string()])
+            .args(["-U", common::cluster::RO_USER])
+            .args(args)
+            .env("PGPASSWORD", common::UPSTREAM_PASSWORD)
+            .env("PGSSLMODE", "disable")
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let without_comments = |dump: &[u8]| -> String {
+        String::from_utf8_lossy(dump)
+            .lines()
+            // Header comments, and the random key of psql's \restrict.
+            .filter(|l| {
+                !l.starts_with("--")
+                    && !l.starts_with("\\restrict")
+                    && !l.starts_with("\\unrestrict")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let through = client(&gw, "pg_dump", &t, &["--no-owner", "shop"], work.path()).stdout;
+    let plain = without_comments(&direct(&["--no-owner", "shop"]));
+    assert!(without_comments(&through) == plain, "the dumps differ");
+    assert!(
+        plain.contains("CREATE FUNCTION public.order_count()"),
+        "{plain}"
+    );
+    assert!(plain.contains("CREATE VIEW public.big_orders"), "{plain}");
+    // Custom format: restored to SQL, both the same.
+    client(
+        &gw,
+        "pg_dump",
+        &t,
+        &["-Fc", "-f", "through.dump", "shop"],
+        work.path(),
+    );
+    direct(&["-Fc", "-f", "direct.dump", "shop"]);
+    let restore = |file: &str| -> String {
+        let out = Command::new(pg_bindir().join("pg_restore"))
+            .args(["-f", "-", file])
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        without_comments(&out.stdout)
+    };
+    assert!(
+        restore("through.dump") == restore("direct.dump"),
+        "the custom dumps differ"
+    );
+    let started = events_of(&gw, "command.started");
+    let executes: Vec<&Value> = started
+        .iter()
+        .filter(|e| {
+            e["payload"]["sql"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("EXECUTE")
+        })
+        .collect();
+    assert!(!executes.is_empty(), "pg_dump ran no EXECUTE");
+    for e in executes {
+        assert_eq!(e["payload"]["class"], "read", "{e}");
+        assert_eq!(e["payload"]["command_type"], "EXECUTE", "{e}");
+    }
+    assert!(events_of(&gw, "command.denied").is_empty());
+}
+
 /// psql's `\lo_import` writes through the fast-path FunctionCall protocol:
 /// recorded as function calls with their arguments, and allowed only under
 /// an admin grant (a function called by oid is opaque to the classifier).

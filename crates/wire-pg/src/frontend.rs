@@ -229,6 +229,24 @@ mod tests {
     }
 
     #[test]
+    fn parameter_counts_are_unsigned_as_postgresql_reads_them() {
+        // 40,000 NULL parameters: past i16::MAX, within PostgreSQL's 65,535.
+        let n: u16 = 40_000;
+        let mut body = b"\0s\0".to_vec();
+        body.extend_from_slice(&0i16.to_be_bytes());
+        body.extend_from_slice(&n.to_be_bytes());
+        for _ in 0..n {
+            body.extend_from_slice(&(-1i32).to_be_bytes());
+        }
+        body.extend_from_slice(&0i16.to_be_bytes());
+        let f = roundtrip(crate::encode::message(b'B', &body));
+        match decode(&f) {
+            Ok(FrontendMessage::Bind { params, .. }) => assert_eq!(params.len(), 40_000),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn parameter_formats_follow_the_protocol_rule() {
         assert_eq!(param_format(&[], 3), 0);
         assert_eq!(param_format(&[1], 3), 1);

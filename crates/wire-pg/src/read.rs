@@ -64,11 +64,9 @@ impl<'a> Reader<'a> {
     /// A count followed by that many items; the count is checked against
     /// the bytes left so a forged count cannot make us allocate much.
     pub(crate) fn count(&mut self, min_item_bytes: usize) -> Result<usize, DecodeError> {
-        let n = self.i16()?;
-        if n < 0 {
-            return Err(DecodeError::BadLength(i32::from(n)));
-        }
-        let n = n as usize;
+        // Unsigned, as PostgreSQL reads it (`pq_getmsgint(msg, 2)`): up to
+        // 65,535 parameters or formats.
+        let n = usize::from(self.i16()?.cast_unsigned());
         if n.saturating_mul(min_item_bytes) > self.rest.len() {
             return Err(DecodeError::Truncated);
         }

@@ -36,6 +36,20 @@ pub enum Startup {
 }
 
 impl Startup {
+    /// A setting's value, its name compared as PostgreSQL compares
+    /// setting names (without regard to ASCII case): `Client_Encoding` is
+    /// `client_encoding`. `user`, `database`, `options` and `replication`
+    /// are exact: use [`Startup::param`].
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        match self {
+            Startup::Startup { params, .. } => params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str()),
+            _ => None,
+        }
+    }
+
     /// A startup parameter's value, such as `user` or `database`.
     pub fn param(&self, name: &str) -> Option<&str> {
         match self {

@@ -159,7 +159,7 @@ impl Session {
                 return None;
             }
         };
-        let client_app = startup.param("application_name").unwrap_or_default();
+        let client_app = startup.setting("application_name").unwrap_or_default();
         let application_name = if client_app.is_empty() {
             format!("taskgate/{}", task.id)
         } else {

@@ -32,6 +32,9 @@ pub struct Running {
     pub started: Instant,
     rows: u64,
     copy_out_bytes: u64,
+    /// A SQL-level PREPARE: the statement its name stands for once it
+    /// succeeds, and the statement tables' epoch when it was sent.
+    prepares: Option<(String, Arc<Prepared>, u64)>,
 }
 
 impl Running {
@@ -41,7 +44,17 @@ impl Running {
             started,
             rows: 0,
             copy_out_bytes: 0,
+            prepares: None,
         }
+    }
+
+    /// A `PREPARE name AS ...` that names `prepared` once the server has
+    /// run it (a PREPARE the server refuses, for a name in use, names
+    /// nothing new). `epoch` is [`Names::statement_epoch`] after the
+    /// PREPARE's own forgetting: anything forgotten after it wins.
+    pub fn prepares(mut self, name: String, prepared: Arc<Prepared>, epoch: u64) -> Self {
+        self.prepares = Some((name, prepared, epoch));
+        self
     }
 }
 
@@ -486,18 +499,21 @@ impl Tracker {
         let outcome = Outcome::Ok {
             tag: tag.to_owned(),
         };
-        match self.queue.front_mut() {
-            Some(Expect::Execute(_)) => {
-                if let Some(Expect::Execute(r)) = self.queue.pop_front() {
-                    done.push(self.complete(r, outcome, now));
-                }
+        let finished = match self.queue.front_mut() {
+            Some(Expect::Execute(_)) => match self.queue.pop_front() {
+                Some(Expect::Execute(r)) => Some(r),
+                _ => None,
+            },
+            Some(Expect::Query(q)) => q.pop_front(),
+            _ => None,
+        };
+        if let Some(mut r) = finished {
+            if let Some((name, prepared, epoch)) = r.prepares.take()
+                && epoch == self.names.statement_epoch
+            {
+                self.names.statements.insert(name, prepared);
             }
-            Some(Expect::Query(q)) => {
-                if let Some(r) = q.pop_front() {
-                    done.push(self.complete(r, outcome, now));
-                }
-            }
-            _ => {}
+            done.push(self.complete(r, outcome, now));
         }
     }
 

@@ -307,7 +307,53 @@ impl ClientHalf {
         } else {
             self.classifier.classify(sql)
         };
+        if class.command == "EXECUTE"
+            && let Some((_, prepared)) = self.executes(sql)
+        {
+            return executing(&prepared.class);
+        }
         self.catalog.resolve(class)
+    }
+
+    /// The prepared statement an `EXECUTE name` runs, as the gateway saw
+    /// it prepared (by SQL PREPARE or a Parse: one namespace on the
+    /// server), with its name.
+    fn executes(&self, sql: &str) -> Option<(String, Arc<Prepared>)> {
+        let name = taskgate_sqlclass::executed_statement(sql)?;
+        let prepared = Arc::clone(self.shared.tracker().names.statement(&name)?);
+        Some((name, prepared))
+    }
+
+    /// The text a review of `sql` shows and is bound to: each `EXECUTE`
+    /// in it followed by the statement it runs, so an approval never
+    /// carries over to another statement prepared under the same name.
+    fn review_text(&self, sql: &str, parts: &[&str]) -> String {
+        let mut text = sql.to_owned();
+        for part in parts {
+            if let Some((name, prepared)) = self.executes(part) {
+                text.push_str(&format!("\n-- EXECUTE {name} runs: {}", prepared.sql));
+            }
+        }
+        text
+    }
+
+    /// The command that runs a SQL-level PREPARE's statement when it
+    /// succeeds.
+    fn running(&self, id: u64, now: Instant, text: &str, class: &Classification) -> Running {
+        let running = Running::new(id, now);
+        if class.command != "PREPARE" {
+            return running;
+        }
+        let Some((name, inner)) = taskgate_sqlclass::prepared_statement(text) else {
+            return running;
+        };
+        let prepared = Arc::new(Prepared {
+            sql: inner.into(),
+            class: self.classify(inner),
+            review: None,
+        });
+        let epoch = self.shared.tracker().names.statement_epoch();
+        running.prepares(name, prepared, epoch)
     }
 
     fn expect(&self, batch: &mut Batch, e: Expect) {
@@ -852,13 +898,14 @@ impl ClientHalf {
         }
         let mut review: Option<Arc<str>> = None;
         let mut needs_review: Option<Held> = None;
+        let shown = self.review_text(sql, &parts);
         for (text, class) in parts.iter().zip(&classes) {
-            match self.decide(sql, text, class) {
+            match self.decide(&shown, text, class) {
                 (StatementDecision::Allow, passed) => review = review.or(passed),
                 (StatementDecision::Review { reason, by }, _) => {
                     needs_review.get_or_insert(Held {
                         frame: None,
-                        sql: sql.to_owned(),
+                        sql: shown.clone(),
                         reason,
                         by: by.iter().map(|m| m.to_string()).collect(),
                         simple: true,
@@ -883,13 +930,10 @@ impl ClientHalf {
             batch
                 .events
                 .push(self.shared.record.started(id, &statement));
-            running.push_back(Running::new(id, now));
-        }
-        {
-            let mut tracker = self.shared.tracker();
-            for class in &classes {
-                tracker.names.forget(NameEffect::of(class));
-            }
+            // What it does to the names happens as it runs: a PREPARE
+            // names its statement after what came before it forgot theirs.
+            self.shared.tracker().names.forget(NameEffect::of(class));
+            running.push_back(self.running(id, now, text, class));
         }
         self.expect(batch, Expect::Query(running));
         Ok(true)
@@ -1048,9 +1092,25 @@ impl ClientHalf {
             .tracker()
             .names
             .forget(NameEffect::of(&found.prepared.class));
-        self.expect(batch, Expect::Execute(Running::new(id, Instant::now())));
+        let running = self.running(
+            id,
+            Instant::now(),
+            &found.prepared.sql,
+            &found.prepared.class,
+        );
+        self.expect(batch, Expect::Execute(running));
         Ok(true)
     }
+}
+
+/// An `EXECUTE` judged and recorded as the statement it runs.
+fn executing(prepared: &Classification) -> Arc<Classification> {
+    let mut c = prepared.clone();
+    c.command = "EXECUTE".to_owned();
+    c.commands.push(c.command.clone());
+    c.commands.sort();
+    c.commands.dedup();
+    Arc::new(c)
 }
 
 fn simple<'a>(sql: &'a str, class: &'a Classification) -> Statement<'a> {

@@ -101,6 +101,11 @@ impl Names {
         self.statements.get(name)
     }
 
+    /// Bumped each time the statements are forgotten.
+    pub fn statement_epoch(&self) -> u64 {
+        self.statement_epoch
+    }
+
     pub fn portal(&self, name: &str) -> Option<&Arc<Portal>> {
         self.portals.get(name)
     }
