@@ -660,3 +660,51 @@ fn an_execute_is_the_statement_it_executes() {
     let denied = gw.events_of("command.denied");
     assert_eq!(payload_of(&denied, "EXECUTE q(2)")["class"], "unknown");
 }
+
+/// Issue 27, finding 5: code that runs later is in sight. A rule made
+/// through the gateway on orders that also writes customers makes an
+/// INSERT into orders a write of customers; a user trigger on a table makes
+/// a write to it code the gateway cannot see into.
+#[test]
+fn rules_and_triggers_on_a_written_table_count() {
+    let cluster = TestCluster::start();
+    // Made around the gateway before it starts, so its first catalog read
+    // has it (such DDL is otherwise seen within the catalog's cache window).
+    cluster.psql(
+        "shop",
+        "SET ROLE shop_rw;
+         CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN UPDATE customers SET name = 'stamped' WHERE id = 1; RETURN NEW; END$$;
+         CREATE TRIGGER stamp AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION stamp();",
+    );
+    let gw = gateway(&cluster);
+    let (task, token) = gw.active_task("shop", "write", "10m");
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    pg.send(&fe::query(
+        "CREATE TABLE notes (id int); CREATE RULE r AS ON INSERT TO notes DO ALSO UPDATE customers SET name = 'ruled' WHERE id = 1",
+    ));
+    assert_eq!(tags(&pg.until_ready(1)), "CCZ");
+    let insert = "INSERT INTO notes VALUES (1)";
+    pg.send(&fe::query(insert));
+    let answers = pg.until_ready(1);
+    assert_eq!(answers[0].sqlstate.as_deref(), Some("42501"), "{answers:?}");
+    let denied = gw.events_of("command.denied");
+    assert_eq!(
+        payload_of(&denied, insert)["tables_written"],
+        serde_json::json!(["public.customers", "public.notes"])
+    );
+    let (task, token) = gw.active_task("shop", "admin", "10m");
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    let insert = "INSERT INTO orders (item) VALUES ('triggered')";
+    pg.send(&fe::query(insert));
+    let answers = pg.until_ready(1);
+    assert_eq!(answers[0].sqlstate.as_deref(), Some("42501"), "{answers:?}");
+    let denied = gw.events_of("command.denied");
+    assert_eq!(
+        payload_of(&denied, insert)["opaque"],
+        serde_json::json!(["trigger stamp on public.orders"])
+    );
+    assert_eq!(
+        cluster.psql("shop", "SELECT name FROM customers WHERE id = 1"),
+        "ada"
+    );
+}

@@ -123,7 +123,7 @@ fn simple_and_extended_statements_are_recorded_with_outcomes() {
     assert_eq!(started[1]["payload"]["class"], "write");
     assert_eq!(
         started[1]["payload"]["tables_written"],
-        serde_json::json!(["orders"])
+        serde_json::json!(["public.orders"])
     );
     for e in &started {
         assert_eq!(e["task"], id.as_str());

@@ -34,8 +34,9 @@ pub const FRESH_FOR: Duration = Duration::from_secs(30);
 /// for after it, the catalog is read again.
 pub const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(2);
 
-/// Every relation (by the classifier's rendering: `schema.name`), and each
-/// view's direct dependencies, in one round trip.
+/// Every relation (by the classifier's rendering: `schema.name`), each
+/// view's direct dependencies, the relations the rules on tables touch, and
+/// the user triggers on tables, in one round trip.
 const QUERY: &str = "SELECT n.nspname, c.relname, c.relkind::text FROM pg_catalog.pg_class c \
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast'); \
@@ -46,7 +47,19 @@ JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND
 AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> v.oid \
 JOIN pg_catalog.pg_class b ON b.oid = d.refobjid \
 JOIN pg_catalog.pg_namespace bn ON bn.oid = b.relnamespace \
-WHERE vn.nspname NOT IN ('pg_catalog', 'information_schema')";
+WHERE vn.nspname NOT IN ('pg_catalog', 'information_schema'); \
+SELECT DISTINCT tn.nspname, t.relname, bn.nspname, b.relname FROM pg_catalog.pg_rewrite r \
+JOIN pg_catalog.pg_class t ON t.oid = r.ev_class AND t.relkind IN ('r', 'p', 'f') \
+JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace \
+JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid \
+AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> t.oid \
+JOIN pg_catalog.pg_class b ON b.oid = d.refobjid \
+JOIN pg_catalog.pg_namespace bn ON bn.oid = b.relnamespace \
+WHERE tn.nspname NOT IN ('pg_catalog', 'information_schema'); \
+SELECT n.nspname, c.relname, t.tgname FROM pg_catalog.pg_trigger t \
+JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+WHERE NOT t.tgisinternal AND n.nspname NOT IN ('pg_catalog', 'information_schema')";
 
 /// A relation name as the classifier renders it (see sqlclass's
 /// `render_name`): a part holding `.` or `"` is quoted.
@@ -71,10 +84,44 @@ pub struct Relations {
     /// The connection's catalog generation this was read at (see
     /// [`Catalogs::generation`]).
     generation: u64,
+    /// Relations the rules on a table touch when it is written (`CREATE
+    /// RULE r AS ON INSERT TO orders DO ALSO UPDATE customers ...`).
+    rule_tables: HashMap<String, Vec<String>>,
+    /// The user triggers on a table: code that runs when it is written.
+    triggers: HashMap<String, Vec<String>>,
+}
+
+/// What one catalog read returns, row by row.
+#[derive(Default)]
+struct Rows {
+    relations: Vec<[String; 3]>,
+    view_deps: Vec<[String; 4]>,
+    rule_deps: Vec<[String; 4]>,
+    triggers: Vec<[String; 3]>,
 }
 
 impl Relations {
-    fn from_rows(relations: Vec<[String; 3]>, deps: Vec<[String; 4]>) -> Relations {
+    fn from_rows(rows: Rows) -> Relations {
+        let Rows {
+            relations,
+            view_deps: deps,
+            rule_deps,
+            triggers: trigger_rows,
+        } = rows;
+        let mut rule_tables: HashMap<String, Vec<String>> = HashMap::new();
+        for [ts, tn, bs, bn] in &rule_deps {
+            rule_tables
+                .entry(render(ts, tn))
+                .or_default()
+                .push(render(bs, bn));
+        }
+        let mut triggers: HashMap<String, Vec<String>> = HashMap::new();
+        for [schema, table, trigger] in &trigger_rows {
+            triggers
+                .entry(render(schema, table))
+                .or_default()
+                .push(trigger.clone());
+        }
         let mut by_name: HashMap<String, Vec<String>> = HashMap::new();
         for [schema, name, _kind] in &relations {
             by_name
@@ -102,6 +149,8 @@ impl Relations {
             by_name,
             base,
             generation: 0,
+            rule_tables,
+            triggers,
         }
     }
 
@@ -181,6 +230,24 @@ impl Relations {
             out.sort();
             out.dedup();
             *tables = out;
+        }
+        // Code that runs when a table is written: a rule's tables are
+        // written with it (strict: a rule's reads count as writes), a user
+        // trigger is code the gateway cannot see into.
+        let mut also = Vec::new();
+        for t in &wide.tables_written {
+            also.extend(self.rule_tables.get(t).into_iter().flatten().cloned());
+            for trigger in self.triggers.get(t).into_iter().flatten() {
+                wide.opaque
+                    .push(format!("{TRIGGER_PREFIX}{trigger} on {t}"));
+            }
+        }
+        if !also.is_empty() || !wide.opaque.is_empty() {
+            wide.tables_written.extend(also);
+            for v in [&mut wide.tables_written, &mut wide.opaque] {
+                v.sort();
+                v.dedup();
+            }
         }
         Ok(wide)
     }
@@ -431,8 +498,16 @@ impl SessionCatalog {
 
 /// Whether running `c` may change the relations the catalog holds.
 pub fn changes_catalog(c: &Classification) -> bool {
-    c.class == Class::Ddl || c.class == Class::Unknown || !c.opaque.is_empty()
+    // A user trigger could run DDL too, but counting every write to a
+    // table with a trigger would make every session read the catalog
+    // again after each: such DDL is treated as made around the gateway.
+    c.class == Class::Ddl
+        || c.class == Class::Unknown
+        || c.opaque.iter().any(|o| !o.starts_with(TRIGGER_PREFIX))
 }
+
+/// How a user trigger is named in `Classification::opaque`.
+const TRIGGER_PREFIX: &str = "trigger ";
 
 /// How to reach one target as a session would.
 pub struct Target<'a> {
@@ -495,17 +570,19 @@ pub async fn load(target: &Target<'_>) -> Result<Relations, CatalogError> {
         .await
         .map_err(|_| CatalogError::Query("timed out".into()))??;
     let _ = stream.write_all(&enc::terminate()).await;
-    let [relations, deps] = <[Vec<Vec<String>>; 2]>::try_from(results)
-        .map_err(|_| CatalogError::Query("expected two result sets".into()))?;
-    let relations = relations
-        .into_iter()
-        .filter_map(|r| <[String; 3]>::try_from(r).ok())
-        .collect();
-    let deps = deps
-        .into_iter()
-        .filter_map(|r| <[String; 4]>::try_from(r).ok())
-        .collect();
-    Ok(Relations::from_rows(relations, deps))
+    let [relations, view_deps, rule_deps, triggers] = <[Vec<Vec<String>>; 4]>::try_from(results)
+        .map_err(|_| CatalogError::Query("expected four result sets".into()))?;
+    fn rows<const N: usize>(rows: Vec<Vec<String>>) -> Vec<[String; N]> {
+        rows.into_iter()
+            .filter_map(|r| <[String; N]>::try_from(r).ok())
+            .collect()
+    }
+    Ok(Relations::from_rows(Rows {
+        relations: rows(relations),
+        view_deps: rows(view_deps),
+        rule_deps: rows(rule_deps),
+        triggers: rows(triggers),
+    }))
 }
 
 /// A DataRow's columns as text (the catalog query selects no NULLs).
@@ -606,20 +683,23 @@ mod tests {
     }
 
     fn relations() -> Relations {
-        Relations::from_rows(
-            vec![
+        Relations::from_rows(Rows {
+            relations: vec![
                 [s("public"), s("customers"), s("r")],
                 [s("public"), s("orders"), s("r")],
                 [s("public"), s("cust_v"), s("v")],
                 [s("public"), s("cust_vv"), s("v")],
                 [s("s2"), s("orders"), s("r")],
+                [s("public"), s("audited"), s("r")],
             ],
-            vec![
+            view_deps: vec![
                 [s("public"), s("cust_v"), s("public"), s("customers")],
                 [s("public"), s("cust_vv"), s("public"), s("cust_v")],
                 [s("public"), s("cust_vv"), s("public"), s("orders")],
             ],
-        )
+            rule_deps: vec![[s("s2"), s("orders"), s("public"), s("customers")]],
+            triggers: vec![[s("public"), s("audited"), s("stamp")]],
+        })
     }
 
     fn resolve(r: &Relations, sql: &str) -> Classification {
@@ -681,6 +761,19 @@ mod tests {
             resolve(&r, "UPDATE v2 SET name = 'x'").tables_written,
             ["public.customers", "v2"]
         );
+    }
+
+    #[test]
+    fn rules_and_triggers_on_a_written_table_are_in_sight() {
+        let r = relations();
+        let insert = resolve(&r, "INSERT INTO s2.orders VALUES (1)");
+        assert_eq!(insert.tables_written, ["public.customers", "s2.orders"]);
+        assert!(insert.opaque.is_empty());
+        let update = resolve(&r, "UPDATE audited SET x = 1");
+        assert_eq!(update.opaque, ["trigger stamp on public.audited"]);
+        // Reads run neither.
+        let read = resolve(&r, "SELECT * FROM audited, s2.orders");
+        assert!(read.opaque.is_empty() && read.tables_written.is_empty());
     }
 
     #[test]

@@ -351,6 +351,7 @@ impl ClientHalf {
             sql: inner.into(),
             class: self.classify(inner),
             review: None,
+            by_sql: true,
         });
         let epoch = self.shared.tracker().names.statement_epoch();
         running.prepares(name, prepared, epoch)
@@ -504,11 +505,17 @@ impl ClientHalf {
                     // A statement the gateway does not know (prepared by
                     // SQL, or refused) leaves the portal unknown, and its
                     // Execute refused.
-                    let bound = tracker.names.statement(statement).map(|prepared| Portal {
-                        statement: statement.to_owned(),
-                        prepared: Arc::clone(prepared),
-                        params,
-                    });
+                    // Nor one prepared by SQL: the record would name the
+                    // statement, the server's log the query that prepared it.
+                    let bound = tracker
+                        .names
+                        .statement(statement)
+                        .filter(|p| !p.by_sql)
+                        .map(|prepared| Portal {
+                            statement: statement.to_owned(),
+                            prepared: Arc::clone(prepared),
+                            params,
+                        });
                     if let Err(limit) = tracker.bind(portal, bound) {
                         batch.overflow = Some(limit);
                     }
@@ -1035,6 +1042,7 @@ impl ClientHalf {
             sql: sql.into(),
             class,
             review,
+            by_sql: false,
         });
         if let Err(limit) = tracker.parse(name, prepared) {
             batch.overflow = Some(limit);

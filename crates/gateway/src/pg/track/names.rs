@@ -14,6 +14,10 @@ pub struct Prepared {
     pub class: Arc<Classification>,
     /// The review that let it run, when it was held.
     pub review: Option<Arc<str>>,
+    /// Prepared by SQL `PREPARE`: `sql` is the statement it names, while
+    /// the server's log names the whole query string that prepared it,
+    /// so a protocol-level Bind of it is not taken (see `ClientHalf`).
+    pub by_sql: bool,
 }
 
 /// A portal: the statement it was bound to and the parameters.

@@ -96,6 +96,7 @@ fn prepared(sql: &str) -> Arc<Prepared> {
         sql: sql.into(),
         class: Arc::new(taskgate_sqlclass::classify(sql)),
         review: None,
+        by_sql: false,
     })
 }
 
@@ -452,6 +453,7 @@ fn portals_are_dropped_when_the_server_is_idle_again() {
         sql: "SELECT 1".into(),
         class: Arc::new(taskgate_sqlclass::classify("SELECT 1")),
         review: None,
+        by_sql: false,
     });
     t.parse("s", Arc::clone(&prepared));
     t.bind(
