@@ -217,7 +217,7 @@ action = "review"
 by = ["group:dba"]
 
 [[policies.statements]]
-match = {{ regex = "(?i)^\\s*(drop|truncate)\\b" }}
+match = {{ command = ["DROP", "TRUNCATE"] }}
 action = "deny"
 "#,
         address = target.address,
