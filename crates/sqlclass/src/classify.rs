@@ -87,19 +87,29 @@ fn statement_text<'a>(sql: &'a str, s: &pg_query::protobuf::RawStmt) -> &'a str 
 
 fn unparsable(msg: String) -> Classification {
     Classification {
-        class: Class::Unknown,
-        command: "UNKNOWN".to_owned(),
-        tables_read: Vec::new(),
-        tables_written: Vec::new(),
-        lifts_read_only: false,
-        opaque: Vec::new(),
-        commands: vec!["UNKNOWN".to_owned()],
         error: Some(msg),
-        statements: 1,
+        ..Classification::unknown("UNKNOWN")
     }
 }
 
 impl Classification {
+    /// One statement the gateway cannot see into, named `command` (a
+    /// function call by oid, text it could not read): class `unknown`, no
+    /// tables.
+    pub fn unknown(command: &str) -> Classification {
+        Classification {
+            class: Class::Unknown,
+            command: command.to_owned(),
+            tables_read: Vec::new(),
+            tables_written: Vec::new(),
+            lifts_read_only: false,
+            opaque: Vec::new(),
+            commands: vec![command.to_owned()],
+            error: None,
+            statements: 1,
+        }
+    }
+
     fn without_error(mut self) -> Self {
         self.error = None;
         self

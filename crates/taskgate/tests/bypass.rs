@@ -36,6 +36,19 @@ fn started_sql(gw: &TestGateway) -> Vec<String> {
         .collect()
 }
 
+/// Sends `sql` as a simple query and checks it is refused with
+/// `sqlstate`: the answers up to ReadyForQuery, the refusal first.
+fn expect_refused(pg: &mut RawPg, sql: &str, sqlstate: &str) -> Vec<common::raw::Answer> {
+    pg.send(&fe::query(sql));
+    let answers = pg.until_ready(1);
+    assert_eq!(
+        answers[0].sqlstate.as_deref(),
+        Some(sqlstate),
+        "{sql}: {answers:?}"
+    );
+    answers
+}
+
 fn payload_of<'a>(events: &'a [Value], sql: &str) -> &'a Value {
     &events
         .iter()
@@ -192,13 +205,7 @@ fn large_object_writes_are_writes() {
         "SELECT lo_from_bytea(0, '\\x41'::bytea)",
         "SELECT lo_unlink(1)",
     ] {
-        pg.send(&fe::query(sql));
-        let answers = pg.until_ready(1);
-        assert_eq!(
-            answers[0].sqlstate.as_deref(),
-            Some("42501"),
-            "{sql}: {answers:?}"
-        );
+        expect_refused(&mut pg, sql, "42501");
     }
     assert_eq!(
         cluster.psql("shop", "SELECT count(*) FROM pg_largeobject_metadata"),
@@ -257,9 +264,7 @@ fn tables_are_matched_as_the_server_may_resolve_them() {
     let (task, token) = gw.active_task("shop", "write", "10m");
     let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
     // A rule on public.orders holds for orders named without its schema.
-    pg.send(&fe::query("DELETE FROM orders"));
-    let answers = pg.until_ready(1);
-    assert_eq!(answers[0].sqlstate.as_deref(), Some("42501"), "{answers:?}");
+    let answers = expect_refused(&mut pg, "DELETE FROM orders", "42501");
     assert!(
         answers[0].text.contains("guard.statements[0]"),
         "{answers:?}"
@@ -270,13 +275,7 @@ fn tables_are_matched_as_the_server_may_resolve_them() {
         "SELECT touch_customers()",
         "SELECT query_to_xml('update customers set name = name returning 1', true, false, '')",
     ] {
-        pg.send(&fe::query(sql));
-        let answers = pg.until_ready(1);
-        assert_eq!(
-            answers[0].sqlstate.as_deref(),
-            Some("42501"),
-            "{sql}: {answers:?}"
-        );
+        expect_refused(&mut pg, sql, "42501");
     }
     // Views are judged by the tables under them: one made before the
     // session, one made after it outside the gateway, and one made in the
@@ -296,13 +295,7 @@ fn tables_are_matched_as_the_server_may_resolve_them() {
         "UPDATE cust_later SET name = 'view-bypass' WHERE id = 1",
         "CREATE VIEW cust_now AS SELECT * FROM customers; UPDATE cust_now SET name = 'view-bypass' WHERE id = 1",
     ] {
-        pg2.send(&fe::query(sql));
-        let answers = pg2.until_ready(1);
-        assert_eq!(
-            answers[0].sqlstate.as_deref(),
-            Some("42501"),
-            "{sql}: {answers:?}"
-        );
+        expect_refused(&mut pg2, sql, "42501");
     }
     assert_eq!(
         cluster.psql("shop", "SELECT name FROM customers WHERE id = 1"),
@@ -390,13 +383,7 @@ fn statements_and_names_are_judged_as_the_server_reads_them() {
     ];
     for sql in refused {
         // Simple protocol, then extended.
-        pg.send(&fe::query(sql));
-        let answers = pg.until_ready(1);
-        assert_eq!(
-            answers[0].sqlstate.as_deref(),
-            Some("42501"),
-            "{sql}: {answers:?}"
-        );
+        expect_refused(&mut pg, sql, "42501");
         pg.send(
             &[
                 fe::parse("", sql, &[]),
@@ -417,13 +404,7 @@ fn statements_and_names_are_judged_as_the_server_reads_them() {
         "SELECT * FROM other.public.orders",
         "SELECT * FROM \"Shop\".public.orders",
     ] {
-        pg.send(&fe::query(sql));
-        let answers = pg.until_ready(1);
-        assert_eq!(
-            answers[0].sqlstate.as_deref(),
-            Some("0A000"),
-            "{sql}: {answers:?}"
-        );
+        let answers = expect_refused(&mut pg, sql, "0A000");
         assert!(answers[0].text.contains("cross-database"), "{answers:?}");
     }
     assert_eq!(cluster.psql("shop", "SELECT count(*) FROM orders"), "2");
@@ -592,13 +573,7 @@ fn ddl_through_the_gateway_is_seen_by_every_session_at_once() {
         "UPDATE v_x SET name = 'stale' WHERE id = 1",
         "UPDATE v_new SET name = 'stale' WHERE id = 1",
     ] {
-        early.send(&fe::query(sql));
-        let answers = early.until_ready(1);
-        assert_eq!(
-            answers[0].sqlstate.as_deref(),
-            Some("42501"),
-            "{sql}: {answers:?}"
-        );
+        let answers = expect_refused(&mut early, sql, "42501");
         assert!(
             answers[0].text.contains("statements[1]"),
             "{sql}: {answers:?}"
@@ -684,9 +659,7 @@ fn rules_and_triggers_on_a_written_table_count() {
     ));
     assert_eq!(tags(&pg.until_ready(1)), "CCZ");
     let insert = "INSERT INTO notes VALUES (1)";
-    pg.send(&fe::query(insert));
-    let answers = pg.until_ready(1);
-    assert_eq!(answers[0].sqlstate.as_deref(), Some("42501"), "{answers:?}");
+    expect_refused(&mut pg, insert, "42501");
     let denied = gw.events_of("command.denied");
     assert_eq!(
         payload_of(&denied, insert)["tables_written"],
@@ -695,9 +668,7 @@ fn rules_and_triggers_on_a_written_table_count() {
     let (task, token) = gw.active_task("shop", "admin", "10m");
     let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
     let insert = "INSERT INTO orders (item) VALUES ('triggered')";
-    pg.send(&fe::query(insert));
-    let answers = pg.until_ready(1);
-    assert_eq!(answers[0].sqlstate.as_deref(), Some("42501"), "{answers:?}");
+    expect_refused(&mut pg, insert, "42501");
     let denied = gw.events_of("command.denied");
     assert_eq!(
         payload_of(&denied, insert)["opaque"],

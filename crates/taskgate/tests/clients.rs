@@ -49,6 +49,17 @@ fn client(
     out
 }
 
+/// What a command printed, once it has succeeded.
+fn succeeded(command: &mut Command) -> Vec<u8> {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 fn events_of(gw: &TestGateway, kind: &str) -> Vec<Value> {
     gw.events_of(kind)
 }
@@ -213,21 +224,15 @@ fn a_whole_database_dumps_through_a_read_grant_as_it_does_directly() {
     let t = task(&gw, "read");
     let work = tempfile::tempdir().unwrap();
     let direct = |args: &[&str]| -> Vec<u8> {
-        let out = Command::new(pg_bindir().join("pg_dump"))
-            .args(["-h", "127.0.0.1", "-p", &cluster.port().to_string()])
-            .args(["-U", common::cluster::RO_USER])
-            .args(args)
-            .env("PGPASSWORD", common::UPSTREAM_PASSWORD)
-            .env("PGSSLMODE", "disable")
-            .current_dir(work.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        succeeded(
+            Command::new(pg_bindir().join("pg_dump"))
+                .args(["-h", "127.0.0.1", "-p", &cluster.port().to_string()])
+                .args(["-U", common::cluster::RO_USER])
+                .args(args)
+                .env("PGPASSWORD", common::UPSTREAM_PASSWORD)
+                .env("PGSSLMODE", "disable")
+                .current_dir(work.path()),
+        )
     };
     let without_comments = |dump: &[u8]| -> String {
         String::from_utf8_lossy(dump)
@@ -259,17 +264,11 @@ fn a_whole_database_dumps_through_a_read_grant_as_it_does_directly() {
     );
     direct(&["-Fc", "-f", "direct.dump", "shop"]);
     let restore = |file: &str| -> String {
-        let out = Command::new(pg_bindir().join("pg_restore"))
-            .args(["-f", "-", file])
-            .current_dir(work.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        without_comments(&out.stdout)
+        without_comments(&succeeded(
+            Command::new(pg_bindir().join("pg_restore"))
+                .args(["-f", "-", file])
+                .current_dir(work.path()),
+        ))
     };
     assert!(
         restore("through.dump") == restore("direct.dump"),

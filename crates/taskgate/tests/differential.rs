@@ -183,6 +183,52 @@ struct Ran {
     text: String,
 }
 
+impl Ran {
+    /// The statements it ran: a simple query's as the parser splits it.
+    fn statements(&self) -> Vec<&str> {
+        if self.simple {
+            taskgate_sqlclass::split(&self.text)
+        } else {
+            vec![self.text.as_str()]
+        }
+    }
+}
+
+/// Checks every gateway session the database logged against the record
+/// (see `check_session`; each session's first statement is its marker)
+/// and hands each statement that ran to `ran`. Returns how many
+/// statements and sessions were checked.
+fn check_database_log(
+    gw: &TestGateway,
+    cluster: &TestCluster,
+    mut ran: impl FnMut(&str),
+) -> (usize, u64) {
+    let started = gw.events_of("command.started");
+    let mut by_session: HashMap<String, Vec<&Value>> = HashMap::new();
+    for e in &started {
+        let s = e["session"].as_str().unwrap_or_default().to_owned();
+        by_session.entry(s).or_default().push(e);
+    }
+    let (mut checked, mut sessions) = (0, 0);
+    for logged in database_log(&cluster.log()).values() {
+        let Some(first) = logged.first() else {
+            continue;
+        };
+        let marker = first.text.as_str();
+        let session = started
+            .iter()
+            .find(|e| e["payload"]["sql"] == marker)
+            .and_then(|e| e["session"].as_str())
+            .unwrap_or_else(|| panic!("no session recorded the marker {marker:?}"));
+        checked += check_session(marker, logged, &by_session[session]);
+        sessions += 1;
+        for r in logged {
+            r.statements().into_iter().for_each(&mut ran);
+        }
+    }
+    (checked, sessions)
+}
+
 /// The database's log, by backend pid: `statement:` (simple) and
 /// `execute ...:` (extended) records of the gateway's sessions.
 fn database_log(log: &str) -> HashMap<String, Vec<Ran>> {
@@ -253,11 +299,7 @@ fn check_session(marker: &str, ran: &[Ran], started: &[&Value]) -> usize {
     let mut next = 0;
     let mut checked = 0;
     for r in ran {
-        let parts: Vec<&str> = if r.simple {
-            taskgate_sqlclass::split(&r.text)
-        } else {
-            vec![r.text.as_str()]
-        };
+        let parts = r.statements();
         let protocol = if r.simple { "simple" } else { "extended" };
         for part in parts {
             let found = started[next..]
@@ -402,26 +444,7 @@ fn everything_the_database_ran_was_recorded_first_with_its_own_text() {
         }
         drop(pg);
     }
-    let started = gw.events_of("command.started");
-    let mut by_session: HashMap<String, Vec<&Value>> = HashMap::new();
-    for e in &started {
-        let s = e["session"].as_str().unwrap_or_default().to_owned();
-        by_session.entry(s).or_default().push(e);
-    }
-    let log = database_log(&cluster.log());
-    let mut checked = 0;
-    let mut sessions_checked = 0;
-    for ran in log.values() {
-        let Some(first) = ran.first() else { continue };
-        let marker = first.text.clone();
-        let session = started
-            .iter()
-            .find(|e| e["payload"]["sql"] == marker.as_str())
-            .and_then(|e| e["session"].as_str())
-            .unwrap_or_else(|| panic!("no session recorded the marker {marker:?}"));
-        checked += check_session(&marker, ran, &by_session[session]);
-        sessions_checked += 1;
-    }
+    let (checked, sessions_checked) = check_database_log(&gw, &cluster, |_| {});
     let denied = gw.events_of("command.denied").len();
     println!(
         "differential: seed {seed}: {sent} sequences in {session} sessions ({cut_short} ended by the gateway); {checked} statements the database ran, each recorded first with its text, class and tables; {denied} refused, none in the database's log"
@@ -594,42 +617,12 @@ fn token_soups_run_only_as_recorded_and_as_the_rules_allow() {
             );
         }
     }
-    let started = gw.events_of("command.started");
-    let mut by_session: HashMap<String, Vec<&Value>> = HashMap::new();
-    for e in &started {
-        let s = e["session"].as_str().unwrap_or_default().to_owned();
-        by_session.entry(s).or_default().push(e);
-    }
-    let log = database_log(&cluster.log());
-    let (mut checked, mut sessions_checked) = (0, 0);
-    for ran in log.values() {
-        let Some(first) = ran.first() else { continue };
-        let Some(session) = started
-            .iter()
-            .find(|e| e["payload"]["sql"] == first.text.as_str())
-            .and_then(|e| e["session"].as_str())
-        else {
-            continue;
-        };
-        if !first.text.contains("soup session") {
-            continue;
-        }
-        checked += check_session(&first.text, ran, &by_session[session]);
-        sessions_checked += 1;
-        for r in ran {
-            let parts = if r.simple {
-                taskgate_sqlclass::split(&r.text)
-            } else {
-                vec![r.text.as_str()]
-            };
-            for part in parts {
-                assert!(
-                    !rules_refuse(part),
-                    "seed {seed}: the database ran {part:?}, which the rules refuse"
-                );
-            }
-        }
-    }
+    let (checked, sessions_checked) = check_database_log(&gw, &cluster, |part| {
+        assert!(
+            !rules_refuse(part),
+            "seed {seed}: the database ran {part:?}, which the rules refuse"
+        );
+    });
     let denied = gw.events_of("command.denied").len();
     println!(
         "token soups: seed {seed}: {sent} statements in {session} sessions; {checked} the database ran, each recorded first and allowed by the rules; {denied} refused, none in the database's log"

@@ -16,6 +16,7 @@
 //! [`Relations::learn`]).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,8 +71,11 @@ fn render(schema: &str, name: &str) -> String {
 /// A statement names a relation in another database: PostgreSQL refuses
 /// it, and so does the gateway, before it reaches the server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cross-database references are not implemented: {0}")]
+#[error("{CROSS_DATABASE}: {0}")]
 pub struct CrossDatabase(pub String);
+
+/// How PostgreSQL words its refusal of another database's name.
+pub const CROSS_DATABASE: &str = "cross-database references are not implemented";
 
 /// The relations of one target.
 #[derive(Clone, Debug)]
@@ -82,7 +86,7 @@ pub struct Relations {
     /// qualified, resolved through views below it.
     base: HashMap<String, Vec<String>>,
     /// The connection's catalog generation this was read at (see
-    /// [`Catalogs::generation`]).
+    /// [`Catalogs::generation_of`]).
     generation: u64,
     /// Relations the rules on a table touch when it is written (`CREATE
     /// RULE r AS ON INSERT TO orders DO ALSO UPDATE customers ...`).
@@ -406,16 +410,33 @@ pub struct SessionCatalog {
     missing: HashMap<String, Instant>,
     /// Names the next read is for.
     wanted: Vec<String>,
+    /// The connection's catalog generation (see [`Catalogs::invalidate`]).
+    generation: Arc<AtomicU64>,
+    /// Resolutions of the classifier's cached classifications, by the
+    /// address of the one resolved (kept alive beside it, so the address
+    /// is not reused): a repeated statement is resolved once per catalog
+    /// read, not per message. Behind a lock only so `&self` methods can
+    /// fill it; only this session takes it.
+    resolved: Mutex<HashMap<usize, Resolved>>,
 }
+
+/// A classification and its resolution.
+type Resolved = (Arc<Classification>, Arc<Classification>);
+
+/// Resolutions a session keeps before it starts again.
+const RESOLVED_CACHED: usize = 1024;
 
 impl SessionCatalog {
     pub fn new(ctx: Arc<super::PgContext>, access: Access, relations: Arc<Relations>) -> Self {
+        let generation = ctx.catalogs.generation_of(&access.connection);
         Self {
             ctx,
             access,
             relations,
             missing: HashMap::new(),
             wanted: Vec::new(),
+            generation,
+            resolved: Mutex::default(),
         }
     }
 
@@ -426,14 +447,32 @@ impl SessionCatalog {
         if c.tables_read.is_empty() && c.tables_written.is_empty() {
             return c;
         }
-        match self.relations.resolve(&c, &self.access.database) {
-            Ok(resolved) if resolved == *c => c,
+        let key = Arc::as_ptr(&c) as usize;
+        let mut cache = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, resolved)) = cache.get(&key) {
+            return Arc::clone(resolved);
+        }
+        let resolved = match self.relations.resolve(&c, &self.access.database) {
+            Ok(resolved) if resolved == *c => Arc::clone(&c),
             Ok(resolved) => Arc::new(resolved),
             Err(e) => Arc::new(Classification {
                 error: Some(e.to_string()),
                 ..(*c).clone()
             }),
+        };
+        if cache.len() >= RESOLVED_CACHED {
+            cache.clear();
         }
+        cache.insert(key, (c, Arc::clone(&resolved)));
+        resolved
+    }
+
+    /// The relations changed: every resolution is stale.
+    fn relations_changed(&mut self) {
+        self.resolved
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Whether the statement names relations the catalog read does not
@@ -446,7 +485,7 @@ impl SessionCatalog {
         }
         // DDL settled on some session of this connection since the read:
         // every name may stand for something else now.
-        if self.relations.generation != self.ctx.catalogs.generation(&self.access.connection) {
+        if self.relations.generation != self.generation.load(Ordering::Acquire) {
             self.missing.clear();
             return true;
         }
@@ -469,9 +508,16 @@ impl SessionCatalog {
     /// (statements naming what it lacks are judged by their names).
     pub async fn read_again(&mut self) {
         match self.access.relations(&self.ctx, true).await {
-            Ok(relations) => self.relations = relations,
+            Ok(relations) => {
+                self.relations = relations;
+                self.relations_changed();
+            }
             Err(e) => {
                 tracing::warn!(connection = %self.access.connection, error = %e, "cannot read the target's catalog again");
+                // Judged by what was read before, and not read again for
+                // every statement until the next DDL settles.
+                Arc::make_mut(&mut self.relations).generation =
+                    self.generation.load(Ordering::Acquire);
             }
         }
         let now = Instant::now();
@@ -491,6 +537,7 @@ impl SessionCatalog {
     pub fn ran(&mut self, c: &Classification) -> bool {
         if c.class == Class::Ddl {
             Arc::make_mut(&mut self.relations).learn(c);
+            self.relations_changed();
         }
         changes_catalog(c)
     }
@@ -610,7 +657,7 @@ pub struct Catalogs {
     cached: Mutex<HashMap<String, (Instant, Arc<Relations>)>>,
     /// Per connection, bumped each time DDL through the gateway settles:
     /// a read from an older generation is stale for every session.
-    generations: Mutex<HashMap<String, u64>>,
+    generations: Mutex<HashMap<String, Arc<AtomicU64>>>,
 }
 
 impl Catalogs {
@@ -622,7 +669,7 @@ impl Catalogs {
         target: &Target<'_>,
         fresh: bool,
     ) -> Result<Arc<Relations>, CatalogError> {
-        let generation = self.generation(connection);
+        let generation = self.generation_of(connection).load(Ordering::Acquire);
         if !fresh {
             let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((at, relations)) = cached.get(connection)
@@ -647,26 +694,24 @@ impl Catalogs {
         Ok(relations)
     }
 
-    /// The connection's catalog generation.
-    pub fn generation(&self, connection: &str) -> u64 {
-        self.generations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(connection)
-            .copied()
-            .unwrap_or(0)
+    /// The connection's catalog generation, which sessions read without
+    /// taking a lock.
+    pub fn generation_of(&self, connection: &str) -> Arc<AtomicU64> {
+        Arc::clone(
+            self.generations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(connection.to_owned())
+                .or_default(),
+        )
     }
 
     /// DDL on the connection settled (its transaction ended): every
     /// session reads the catalog again before its next statement that
     /// names a relation.
     pub fn invalidate(&self, connection: &str) {
-        *self
-            .generations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(connection.to_owned())
-            .or_default() += 1;
+        self.generation_of(connection)
+            .fetch_add(1, Ordering::AcqRel);
         self.cached
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -327,9 +327,14 @@ impl ClientHalf {
     /// The text a review of `sql` shows and is bound to: each `EXECUTE`
     /// in it followed by the statement it runs, so an approval never
     /// carries over to another statement prepared under the same name.
-    fn review_text(&self, sql: &str, parts: &[&str]) -> String {
+    fn review_text(&self, sql: &str, parts: &[&str], classes: &[Arc<Classification>]) -> String {
         let mut text = sql.to_owned();
-        for part in parts {
+        // Only an EXECUTE is parsed again for its name.
+        let executes = parts
+            .iter()
+            .zip(classes)
+            .filter(|(_, c)| c.command == "EXECUTE");
+        for (part, _) in executes {
             if let Some((name, prepared)) = self.executes(part) {
                 text.push_str(&format!("\n-- EXECUTE {name} runs: {}", prepared.sql));
             }
@@ -415,7 +420,7 @@ impl ClientHalf {
                     "invalid",
                     &format!("the statement is not valid SQL: {message}"),
                 ));
-                let code = if message.starts_with("cross-database references") {
+                let code = if message.starts_with(super::super::catalog::CROSS_DATABASE) {
                     FEATURE_NOT_SUPPORTED
                 } else {
                     SYNTAX_ERROR
@@ -569,15 +574,8 @@ impl ClientHalf {
                 let sql = format!("<function call, oid {function_oid}>");
                 // Called by oid: the gateway cannot tell what it does.
                 let class = Classification {
-                    class: taskgate_sqlclass::Class::Unknown,
-                    command: "FUNCTION CALL".to_owned(),
-                    tables_read: Vec::new(),
-                    tables_written: Vec::new(),
-                    lifts_read_only: false,
                     opaque: vec![format!("function call by oid {function_oid}")],
-                    commands: vec!["FUNCTION CALL".to_owned()],
-                    error: None,
-                    statements: 1,
+                    ..Classification::unknown("FUNCTION CALL")
                 };
                 let params: Vec<_> = args
                     .iter()
@@ -905,7 +903,7 @@ impl ClientHalf {
         }
         let mut review: Option<Arc<str>> = None;
         let mut needs_review: Option<Held> = None;
-        let shown = self.review_text(sql, &parts);
+        let shown = self.review_text(sql, &parts, &classes);
         for (text, class) in parts.iter().zip(&classes) {
             match self.decide(&shown, text, class) {
                 (StatementDecision::Allow, passed) => review = review.or(passed),
@@ -956,17 +954,7 @@ impl ClientHalf {
             return false;
         }
         // Not classified: the gateway cannot know how the server reads it.
-        let unread = Classification {
-            class: taskgate_sqlclass::Class::Unknown,
-            command: "UNKNOWN".to_owned(),
-            tables_read: Vec::new(),
-            tables_written: Vec::new(),
-            lifts_read_only: false,
-            opaque: Vec::new(),
-            commands: vec!["UNKNOWN".to_owned()],
-            error: None,
-            statements: 1,
-        };
+        let unread = Classification::unknown("UNKNOWN");
         let statement = Statement {
             protocol,
             sql,
@@ -1006,10 +994,15 @@ impl ClientHalf {
         } else {
             // Judged on the statement as the parser splits it: `;TRUNCATE
             // t` is the statement `TRUNCATE t` to the server, and to rules.
-            let text = taskgate_sqlclass::split(sql)
-                .first()
-                .copied()
-                .unwrap_or(sql);
+            let text = if sql.contains(';') {
+                taskgate_sqlclass::split(sql)
+                    .first()
+                    .copied()
+                    .unwrap_or(sql)
+            } else {
+                // No empty statement can stand before it: no second lexing.
+                sql
+            };
             self.decide(sql, text, &class)
         };
         if let StatementDecision::Review { reason, by } = decision {

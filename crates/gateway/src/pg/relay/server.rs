@@ -138,9 +138,8 @@ async fn forward_answers(
     out: &mut Vec<u8>,
 ) -> Result<(), Ending> {
     let mut done = Vec::new();
-    let mut unsafe_change = None;
     let mut ready = false;
-    {
+    let unsafe_change = {
         let mut tracker = shared.tracker();
         let now = Instant::now();
         loop {
@@ -151,14 +150,12 @@ async fn forward_answers(
             };
             let message =
                 backend::decode(&frame).map_err(|e| Ending::ServerProtocol(e.to_string()))?;
-            if let BackendMessage::ParameterStatus { name, value } = message {
-                unsafe_change =
-                    unsafe_change.or_else(|| unsafe_setting(name, value, &shared.record.task));
-                // Seen by the client half under the same lock that tells it
-                // everything is answered.
-                if tracker.unsafe_setting.is_none() {
-                    tracker.unsafe_setting.clone_from(&unsafe_change);
-                }
+            // Kept where the client half sees it under the same lock that
+            // tells it everything is answered.
+            if let BackendMessage::ParameterStatus { name, value } = message
+                && tracker.unsafe_setting.is_none()
+            {
+                tracker.unsafe_setting = unsafe_setting(name, value, &shared.record.task);
             }
             // DDL is seen by other sessions once its transaction ends:
             // their catalog views go stale before the client hears of it.
@@ -180,7 +177,8 @@ async fn forward_answers(
             }
             tracker.take_made(out);
         }
-    }
+        tracker.unsafe_setting.clone()
+    };
     // A client half waiting for these answers must not go on reading
     // under a setting the gateway cannot read by: the session ends first.
     if ready && unsafe_change.is_none() {
