@@ -6,7 +6,7 @@ use pg_query::NodeEnum as N;
 
 use crate::builtins::is_catalog_function;
 use crate::names::{
-    is_dcl_function, is_lexing_param, is_read_only_param, is_role_param, is_set_config, runs_dynamic_sql,
+    is_dcl_function, is_gateway_param, is_read_only_param, is_role_param, is_set_config, runs_dynamic_sql,
     writes_despite_read_only,
 };
 use crate::statement::classify_base;
@@ -184,7 +184,7 @@ fn classify_node(node: &N, text: &str) -> Partial {
 /// What the `set_config` calls in a statement do, by their first
 /// argument: a literal naming an ordinary setting (pg_dump's `search_path`)
 /// changes nothing; a read-only setting lifts the read-only session; a role,
-/// session authorization or lexing setting is dcl. A name that is not a
+/// session authorization or the application name is dcl. A name that is not a
 /// literal (a parameter, an expression) could be any of these: dcl and
 /// lifting. If fewer calls are found than the walk counted, the same.
 /// The fingerprint keeps literals verbatim in text that mentions
@@ -226,12 +226,12 @@ fn set_config_effect(node: &N, expected: usize) -> (Class, bool) {
 
 /// What setting `setting` (`None`: a name the gateway cannot read) does:
 /// a read-only setting lifts the read-only session; a role, session
-/// authorization or lexing setting is dcl; an unknown one both.
+/// authorization or the application name is dcl; an unknown one both.
 fn setting_effect(setting: Option<&str>) -> (Class, bool) {
     match setting {
         Some(s) if is_read_only_param(s) => (Class::Utility, true),
         Some(s) if is_role_param(s) => (Class::Dcl, true),
-        Some(s) if is_lexing_param(s) => (Class::Dcl, false),
+        Some(s) if is_gateway_param(s) => (Class::Dcl, false),
         Some(_) => (Class::Utility, false),
         None => (Class::Dcl, true),
     }

@@ -117,16 +117,13 @@ pub(crate) fn is_set_config(name: &str) -> bool {
     name.rsplit('.').next() == Some("set_config")
 }
 
-/// Settings only the gateway may set: those that change how its lexer must
-/// read statement text (string syntax, and the bytes of multibyte
-/// characters), and the application name that tags the session with its
-/// task.
-pub(crate) fn is_lexing_param(name: &str) -> bool {
-    name.eq_ignore_ascii_case("standard_conforming_strings")
-        || name.eq_ignore_ascii_case("client_encoding")
-        // Not for lexing, but the gateway's too: it names the task in the
-        // database's own logs and pg_stat_activity.
-        || name.eq_ignore_ascii_case("application_name")
+/// The setting only the gateway may set: the application name tags the
+/// session with its task in the database's own logs and
+/// `pg_stat_activity`. (`client_encoding` and `standard_conforming_strings`
+/// are ordinary settings: the gateway follows the server's reading of
+/// them, and ends a session whose encoding it cannot read.)
+pub(crate) fn is_gateway_param(name: &str) -> bool {
+    name.eq_ignore_ascii_case("application_name")
 }
 
 /// Settings whose SET / RESET lifts a read-only session (GUC names are

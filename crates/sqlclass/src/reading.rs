@@ -46,6 +46,110 @@ pub fn depends_on_standard_strings(sql: &str) -> bool {
     backslash_in_plain_string && mentions_set_config(sql)
 }
 
+/// How the server reads a plain `'...'` string: its
+/// `standard_conforming_strings` setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Strings {
+    /// `on` (PostgreSQL's default): a backslash is an ordinary character.
+    #[default]
+    Standard,
+    /// `off`: a backslash escapes, as in `E'...'`.
+    Backslash,
+}
+
+impl Strings {
+    /// The reading a `standard_conforming_strings` value gives (`on`,
+    /// `off`, as `ParameterStatus` reports it).
+    pub fn of_setting(value: &str) -> Strings {
+        if value.eq_ignore_ascii_case("off") {
+            Strings::Backslash
+        } else {
+            Strings::Standard
+        }
+    }
+
+    pub(crate) fn lexer(self, sql: &str) -> Lexer<'_> {
+        match self {
+            Strings::Standard => Lexer::new(sql),
+            Strings::Backslash => Lexer::with_backslash_strings(sql),
+        }
+    }
+}
+
+/// Text that reads the same whatever `standard_conforming_strings` is, as
+/// `sql` reads under `strings`, so the classifier (which parses with it on)
+/// and the rules see what the server runs: each plain `'...'` (or
+/// `N'...'`) string holding a backslash becomes the `E'...'` string it is
+/// (with it on, its backslashes doubled). Borrowed when nothing differs.
+pub fn as_standard(sql: &str, strings: Strings) -> Cow<'_, str> {
+    if !depends_on_standard_strings(sql) {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut last = 0;
+    // A run of strings glued together (`'a'` NEWLINE `'b'`): one constant,
+    // read all in its first part's way.
+    let mut group: Vec<(usize, usize)> = Vec::new();
+    let mut lx = strings.lexer(sql);
+    loop {
+        let step = lx.next_step();
+        let token = match step {
+            Step::Token(t) => Some(t),
+            Step::Unterminated(_) | Step::End => None,
+        };
+        let glued = token.is_some_and(|t| t.kind == Kind::Str && t.continues) && !group.is_empty();
+        if !glued {
+            rewrite_group(sql, &group, strings, &mut out, &mut last);
+            group.clear();
+        }
+        match token {
+            Some(t) if t.kind == Kind::Str => group.push((t.start, t.end)),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    out.push_str(sql.get(last..).unwrap_or_default());
+    Cow::Owned(out)
+}
+
+/// Writes a glued run of strings as one `E'...'` constant, when it is a
+/// plain string holding a backslash.
+fn rewrite_group(sql: &str, group: &[(usize, usize)], strings: Strings, out: &mut String, last: &mut usize) {
+    let Some(&(first, _)) = group.first() else {
+        return;
+    };
+    let text = |(a, b): (usize, usize)| sql.get(a..b).unwrap_or_default();
+    let head = text(group[0]);
+    let national = head.starts_with(['n', 'N']);
+    if !(head.starts_with('\'') || national) || !group.iter().any(|&g| text(g).contains('\\')) {
+        return;
+    }
+    out.push_str(sql.get(*last..first).unwrap_or_default());
+    // An identifier just before (`int'1'`) must not take the E.
+    if out
+        .as_bytes()
+        .last()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$') || *b >= 0x80)
+    {
+        out.push(' ');
+    }
+    // N'...' is NCHAR '...': the national prefix, then the string.
+    out.push_str(if national { "NCHAR E" } else { "E" });
+    let mut at = if national { first + 1 } else { first };
+    for &(start, end) in group {
+        out.push_str(sql.get(at..start).unwrap_or_default());
+        let part = sql.get(start.max(at)..end).unwrap_or_default();
+        match strings {
+            // Already in escape syntax.
+            Strings::Backslash => out.push_str(part),
+            // A backslash is itself: doubled, it stays itself.
+            Strings::Standard => out.push_str(&part.replace('\\', "\\\\")),
+        }
+        at = end;
+    }
+    *last = at;
+}
+
 fn is_escape_string(token: &str) -> bool {
     token.starts_with(['e', 'E']) || token.starts_with(['b', 'B', 'x', 'X']) || token.starts_with('$')
 }
@@ -115,6 +219,32 @@ mod tests {
         assert!(!depends_on_standard_strings(
             "SELECT set_config('search_path', 'public', false)"
         ));
+    }
+
+    #[test]
+    fn backslash_strings_read_as_escape_strings() {
+        let attack = "SELECT 'x\\' AS a, ' ; UPDATE customers SET name = 1; --' AS b";
+        let read = as_standard(attack, Strings::Backslash);
+        assert_eq!(read, "SELECT E'x\\' AS a, ' ; UPDATE customers SET name = 1; --' AS b");
+        assert_eq!(
+            as_standard("SELECT N'a\\'', int'\\1', 'a\\\\'\n'b\\''", Strings::Backslash),
+            "SELECT NCHAR E'a\\'', int E'\\1', E'a\\\\'\n'b\\''"
+        );
+        assert!(!depends_on_standard_strings(&as_standard(attack, Strings::Backslash)));
+        assert!(matches!(
+            as_standard("SELECT 'a'", Strings::Backslash),
+            Cow::Borrowed(_)
+        ));
+        // With the setting on, the backslash is doubled into an E string.
+        assert_eq!(
+            as_standard(attack, Strings::Standard),
+            "SELECT E'x\\\\' AS a, ' ; UPDATE customers SET name = 1; --' AS b"
+        );
+        assert!(!depends_on_standard_strings(&as_standard(attack, Strings::Standard)));
+        assert_eq!(
+            as_standard("SELECT 'a'\n'b\\', 'c'", Strings::Standard),
+            "SELECT E'a'\n'b\\\\', 'c'"
+        );
     }
 
     #[test]

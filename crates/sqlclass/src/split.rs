@@ -6,7 +6,8 @@
 //! hold top-level semicolons the lexer cannot see past, so there we ask
 //! PostgreSQL's own grammar via `pg_query::split_with_parser`.
 
-use crate::lexer::{Kind, Lexer, Step};
+use crate::lexer::{Kind, Step};
+use crate::reading::Strings;
 
 /// The statements of a simple-Query string, each trimmed, empty ones dropped.
 ///
@@ -15,9 +16,18 @@ use crate::lexer::{Kind, Lexer, Step};
 /// Unterminated quotes or comments give the whole text as one statement: the
 /// server refuses it whole.
 pub fn split(sql: &str) -> Vec<&str> {
-    match split_lexer(sql) {
+    split_as(sql, Strings::Standard)
+}
+
+/// [`split`] for a session whose plain strings read as `strings`.
+pub fn split_as(sql: &str, strings: Strings) -> Vec<&str> {
+    match split_lexer(sql, strings) {
         Lexed::Done(v) => v,
         Lexed::Unterminated => whole(sql),
+        // The parser reads strings the standard way; the server refuses
+        // such a body in the other reading anyway only if it is not valid,
+        // so take it whole: it is judged as all its statements at once.
+        Lexed::NeedsParser if strings == Strings::Backslash => whole(sql),
         Lexed::NeedsParser => match pg_query::split_with_parser(sql) {
             Ok(v) => v.into_iter().map(str::trim).filter(|s| !s.is_empty()).collect(),
             // The server will refuse the whole string; report it as one.
@@ -37,8 +47,8 @@ enum Lexed<'a> {
     NeedsParser,
 }
 
-fn split_lexer(sql: &str) -> Lexed<'_> {
-    let mut lx = Lexer::new(sql);
+fn split_lexer(sql: &str, strings: Strings) -> Lexed<'_> {
+    let mut lx = strings.lexer(sql);
     let mut out = Vec::new();
     let mut start: Option<usize> = None;
     let mut depth = 0usize;

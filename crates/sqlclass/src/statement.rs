@@ -69,7 +69,7 @@ pub(crate) fn set_lifts(s: &pb::VariableSetStmt) -> bool {
 fn variable_set(s: &pb::VariableSetStmt) -> Base {
     let kind = pb::VariableSetKind::try_from(s.kind).unwrap_or(pb::VariableSetKind::Undefined);
     let reset = matches!(kind, pb::VariableSetKind::VarReset | pb::VariableSetKind::VarResetAll);
-    let mut b = if is_role_param(&s.name) || names::is_lexing_param(&s.name) {
+    let mut b = if is_role_param(&s.name) || names::is_gateway_param(&s.name) {
         base(Dcl, if reset { "RESET" } else { "SET" })
     } else if kind == pb::VariableSetKind::VarSetMulti && s.name.starts_with("TRANSACTION") {
         base(Tcl, "SET TRANSACTION")

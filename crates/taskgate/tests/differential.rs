@@ -21,6 +21,7 @@ use common::TestGateway;
 use common::cluster::TestCluster;
 use common::raw::{Cut, RawPg, frontend as fe};
 use serde_json::Value;
+use taskgate_sqlclass::Strings;
 
 /// SplitMix64: a small deterministic generator, so a failing seed replays.
 struct Rng(u64);
@@ -45,8 +46,10 @@ impl Rng {
 
 /// Statements any grant here may send: reads, writes, errors, refusals
 /// (the cluster's rules deny DROP and writes to customers), transaction
-/// control, SQL-level names, and text that reads differently without
-/// standard_conforming_strings.
+/// control, SQL-level names, text that reads differently without
+/// standard_conforming_strings and the settings that turn it off and on,
+/// and a client encoding in which the UTF-8 bytes sent read as other
+/// characters.
 const COMMON: &[&str] = &[
     "SELECT 1",
     "SELECT count(*) FROM orders",
@@ -83,18 +86,23 @@ const COMMON: &[&str] = &[
     "FETCH 1 FROM cur",
     "SET search_path = public",
     "SELECT lo_create(0)",
+    "SELECT set_config('standard_conforming_strings', 'off', false)",
+    "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+    "SET standard_conforming_strings = off",
+    "SET standard_conforming_strings = on",
+    "SET client_encoding = 'LATIN1'",
+    "RESET client_encoding",
+    "SELECT 'naïve ; さ' AS n",
 ];
 
 /// Only under the admin grant: what a write grant would hold for review
-/// (code the gateway cannot see into) or refuse as dcl, and settings that
-/// make the gateway end the session.
+/// (code the gateway cannot see into), and an encoding that makes the
+/// gateway end the session.
 const ADMIN_ONLY: &[&str] = &[
     "EXECUTE q",
     "DISCARD ALL",
     "DO $$ BEGIN PERFORM 1; END $$",
-    "SELECT set_config('standard_conforming_strings', 'off', false)",
-    "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
-    "SET standard_conforming_strings = off",
+    "SET client_encoding = 'SJIS'",
 ];
 
 const STATEMENT_NAMES: &[&str] = &["", "s1", "s2", "q"];
@@ -184,10 +192,11 @@ struct Ran {
 }
 
 impl Ran {
-    /// The statements it ran: a simple query's as the parser splits it.
-    fn statements(&self) -> Vec<&str> {
+    /// The statements it ran: a simple query's as the parser splits it,
+    /// with plain strings read as `strings`.
+    fn statements_as(&self, strings: Strings) -> Vec<&str> {
         if self.simple {
-            taskgate_sqlclass::split(&self.text)
+            taskgate_sqlclass::split_as(&self.text, strings)
         } else {
             vec![self.text.as_str()]
         }
@@ -220,11 +229,8 @@ fn check_database_log(
             .find(|e| e["payload"]["sql"] == marker)
             .and_then(|e| e["session"].as_str())
             .unwrap_or_else(|| panic!("no session recorded the marker {marker:?}"));
-        checked += check_session(marker, logged, &by_session[session]);
+        checked += check_session(marker, logged, &by_session[session], &mut ran);
         sessions += 1;
-        for r in logged {
-            r.statements().into_iter().for_each(&mut ran);
-        }
     }
     (checked, sessions)
 }
@@ -295,43 +301,58 @@ fn strings(v: &Value) -> Vec<String> {
 /// Every statement a backend ran has a start before it, in order, with the
 /// same text and the class and tables the grammar gives that text.
 /// Returns how many statements were checked.
-fn check_session(marker: &str, ran: &[Ran], started: &[&Value]) -> usize {
+fn check_session(
+    marker: &str,
+    ran: &[Ran],
+    started: &[&Value],
+    mut each: impl FnMut(&str),
+) -> usize {
     let mut next = 0;
     let mut checked = 0;
     for r in ran {
-        let parts = r.statements();
         let protocol = if r.simple { "simple" } else { "extended" };
-        for part in parts {
-            let found = started[next..]
+        // The log does not say how the server read plain strings (a
+        // statement before may have turned standard_conforming_strings
+        // off): the record must match one reading, whose classes then
+        // hold. (That the reading was the server's shows in what the
+        // statements did: see the customers check of the soup test.)
+        let readings = [Strings::Standard, Strings::Backslash].map(|strings| {
+            let parts = r.statements_as(strings);
+            let found = matches_in_order(&parts, protocol, started, next);
+            (strings, parts, found)
+        });
+        let chosen = readings.iter().find(|(_, _, found)| found.is_some());
+        let Some((reading, parts, Some(found))) = chosen else {
+            let part = readings[0].1.first().copied().unwrap_or_default();
+            let all: Vec<String> = started
                 .iter()
-                .position(|e| e["payload"]["protocol"] == protocol && e["payload"]["sql"] == part);
-            let Some(offset) = found else {
-                let all: Vec<String> = started
-                    .iter()
-                    .map(|e| {
-                        format!(
-                            "{} {} {}",
-                            e["payload"]["command"], e["payload"]["protocol"], e["payload"]["sql"]
-                        )
-                    })
-                    .collect();
-                let ran: Vec<String> = ran
-                    .iter()
-                    .map(|r| format!("{} {}", r.simple, r.text))
-                    .collect();
-                std::fs::write(
-                    "/tmp/differential-failure.txt",
-                    format!("{all:#?}\n{ran:#?}"),
-                )
-                .ok();
-                panic!(
-                    "{marker}: the database ran {part:?} ({protocol}) with no command.started for it after the previous match (start {next} of {}); see /tmp/differential-failure.txt",
-                    started.len()
-                );
-            };
-            let event = started[next + offset];
-            next += offset + 1;
-            let truth = taskgate_sqlclass::classify(part);
+                .map(|e| {
+                    format!(
+                        "{} {} {}",
+                        e["payload"]["command"], e["payload"]["protocol"], e["payload"]["sql"]
+                    )
+                })
+                .collect();
+            let ran: Vec<String> = ran
+                .iter()
+                .map(|r| format!("{} {}", r.simple, r.text))
+                .collect();
+            std::fs::write(
+                "/tmp/differential-failure.txt",
+                format!("{all:#?}\n{ran:#?}"),
+            )
+            .ok();
+            panic!(
+                "{marker}: the database ran {part:?} ({protocol}) with no command.started for it after the previous match (start {next} of {}); see /tmp/differential-failure.txt",
+                started.len()
+            );
+        };
+        for (part, &at) in parts.iter().zip(found) {
+            let event = started[at];
+            next = at + 1;
+            let read = taskgate_sqlclass::as_standard(part, *reading);
+            each(&read);
+            let truth = taskgate_sqlclass::classify(&read);
             let p = &event["payload"];
             if truth.command == "EXECUTE" && p["command_type"] == "EXECUTE" {
                 // Recorded as the statement it runs, which the text does
@@ -358,6 +379,24 @@ fn check_session(marker: &str, ran: &[Ran], started: &[&Value]) -> usize {
         }
     }
     checked
+}
+
+/// Where each of `parts` was recorded started, in order, from `next` on.
+fn matches_in_order(
+    parts: &[&str],
+    protocol: &str,
+    started: &[&Value],
+    mut next: usize,
+) -> Option<Vec<usize>> {
+    let mut at = Vec::with_capacity(parts.len());
+    for part in parts {
+        let offset = started[next..]
+            .iter()
+            .position(|e| e["payload"]["protocol"] == protocol && e["payload"]["sql"] == *part)?;
+        at.push(next + offset);
+        next += offset + 1;
+    }
+    Some(at)
 }
 
 /// Could a relation named `named` in the text be recorded as `recorded`?
@@ -430,8 +469,8 @@ fn everything_the_database_ran_was_recorded_first_with_its_own_text() {
             match cut {
                 None => {}
                 Some(Cut::Closed) => {
-                    // The gateway ends a session whose server turned
-                    // standard_conforming_strings off.
+                    // The gateway ends a session whose server took an
+                    // encoding it cannot read.
                     cut_short += 1;
                     break;
                 }
@@ -445,6 +484,15 @@ fn everything_the_database_ran_was_recorded_first_with_its_own_text() {
         drop(pg);
     }
     let (checked, sessions_checked) = check_database_log(&gw, &cluster, |_| {});
+    // What the statements did shows the reading the server took: the
+    // write hidden behind a backslash string never ran.
+    assert_eq!(
+        cluster.psql(
+            "shop",
+            "SELECT count(*) FROM customers WHERE name = 'pwned'"
+        ),
+        "0"
+    );
     let denied = gw.events_of("command.denied").len();
     println!(
         "differential: seed {seed}: {sent} sequences in {session} sessions ({cut_short} ended by the gateway); {checked} statements the database ran, each recorded first with its text, class and tables; {denied} refused, none in the database's log"
@@ -516,6 +564,11 @@ const TEMPLATES: &[&str] = &[
     "SELECT set_config('search_path', 'public', false)",
     "SHOW client_encoding",
     "COPY (SELECT {lit}) TO STDOUT",
+    "SET standard_conforming_strings = off",
+    "SET standard_conforming_strings = on",
+    "SELECT set_config('standard_conforming_strings', 'off', false)",
+    "SET client_encoding = 'LATIN1'",
+    "RESET client_encoding",
 ];
 const SUFFIXES: &[&str] = &["", "", ";", " -- tail", " /* tail; */", "; ;"];
 

@@ -97,3 +97,58 @@ fn psycopg3_works_and_is_recorded() {
 fn node_postgres_works_and_is_recorded() {
     run_driver("node", "pg_check.js", "node-pg-check");
 }
+
+/// psycopg under the encodings and `standard_conforming_strings` settings
+/// its own test suite sets (see `drivers/psycopg_encodings.py`): each works,
+/// the record holds the text as the server read it (in UTF-8), and a write
+/// hidden behind a backslash string with the setting off is refused by the
+/// rule on the table it writes.
+#[test]
+fn psycopg_in_other_encodings_and_string_settings_works_and_is_read_as_the_server_reads_it() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let (id, token) = gw.active_task("shop", "write", "10m");
+    let out = Command::new("python3")
+        .arg(drivers_dir().join("psycopg_encodings.py"))
+        .env("TG_HOST", "127.0.0.1")
+        .env("TG_PORT", gw.postgres.port().to_string())
+        .env("TG_USER", &id)
+        .env("TG_PASSWORD", &token)
+        .env("TG_DB", "shop")
+        .output()
+        .expect("python3 (run .ci/run to install psycopg)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "psycopg_encodings.py failed:\n{stdout}\n{}\ngateway log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    assert!(stdout.contains("hidden write refused 42501"), "{stdout}");
+    assert!(stdout.contains("strings ok"), "{stdout}");
+    assert_eq!(
+        cluster.psql("shop", "SELECT name FROM customers WHERE id = 1"),
+        "ada"
+    );
+    common::settle(&gw);
+    let started: Vec<String> = gw
+        .events_of("command.started")
+        .iter()
+        .map(|e| e["payload"]["sql"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for text in ["café crème", "€uro", "さくら", "naïve €", "Привет"] {
+        assert!(
+            started
+                .iter()
+                .any(|s| s.contains(&format!("SELECT '{text}'::text AS \"{text}\""))),
+            "{text} is recorded as the server read it: {started:?}"
+        );
+    }
+    let denied = gw.events_of("command.denied");
+    assert!(
+        denied.iter().any(|e| e["payload"]["tables_written"]
+            .to_string()
+            .contains("public.customers")),
+        "{denied:?}"
+    );
+}

@@ -322,7 +322,7 @@ fn a_read_grant_refuses_writes_and_the_session_goes_on() {
             .get(0);
         assert_eq!(ro, "on", "the upstream session is read-only too");
         let err = c
-            .simple_query("SET standard_conforming_strings = off")
+            .simple_query("SET application_name = 'someone else'")
             .await
             .unwrap_err();
         assert_eq!(sqlstate(&err), "42501");

@@ -148,18 +148,21 @@ fn extended_copy_keeps_outcomes_in_step() {
     assert_eq!(completed[0]["payload"]["copy_in_bytes"], 13);
 }
 
-/// Statements are read as UTF-8; another client encoding could hide one
-/// statement inside another's string, so it is refused at login and
-/// cannot be set later.
+/// Encodings in which a quote or backslash byte can be part of a multibyte
+/// character could hide one statement inside another's string: refused at
+/// login, and a change to one ends the session. The others are read as the
+/// server reads them: psql with PGCLIENTENCODING=LATIN1 sends LATIN1 bytes,
+/// and the record holds the text in UTF-8.
 #[test]
-fn only_utf8_clients_are_served() {
+fn clients_in_encodings_the_gateway_can_read_are_served() {
     let cluster = TestCluster::start();
     let gw = TestGateway::start_with(&cluster.gateway_config());
     let t = task(&gw, "read");
-    let psql = |encoding: &str, sql: &str| {
-        Command::new(pg_bindir().join("psql"))
+    let psql = |encoding: &str, sql: &[u8]| {
+        let mut child = Command::new(pg_bindir().join("psql"))
             .args([
                 "-X",
+                "-At",
                 "-h",
                 "127.0.0.1",
                 "-p",
@@ -169,28 +172,51 @@ fn only_utf8_clients_are_served() {
                 "-d",
                 "shop",
             ])
-            .args(["-c", sql])
             .env("PGPASSWORD", &t.1)
             .env("PGCLIENTENCODING", encoding)
-            .output()
-            .unwrap()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(sql).unwrap();
+        child.wait_with_output().unwrap()
     };
-    let out = psql("SJIS", "SELECT 1");
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("client_encoding"),
-        "{out:?}"
+    for unreadable in ["SJIS", "BIG5", "GBK"] {
+        let out = psql(unreadable, b"SELECT 1;");
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("multibyte"),
+            "{out:?}"
+        );
+    }
+    // LATIN1 bytes of 'café', and a column named in them.
+    let out = psql(
+        "LATIN1",
+        b"SELECT 'caf\xe9' AS \"cr\xe8me\";\nSHOW client_encoding;\n",
     );
-    let out = psql("UTF8", "SET client_encoding = 'SJIS'");
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("42501")
-            || String::from_utf8_lossy(&out.stderr).contains("taskgate:"),
-        "{out:?}"
-    );
-    let out = psql("UTF8", "SHOW client_encoding");
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("UTF8"));
+    assert_eq!(out.stdout, b"caf\xe9\nLATIN1\n", "{out:?}");
+    let out = psql("UTF8", b"SET client_encoding = 'SJIS';\nSELECT 2;\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("client_encoding changed"),
+        "{out:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains('2'),
+        "{out:?}"
+    );
+    common::settle(&gw);
+    let started: Vec<String> = gw
+        .events_of("command.started")
+        .iter()
+        .map(|e| e["payload"]["sql"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        started.iter().any(|s| s == "SELECT 'café' AS \"crème\""),
+        "{started:?}"
+    );
 }
 
 /// A client that stops reading in the middle of a large result cannot keep

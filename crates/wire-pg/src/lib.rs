@@ -15,6 +15,7 @@
 
 pub mod backend;
 pub mod encode;
+pub mod encoding;
 pub mod frame;
 pub mod frontend;
 mod read;

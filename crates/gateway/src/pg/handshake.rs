@@ -142,10 +142,6 @@ pub(super) async fn negotiate(
         .await;
         return None;
     }
-    if let Some(message) = client_encoding_refusal(&startup) {
-        fatal(client, "22023", &message).await;
-        return None;
-    }
     if task_id.is_empty() {
         fatal(
             client,
@@ -185,68 +181,4 @@ pub(super) async fn negotiate(
         }
     };
     Session::open(ctx, client, login, &startup, peer, tls, record::Via::Wire).await
-}
-
-/// The gateway splits and classifies statements as UTF-8; a client that
-/// encodes them otherwise could hide one statement inside another's string
-/// (a multibyte character whose second byte is a quote or backslash), so
-/// only UTF-8 is accepted.
-fn client_encoding_refusal(startup: &Startup) -> Option<String> {
-    if let Some(asked) = startup.setting("standard_conforming_strings")
-        && !asked.eq_ignore_ascii_case("on")
-    {
-        return Some(format!(
-            "standard_conforming_strings {asked:?} is not supported: taskgate reads statements with standard_conforming_strings = on"
-        ));
-    }
-    let asked = startup.setting("client_encoding")?;
-    let normalized: String = asked
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    (!matches!(normalized.as_str(), "utf8" | "unicode")).then(|| {
-        format!("client_encoding {asked:?} is not supported: taskgate reads statements as UTF-8, so connect with client_encoding=UTF8")
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn startup(params: &[(&str, &str)]) -> Startup {
-        Startup::Startup {
-            protocol: 3 << 16,
-            params: params
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn lexing_settings_are_refused_whatever_the_case_of_their_names() {
-        for params in [
-            [("client_encoding", "SJIS")],
-            [("Client_Encoding", "SJIS")],
-            [("CLIENT_ENCODING", "latin1")],
-            [("standard_conforming_strings", "off")],
-            [("Standard_Conforming_Strings", "off")],
-        ] {
-            assert!(
-                client_encoding_refusal(&startup(&params)).is_some(),
-                "{params:?}"
-            );
-        }
-        for params in [
-            [("client_encoding", "UTF8")],
-            [("Client_Encoding", "unicode")],
-            [("standard_conforming_strings", "ON")],
-        ] {
-            assert!(
-                client_encoding_refusal(&startup(&params)).is_none(),
-                "{params:?}"
-            );
-        }
-    }
 }

@@ -12,6 +12,7 @@ mod handshake;
 pub mod in_process;
 mod login;
 mod ratelimit;
+mod reading;
 mod record;
 mod relay;
 mod session;

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use taskgate_audit::{EventDraft, EventType, Identity, Timestamp};
 use taskgate_sqlclass::Classification;
+use taskgate_wire_pg::encoding::ClientEncoding;
 
 use super::track::{Completion, Outcome};
 
@@ -58,7 +59,7 @@ fn cut(text: &str, max: usize) -> &str {
 
 /// A parameter value for the record: text as text, binary as `\x` hex,
 /// NULL as null; cut at [`MAX_RECORDED_PARAM_BYTES`].
-pub fn param_value(value: Option<&[u8]>, binary: bool) -> Value {
+pub fn param_value(value: Option<&[u8]>, binary: bool, encoding: &ClientEncoding) -> Value {
     let Some(bytes) = value else {
         return Value::Null;
     };
@@ -66,7 +67,8 @@ pub fn param_value(value: Option<&[u8]>, binary: bool) -> Value {
     let mut text = if binary {
         format!("\\x{}", hex::encode(kept))
     } else {
-        String::from_utf8_lossy(kept).into_owned()
+        // Text in the session's encoding, as the server reads it.
+        encoding.decode(kept).into_owned()
     };
     if kept.len() < bytes.len() {
         text.push_str(&format!("… ({} bytes)", bytes.len()));
@@ -247,16 +249,20 @@ pub fn auth_failed(
 mod tests {
     use super::*;
 
+    const UTF8: ClientEncoding = ClientEncoding::UTF8;
+
     #[test]
     fn parameters_are_kept_readable_and_bounded() {
-        assert_eq!(param_value(None, false), Value::Null);
-        assert_eq!(param_value(Some(b"42"), false), json!("42"));
-        assert_eq!(param_value(Some(&[0, 255]), true), json!("\\x00ff"));
+        assert_eq!(param_value(None, false, &UTF8), Value::Null);
+        assert_eq!(param_value(Some(b"42"), false, &UTF8), json!("42"));
+        assert_eq!(param_value(Some(&[0, 255]), true, &UTF8), json!("\\x00ff"));
         let long = vec![b'a'; MAX_RECORDED_PARAM_BYTES + 5];
-        let Value::String(text) = param_value(Some(&long), false) else {
+        let Value::String(text) = param_value(Some(&long), false, &UTF8) else {
             panic!("not a string")
         };
         assert!(text.ends_with(&format!("… ({} bytes)", long.len())));
+        let latin1 = ClientEncoding::named("LATIN1").unwrap();
+        assert_eq!(param_value(Some(b"caf\xe9"), false, &latin1), json!("café"));
     }
 
     #[test]

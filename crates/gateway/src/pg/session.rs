@@ -14,6 +14,7 @@ use taskgate_wire_pg::startup::Startup;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use super::reading::Reading;
 use super::record::{SessionRecord, Via};
 use super::relay::{self, ClientHalf, Ending, Holds, Shared};
 use super::{ClientStream, PgContext, catalog, fatal, login, sessions, startup_params, upstream};
@@ -35,6 +36,8 @@ pub(super) struct Session {
     opened: Instant,
     catalog: catalog::Access,
     relations: Arc<catalog::Relations>,
+    /// How the server reads the session's text at login.
+    reading: Reading,
 }
 
 /// The startup parameters the gateway logs in upstream with: its own, then
@@ -50,13 +53,19 @@ fn upstream_params<'a>(
         ("user", credential.user.as_str()),
         ("database", connection.database.as_str()),
         ("application_name", application_name),
-        // The classifier reads string literals this way; a role or database
-        // default must not make the server read them another.
-        ("standard_conforming_strings", "on"),
-        // The same for the bytes: the gateway reads statements as UTF-8, so
-        // the server must too (see `client_encoding_refusal`).
-        ("client_encoding", "UTF8"),
     ];
+    // Unless the client asked for others (`startup_params` let through
+    // only what the gateway can read), a role or database default must
+    // not pick how the server reads text: the gateway follows its reports,
+    // but an encoding it cannot read would end the session at once.
+    for (name, default) in [
+        ("standard_conforming_strings", "on"),
+        ("client_encoding", "UTF8"),
+    ] {
+        if !settings.iter().any(|(k, _)| k == name) {
+            params.push((name, default));
+        }
+    }
     let read_only_asked = settings
         .iter()
         .any(|(k, _)| k == "default_transaction_read_only");
@@ -283,6 +292,13 @@ impl Session {
             .await;
             return None;
         }
+        let reading = match Reading::reported(&upstream.parameter_status, &task.id) {
+            Ok(reading) => reading,
+            Err(why) => {
+                fatal(client, "22023", &why).await;
+                return None;
+            }
+        };
         // Only now does the client learn it is in: the server proof, then
         // the target's parameters and the gateway's own cancel key.
         let Ok((pid, key)) = crate::token::cancel_key() else {
@@ -325,6 +341,7 @@ impl Session {
             opened: Instant::now(),
             catalog,
             relations,
+            reading,
         })
     }
 
@@ -342,6 +359,7 @@ impl Session {
             opened,
             catalog,
             relations,
+            reading,
         } = self;
         let shared = Arc::new(Shared {
             record,
@@ -358,6 +376,7 @@ impl Session {
                 Box::new(move || ctx.catalogs.invalidate(&connection))
             },
         });
+        shared.tracker().reading = reading;
         let (client_read, client_write) = tokio::io::split(client);
         let (upstream_read, upstream_write) = tokio::io::split(upstream.stream);
         let (stop_tx, stop_rx) = mpsc::channel(1);

@@ -6,6 +6,7 @@
 //! and gets the settings to send upstream or the refusal.
 
 use taskgate_policy::Access;
+use taskgate_wire_pg::encoding::ClientEncoding;
 
 /// Settings a client may set as it likes: they change how answers look or
 /// how its own session behaves, not what it may do.
@@ -51,9 +52,9 @@ struct Asked {
 /// The settings to send upstream for the client's `client` parameters:
 /// `ceilings` holds the gateway's own timeouts in milliseconds, which a
 /// client may lower but never raise or lift, `access` the grant's level (a read grant's session
-/// stays read-only). Settings the gateway always sets itself
-/// (`client_encoding`, `standard_conforming_strings`) are checked by the
-/// caller.
+/// stays read-only). `client_encoding` passes when the gateway can read
+/// statements in it (see `taskgate_wire_pg::encoding`), under PostgreSQL's
+/// name for it; `standard_conforming_strings` as `on` or `off`.
 pub fn settings(
     client: &[(String, String)],
     ceilings: &[(&str, u128)],
@@ -70,12 +71,7 @@ pub fn settings(
                     from_options: true,
                 });
             }
-        } else if !PROTOCOL.contains(&lower.as_str())
-            && !matches!(
-                lower.as_str(),
-                "client_encoding" | "standard_conforming_strings"
-            )
-        {
+        } else if !PROTOCOL.contains(&lower.as_str()) {
             asked.push(Asked {
                 name: lower,
                 value: value.clone(),
@@ -110,6 +106,12 @@ pub fn settings(
                 }
                 (_, Some(on)) => set(&mut out, &a.name, if on { "on" } else { "off" }.into()),
             }
+        } else if a.name == "client_encoding" {
+            let encoding = ClientEncoding::named(&a.value).map_err(|e| named(&e.to_string()))?;
+            set(&mut out, &a.name, encoding.name.to_owned());
+        } else if a.name == "standard_conforming_strings" {
+            let on = on_off(&a.value).ok_or_else(|| named("not a boolean"))?;
+            set(&mut out, &a.name, if on { "on" } else { "off" }.into());
         } else if PASSED.contains(&a.name.as_str()) {
             set(&mut out, &a.name, a.value.clone());
         } else {
@@ -222,6 +224,41 @@ mod tests {
 
     fn value<'a>(out: &'a [(String, String)], name: &str) -> Option<&'a str> {
         out.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn encodings_the_gateway_can_read_pass_under_their_own_names() {
+        let out = settings(
+            &p(&[
+                ("client_encoding", "latin-1"),
+                ("Standard_Conforming_Strings", "false"),
+            ]),
+            CEILINGS,
+            Access::Read,
+        )
+        .unwrap();
+        assert_eq!(value(&out, "client_encoding"), Some("LATIN1"));
+        assert_eq!(value(&out, "standard_conforming_strings"), Some("off"));
+        let out = settings(
+            &p(&[("options", "-c client_encoding=EUC_JP")]),
+            CEILINGS,
+            Access::Read,
+        )
+        .unwrap();
+        assert_eq!(value(&out, "client_encoding"), Some("EUC_JP"));
+        for (name, value, why) in [
+            ("client_encoding", "SJIS", "multibyte"),
+            ("CLIENT_ENCODING", "big5", "multibyte"),
+            ("client_encoding", "EUC_TW", "not supported"),
+            ("client_encoding", "klingon", "not an encoding"),
+            ("standard_conforming_strings", "maybe", "not a boolean"),
+        ] {
+            let refused = settings(&p(&[(name, value)]), CEILINGS, Access::Write);
+            assert!(
+                matches!(&refused, Err(Refused(m)) if m.contains(why) && m.contains(&name.to_ascii_lowercase())),
+                "{name}={value}: {refused:?}"
+            );
+        }
     }
 
     #[test]

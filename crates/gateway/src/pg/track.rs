@@ -19,6 +19,8 @@ use taskgate_wire_pg::frontend::Target;
 
 pub use names::{Change, NameEffect, Names, Portal, Prepared};
 
+use super::reading::Reading;
+
 mod names;
 
 /// Most answers a session may have outstanding; past it the client is
@@ -144,6 +146,8 @@ pub struct Tracker {
     /// The server reported a setting the gateway cannot read statements
     /// under (why): nothing more may be sent, and the session ends.
     pub unsafe_setting: Option<String>,
+    /// How the server reads the session's text, as last reported.
+    pub reading: Reading,
 }
 
 impl Default for Tracker {
@@ -159,6 +163,7 @@ impl Default for Tracker {
             discarded: Vec::new(),
             names: Names::default(),
             unsafe_setting: None,
+            reading: Reading::default(),
         }
     }
 }

@@ -12,7 +12,7 @@ use taskgate_audit::{EventDraft, Timestamp};
 use taskgate_policy::{
     Review, ReviewKind, ReviewState, StatementDecision, StatementPolicy, statement_sha256,
 };
-use taskgate_sqlclass::{Classification, Classifier};
+use taskgate_sqlclass::{Classification, Classifier, Strings, as_standard};
 use taskgate_store::StoreRead;
 use taskgate_wire_pg::encode::backend as enc;
 use taskgate_wire_pg::encode::frontend as enc_fe;
@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use super::super::ClientStream;
 use super::super::catalog::SessionCatalog;
+use super::super::reading::Reading;
 use super::super::record::{Protocol, Statement, param_value};
 use super::super::sessions::CloseReason;
 use super::super::track::{Expect, NameEffect, Portal, Prepared, Running};
@@ -84,6 +85,10 @@ pub struct ClientHalf {
     /// An Execute or FunctionCall was forwarded since the last Sync: what
     /// it did to the session's settings is reported only after the Sync.
     ran_since_sync: bool,
+    /// How the server reads the text being decided (its encoding, its
+    /// strings), taken from the server's reports once everything before
+    /// the text is answered, whenever the text could read otherwise.
+    reading: Reading,
 }
 
 /// What one read of the client's bytes turns into.
@@ -177,6 +182,7 @@ impl ClientHalf {
             catalog,
             carried: None,
             ran_since_sync: false,
+            reading: Reading::default(),
         }
     }
 
@@ -326,8 +332,14 @@ impl ClientHalf {
 
     /// The text a review of `sql` shows and is bound to: each `EXECUTE`
     /// in it followed by the statement it runs, so an approval never
-    /// carries over to another statement prepared under the same name.
-    fn review_text(&self, sql: &str, parts: &[&str], classes: &[Arc<Classification>]) -> String {
+    /// carries over to another statement prepared under the same name, and
+    /// the strings setting when the text reads by it.
+    fn review_text<S: AsRef<str>>(
+        &self,
+        sql: &str,
+        parts: &[S],
+        classes: &[Arc<Classification>],
+    ) -> String {
         let mut text = sql.to_owned();
         // Only an EXECUTE is parsed again for its name.
         let executes = parts
@@ -335,9 +347,16 @@ impl ClientHalf {
             .zip(classes)
             .filter(|(_, c)| c.command == "EXECUTE");
         for (part, _) in executes {
-            if let Some((name, prepared)) = self.executes(part) {
+            if let Some((name, prepared)) = self.executes(part.as_ref()) {
                 text.push_str(&format!("\n-- EXECUTE {name} runs: {}", prepared.sql));
             }
+        }
+        // The same text reads otherwise with the setting on: an approval
+        // is for this reading only.
+        if self.reading.strings == Strings::Backslash
+            && taskgate_sqlclass::depends_on_standard_strings(sql)
+        {
+            text.push_str("\n-- read with standard_conforming_strings = off");
         }
         text
     }
@@ -462,17 +481,19 @@ impl ClientHalf {
         // or what a name held before them, until it has the answers: it
         // stops taking messages until then.
         //
-        // Text with a byte of 0x80 or more reads differently under another
-        // client_encoding (in SJIS, BIG5, GBK... such a byte can swallow
-        // the quote or backslash after it), and a statement ahead of it may
-        // change the encoding (SET, set_config, a function), which the
-        // server reports only with its ReadyForQuery. So such a Query waits
-        // until everything before it is answered (a changed encoding ends
-        // the session there, before it is sent). ASCII text reads the same
-        // in every encoding PostgreSQL has, and never waits.
-        let reads_by_encoding =
-            matches!(frame.tag, b'Q' | b'P') && !self.skipping && !frame.body().is_ascii();
-        if (matches!(frame.tag, b'P' | b'B' | b'C' | b'E') || reads_by_encoding)
+        // Text that reads by the session's settings -- a byte of 0x80 or
+        // more (its characters depend on client_encoding), or a backslash
+        // in a plain string (on standard_conforming_strings) -- is read as
+        // the server will read it, and a statement ahead of it may change
+        // either (SET, set_config, a function), which the server reports
+        // only with its ReadyForQuery. So such text waits until everything
+        // before it is answered (an encoding the gateway cannot read ends
+        // the session there, before it is sent), then is read under what
+        // the server reported. Other text reads the same under every
+        // setting the gateway follows, and never waits.
+        let by_reading =
+            matches!(frame.tag, b'Q' | b'P') && !self.skipping && reads_by_session(&frame);
+        if (matches!(frame.tag, b'P' | b'B' | b'C' | b'E') || by_reading)
             && !self.skipping
             && self.shared.tracker().unanswered() > 0
         {
@@ -480,7 +501,13 @@ impl ClientHalf {
             batch.wait_for_server = true;
             return Ok(());
         }
-        let message = frontend::decode(&frame).map_err(|e| {
+        if by_reading {
+            self.reading = self.shared.tracker().reading;
+        }
+        // Text in the client's encoding is read in UTF-8; its bytes are
+        // forwarded as they came.
+        let read = self.reading.encoding.transcode(&frame, Direction::Frontend);
+        let message = frontend::decode(&read).map_err(|e| {
             Ending::ClientProtocol(format!(
                 "malformed message of type {:?}: {e}",
                 frame.tag as char
@@ -504,7 +531,10 @@ impl ClientHalf {
                     let params = params
                         .iter()
                         .enumerate()
-                        .map(|(i, v)| param_value(*v, param_format(&param_formats, i) == 1))
+                        .map(|(i, v)| {
+                            let binary = param_format(&param_formats, i) == 1;
+                            param_value(*v, binary, &self.reading.encoding)
+                        })
                         .collect();
                     let mut tracker = self.shared.tracker();
                     // A statement the gateway does not know (prepared by
@@ -580,7 +610,10 @@ impl ClientHalf {
                 let params: Vec<_> = args
                     .iter()
                     .enumerate()
-                    .map(|(i, v)| param_value(*v, param_format(&arg_formats, i) == 1))
+                    .map(|(i, v)| {
+                        let binary = param_format(&arg_formats, i) == 1;
+                        param_value(*v, binary, &self.reading.encoding)
+                    })
                     .collect();
                 let statement = Statement {
                     protocol: Protocol::FunctionCall,
@@ -694,7 +727,7 @@ impl ClientHalf {
         code: &str,
         message: &str,
     ) -> Result<(), Ending> {
-        let class = self.classify(&held.sql);
+        let class = self.classify(&as_standard(&held.sql, self.reading.strings));
         let statement = Statement {
             protocol: if held.simple {
                 Protocol::Simple
@@ -880,7 +913,8 @@ impl ClientHalf {
         if self.refused_unread(sql, Protocol::Simple, batch) {
             return Ok(false);
         }
-        let mut parts = taskgate_sqlclass::split(sql);
+        let strings = self.reading.strings;
+        let mut parts = taskgate_sqlclass::split_as(sql, strings);
         if parts.is_empty() {
             // Nothing but comments or semicolons: the server answers
             // EmptyQueryResponse, and its log holds the text all the same.
@@ -889,7 +923,9 @@ impl ClientHalf {
         // DDL early in the string (CREATE VIEW v AS ...) changes what a
         // later statement naming v touches: learn it before going on.
         let mut classes = Vec::with_capacity(parts.len());
-        for part in &parts {
+        // Each statement as it reads under the server's strings setting.
+        let judged: Vec<_> = parts.iter().map(|p| as_standard(p, strings)).collect();
+        for part in &judged {
             let class = self.classify(part);
             if self.catalog.should_read_for(&class) {
                 // A relation the catalog read lacks: read it again first.
@@ -903,9 +939,9 @@ impl ClientHalf {
         }
         let mut review: Option<Arc<str>> = None;
         let mut needs_review: Option<Held> = None;
-        let shown = self.review_text(sql, &parts, &classes);
-        for (text, class) in parts.iter().zip(&classes) {
-            match self.decide(&shown, text, class) {
+        let shown = self.review_text(sql, &judged, &classes);
+        for ((text, judged), class) in parts.iter().zip(&judged).zip(&classes) {
+            match self.decide(&shown, judged, class) {
                 (StatementDecision::Allow, passed) => review = review.or(passed),
                 (StatementDecision::Review { reason, by }, _) => {
                     needs_review.get_or_insert(Held {
@@ -928,7 +964,7 @@ impl ClientHalf {
         }
         let now = Instant::now();
         let mut running = VecDeque::with_capacity(parts.len());
-        for (text, class) in parts.iter().zip(&classes) {
+        for ((text, judged), class) in parts.iter().zip(&judged).zip(&classes) {
             let id = self.next_command();
             let mut statement = simple(text, class);
             statement.review = review.as_deref();
@@ -938,19 +974,19 @@ impl ClientHalf {
             // What it does to the names happens as it runs: a PREPARE
             // names its statement after what came before it forgot theirs.
             self.shared.tracker().names.forget(NameEffect::of(class));
-            running.push_back(self.running(id, now, text, class));
+            running.push_back(self.running(id, now, judged, class));
         }
         self.expect(batch, Expect::Query(running));
         Ok(true)
     }
 
-    /// Refuses text whose reading depends on a client_encoding the
-    /// gateway cannot know yet: non-ASCII text behind an Execute of the
-    /// same batch (before Sync), which may have changed the encoding the
-    /// server will read it under (reported only after the Sync, so waiting
-    /// cannot help). Returns whether it was refused.
+    /// Refuses text whose reading depends on settings the gateway cannot
+    /// know yet: text that reads by the session (see `on_frame`) behind an
+    /// Execute of the same batch (before Sync), which may have changed
+    /// them (reported only after the Sync, so waiting cannot help).
+    /// Returns whether it was refused.
     fn refused_unread(&mut self, sql: &str, protocol: Protocol, batch: &mut Batch) -> bool {
-        if !self.ran_since_sync || sql.is_ascii() {
+        if !self.ran_since_sync || !text_reads_by_session(sql) {
             return false;
         }
         // Not classified: the gateway cannot know how the server reads it.
@@ -963,7 +999,7 @@ impl ClientHalf {
             names: None,
             review: None,
         };
-        let reason = "text with non-ASCII characters after an Execute in the same pipeline (before Sync) cannot be read safely: the statement run before it may have changed client_encoding; send a Sync first".to_owned();
+        let reason = "text with non-ASCII characters, or a backslash in a '...' string, after an Execute in the same pipeline (before Sync) cannot be read safely: the statement run before it may have changed client_encoding or standard_conforming_strings; send a Sync first".to_owned();
         let simple = matches!(protocol, Protocol::Simple);
         self.refuse(
             batch,
@@ -980,11 +1016,14 @@ impl ClientHalf {
         if self.skipping || self.refused_unread(sql, Protocol::Extended, batch) {
             return false;
         }
-        let class = self.classify(sql);
+        let strings = self.reading.strings;
+        let judged = as_standard(sql, strings);
+        let class = self.classify(&judged);
         if self.catalog.should_read_for(&class) {
             batch.read_catalog = true;
             return false;
         }
+        let mut shown = String::new();
         let (decision, review) = if class.statements > 1 {
             // The server refuses it too, but only after its log has the
             // text: refused here, nothing of it reaches the target (a
@@ -994,21 +1033,22 @@ impl ClientHalf {
         } else {
             // Judged on the statement as the parser splits it: `;TRUNCATE
             // t` is the statement `TRUNCATE t` to the server, and to rules.
-            let text = if sql.contains(';') {
-                taskgate_sqlclass::split(sql)
+            let text = if judged.contains(';') {
+                taskgate_sqlclass::split(&judged)
                     .first()
                     .copied()
-                    .unwrap_or(sql)
+                    .unwrap_or(&judged)
             } else {
                 // No empty statement can stand before it: no second lexing.
-                sql
+                &judged
             };
-            self.decide(sql, text, &class)
+            shown = self.review_text(sql, &[text], std::slice::from_ref(&class));
+            self.decide(&shown, text, &class)
         };
         if let StatementDecision::Review { reason, by } = decision {
             batch.hold = Some(Held {
                 frame: None,
-                sql: sql.to_owned(),
+                sql: shown,
                 reason,
                 by: by.iter().map(|m| m.to_string()).collect(),
                 simple: false,
@@ -1150,4 +1190,26 @@ fn verdict_of(review: Option<Review>) -> Option<Verdict> {
             review: review.id,
         }),
     }
+}
+
+/// Whether a Query's or Parse's text could read otherwise under another
+/// `client_encoding` or `standard_conforming_strings` (see `on_frame`).
+fn reads_by_session(frame: &Frame) -> bool {
+    let body = frame.body();
+    if !body.is_ascii() {
+        return true;
+    }
+    if !body.contains(&b'\\') {
+        return false;
+    }
+    match frontend::decode(frame) {
+        Ok(FrontendMessage::Query(sql) | FrontendMessage::Parse { sql, .. }) => {
+            text_reads_by_session(sql)
+        }
+        _ => false,
+    }
+}
+
+fn text_reads_by_session(sql: &str) -> bool {
+    !sql.is_ascii() || taskgate_sqlclass::depends_on_standard_strings(sql)
 }

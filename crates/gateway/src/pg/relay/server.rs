@@ -107,29 +107,6 @@ pub async fn server_half(
     ending
 }
 
-/// Settings the gateway reads statements under; a server reporting another
-/// value means statements may no longer mean what the gateway decided. The
-/// application name must go on naming the task (`taskgate/<task>`), which
-/// ties the database's own logs to it.
-fn unsafe_setting(name: &str, value: &str, task: &str) -> Option<String> {
-    if name == "application_name" {
-        let tag = format!("taskgate/{task}");
-        return (value != tag && !value.starts_with(&format!("{tag} "))).then(|| {
-            format!("application_name changed to {value:?}; it must name the task ({tag})")
-        });
-    }
-    let expected = match name {
-        "client_encoding" => "UTF8",
-        "standard_conforming_strings" => "on",
-        _ => return None,
-    };
-    (!value.eq_ignore_ascii_case(expected)).then(|| {
-        format!(
-            "{name} changed to {value}; the gateway reads statements only with {name} = {expected}"
-        )
-    })
-}
-
 /// Forwards every whole server message in `buf`, recording the outcomes
 /// they carry before the client sees them.
 async fn forward_answers(
@@ -148,14 +125,20 @@ async fn forward_answers(
                 Ok(None) => break,
                 Err(e) => return Err(Ending::ServerProtocol(e.to_string())),
             };
+            // Read in the client's encoding (the server converts its
+            // answers to it); forwarded as it came.
+            let read = tracker
+                .reading
+                .encoding
+                .transcode(&frame, Direction::Backend);
             let message =
-                backend::decode(&frame).map_err(|e| Ending::ServerProtocol(e.to_string()))?;
-            // Kept where the client half sees it under the same lock that
-            // tells it everything is answered.
+                backend::decode(&read).map_err(|e| Ending::ServerProtocol(e.to_string()))?;
+            // Followed where the client half sees it under the same lock
+            // that tells it everything is answered.
             if let BackendMessage::ParameterStatus { name, value } = message
                 && tracker.unsafe_setting.is_none()
             {
-                tracker.unsafe_setting = unsafe_setting(name, value, &shared.record.task);
+                tracker.unsafe_setting = tracker.reading.follow(name, value, &shared.record.task);
             }
             // DDL is seen by other sessions once its transaction ends:
             // their catalog views go stale before the client hears of it.
@@ -196,23 +179,5 @@ async fn forward_answers(
     match unsafe_change {
         Some(why) => Err(Ending::UnsafeSetting(why)),
         None => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::unsafe_setting;
-
-    #[test]
-    fn only_the_lexing_settings_and_the_task_tag_matter() {
-        assert!(unsafe_setting("client_encoding", "UTF8", "t").is_none());
-        assert!(unsafe_setting("client_encoding", "utf8", "t").is_none());
-        assert!(unsafe_setting("client_encoding", "SJIS", "t").is_some());
-        assert!(unsafe_setting("standard_conforming_strings", "off", "t").is_some());
-        assert!(unsafe_setting("TimeZone", "UTC", "t").is_none());
-        assert!(unsafe_setting("application_name", "taskgate/t", "t").is_none());
-        assert!(unsafe_setting("application_name", "taskgate/t psql", "t").is_none());
-        assert!(unsafe_setting("application_name", "innocent", "t").is_some());
-        assert!(unsafe_setting("application_name", "taskgate/other", "t").is_some());
     }
 }
