@@ -79,6 +79,7 @@ fn open_local(
     let (store, reader) = sqlite::open(&path, durability).map_err(failed(path.display()))?;
     let (writer, writer_thread) =
         Writer::start_as(Some(node), store, Some(checkpointing)).map_err(failed(path.display()))?;
+    let writer = writer.with_identity_limits(config.server.identity_limits());
     let sinks = SinkState::open(&path).map_err(failed(SinkState::path_for(&path).display()))?;
     Ok(Storage {
         writer,
@@ -152,6 +153,7 @@ async fn open_shared(
         .await
         .map_err(|e| failed(&describe)(StoreError::Corrupt(e.to_string())))?
         .map_err(failed(&describe))?;
+    let writer = writer.with_identity_limits(config.server.identity_limits());
     let reader = Arc::new(reader);
     let log_file = Mirror::path_for(&config.store.path);
     let mirror = Arc::new(SharedLogMirror {

@@ -74,10 +74,42 @@ pub fn expire_if_overdue(
     Some((change, why))
 }
 
+/// How much one identity may have open at once, so one agent cannot bury
+/// a real request under its own (`[server]` `max_open_tasks_per_identity`,
+/// `max_held_statements_per_identity`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdentityLimits {
+    /// Pending and active tasks it requested.
+    pub open_tasks: usize,
+    /// Statements of its tasks waiting for a review.
+    pub held_statements: usize,
+}
+
+impl IdentityLimits {
+    pub const NONE: IdentityLimits = IdentityLimits {
+        open_tasks: usize::MAX,
+        held_statements: usize::MAX,
+    };
+}
+
 /// A new task, with the grant review it waits on when it needs one.
-pub fn create_task(exists: bool, task: Task, review: Option<Review>) -> Step<Task> {
+/// `open` is how many pending or active tasks its requester has.
+pub fn create_task(
+    exists: bool,
+    open: usize,
+    limits: IdentityLimits,
+    task: Task,
+    review: Option<Review>,
+) -> Step<Task> {
     if exists {
         let why = DomainError::Conflict(format!("task {} already exists", task.id));
+        return Step::refused(Change::default(), why);
+    }
+    if open >= limits.open_tasks {
+        let why = DomainError::Limit(format!(
+            "{} already has {open} open tasks, the most server.max_open_tasks_per_identity ({}) allows: end one first",
+            task.requester.subject, limits.open_tasks
+        ));
         return Step::refused(Change::default(), why);
     }
     let events = task.requested_events(review.as_ref().map(|r| r.id.as_str()));
@@ -182,14 +214,23 @@ pub fn decide_review(
     }
 }
 
-/// Holds a statement for review, if its task is still active.
+/// What a statement review is asked in: where it was held, why, and how
+/// many statements of the requester's tasks already wait.
+pub struct StatementHold<'a> {
+    pub session: &'a str,
+    pub connection: &'a str,
+    pub reason: &'a str,
+    pub held: usize,
+}
+
+/// Holds a statement for review, if its task is still active and its
+/// requester is under its limit of held statements.
 pub fn request_statement_review(
     mut task: Task,
     pending_grant: Option<Review>,
     review: Review,
-    session: &str,
-    connection: &str,
-    reason: &str,
+    hold: StatementHold<'_>,
+    limits: IdentityLimits,
     now: Timestamp,
 ) -> Step<Review> {
     if let Some((change, why)) = expire_if_overdue(&mut task, pending_grant, now) {
@@ -199,6 +240,14 @@ pub fn request_statement_review(
         let why = DomainError::Conflict(format!("task {} is {}", task.id, task.state));
         return Step::refused(Change::default(), why);
     }
+    if hold.held >= limits.held_statements {
+        let why = DomainError::Limit(format!(
+            "{} already has {} statements waiting for review, the most server.max_held_statements_per_identity ({}) allows: wait for one to be decided",
+            task.requester.subject, hold.held, limits.held_statements
+        ));
+        return Step::refused(Change::default(), why);
+    }
+    let (session, connection, reason) = (hold.session, hold.connection, hold.reason);
     let event = review.requested_event(session, connection, reason);
     Step {
         change: Change {
@@ -323,15 +372,73 @@ mod tests {
 
     #[test]
     fn a_task_is_created_once() {
-        let again = create_task(true, pending(), None);
+        let none = IdentityLimits::NONE;
+        let again = create_task(true, 0, none, pending(), None);
         assert!(again.answer.is_err());
         assert!(again.change.new_task.is_none() && again.change.events.is_empty());
-        let first = create_task(false, pending(), None);
+        let first = create_task(false, 0, none, pending(), None);
         assert_eq!(
             first.change.new_task.as_ref().map(|t| t.id.as_str()),
             Some("tsk_1")
         );
         assert_eq!(types(&first.change)[0], EventType::TaskRequested);
+    }
+
+    #[test]
+    fn an_identity_opens_and_holds_no_more_than_its_limits() {
+        let limits = IdentityLimits {
+            open_tasks: 2,
+            held_statements: 3,
+        };
+        assert!(
+            create_task(false, 1, limits, pending(), None)
+                .answer
+                .is_ok()
+        );
+        let over = create_task(false, 2, limits, pending(), None);
+        assert!(
+            matches!(&over.answer, Err(DomainError::Limit(m)) if m.contains("max_open_tasks_per_identity (2)")),
+            "{:?}",
+            over.answer
+        );
+        assert!(over.change.new_task.is_none() && over.change.events.is_empty());
+        let active = || {
+            let mut task = pending();
+            task.state = TaskState::Active;
+            task
+        };
+        let hold = |held| StatementHold {
+            session: "ses_1",
+            connection: "orders-db",
+            reason: "ddl",
+            held,
+        };
+        let review = |task: &Task| {
+            Review::for_statement(
+                "rev_3".into(),
+                &task.id,
+                &task.requester,
+                "ALTER TABLE t ADD c int",
+                vec![],
+                t0(),
+            )
+        };
+        let task = active();
+        let r = review(&task);
+        assert!(
+            request_statement_review(task, None, r, hold(2), limits, t0())
+                .answer
+                .is_ok()
+        );
+        let task = active();
+        let r = review(&task);
+        let over = request_statement_review(task, None, r, hold(3), limits, t0());
+        assert!(
+            matches!(&over.answer, Err(DomainError::Limit(m)) if m.contains("max_held_statements_per_identity (3)")),
+            "{:?}",
+            over.answer
+        );
+        assert!(over.change.new_reviews.is_empty() && over.change.events.is_empty());
     }
 
     #[test]
@@ -345,7 +452,13 @@ mod tests {
             vec![],
             t0(),
         );
-        let step = request_statement_review(task, None, review, "ses_1", "orders-db", "ddl", t0());
+        let hold = StatementHold {
+            session: "ses_1",
+            connection: "orders-db",
+            reason: "ddl",
+            held: 0,
+        };
+        let step = request_statement_review(task, None, review, hold, IdentityLimits::NONE, t0());
         assert!(matches!(step.answer, Err(DomainError::Conflict(ref m)) if m.contains("pending")));
         assert!(step.change.new_reviews.is_empty());
     }

@@ -173,6 +173,9 @@ pub enum DomainError {
     /// The thing was already decided or done; repeating it changes nothing.
     #[error("{0}")]
     Conflict(String),
+    /// One identity has as much open as the config lets it have.
+    #[error("{0}")]
+    Limit(String),
 }
 
 /// Who is acting, and whether the roles config makes them an admin.

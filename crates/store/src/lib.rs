@@ -121,6 +121,10 @@ pub trait WriteTx {
     fn task(&mut self, id: &str) -> Result<Option<Task>>;
     fn review(&mut self, id: &str) -> Result<Option<Review>>;
     fn pending_grant_review(&mut self, task_id: &str) -> Result<Option<Review>>;
+    /// Pending and active tasks `subject` requested.
+    fn open_tasks_of(&mut self, subject: &str) -> Result<usize>;
+    /// Pending statement reviews of the tasks `subject` requested.
+    fn held_statements_of(&mut self, subject: &str) -> Result<usize>;
     /// Pending or active tasks whose deadline is at or before `now`.
     fn due_tasks(&mut self, now: Timestamp) -> Result<Vec<Task>>;
     /// The body of the newest `checkpoint` event, if there is one.

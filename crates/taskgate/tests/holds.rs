@@ -402,3 +402,155 @@ fn a_cancel_request_ends_a_hold_and_the_statement_never_runs() {
         "{denied:?}"
     );
 }
+
+/// Issue 27, finding 8: one identity can hold no more statements for
+/// review than `max_held_statements_per_identity`, over all its tasks and
+/// sessions, nor open more tasks than `max_open_tasks_per_identity`: one
+/// agent cannot bury a real request under its own. The statement over the
+/// limit is refused with an error naming the key and recorded as denied;
+/// the session goes on.
+#[test]
+fn an_identity_holds_and_opens_no_more_than_its_limits() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_full(
+        "review_hold = \"30s\"\nmax_held_statements_per_identity = 1\nmax_open_tasks_per_identity = 2",
+        &format!("{}{REVIEW_DDL}", cluster.gateway_config()),
+    );
+    let (task, token) = gw.active_task("shop", "write", "15m");
+    let (other, other_token) = gw.active_task("shop", "write", "15m");
+    let held = run_held(
+        &gw,
+        &task,
+        &token,
+        "CREATE INDEX IF NOT EXISTS orders_limit_a ON orders (qty)",
+    );
+    let review = pending_review(&gw, &task);
+    // The same identity's other task: over the limit.
+    let mut pg = RawPg::connect(gw.postgres, &other, &other_token, "shop");
+    pg.send(&frontend::query(
+        "CREATE INDEX IF NOT EXISTS orders_limit_b ON orders (qty)",
+    ));
+    let answers = pg.until_ready(1);
+    let error = error_of(&answers);
+    assert_eq!(error.sqlstate.as_deref(), Some("53400"), "{answers:?}");
+    assert!(
+        error.text.contains("max_held_statements_per_identity (1)"),
+        "{answers:?}"
+    );
+    pg.send(&frontend::query("SELECT 1"));
+    assert_eq!(tags(&pg.until_ready(1)), "TDCZ");
+    assert!(!cluster.log().contains("orders_limit_b"));
+    // A third open task is refused, naming the key.
+    let (status, body) = gw.http().post(
+        &gw.tokens.agent,
+        "/v1/tasks",
+        &json!({"name": "one-more", "connection": "shop", "access": "read", "window": "5m", "reason": "limit test"}),
+    );
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "limit", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("max_open_tasks_per_identity (2)")),
+        "{body}"
+    );
+    decide(
+        &gw,
+        &gw.tokens.alice,
+        review["id"].as_str().unwrap(),
+        "deny",
+        "not now",
+    );
+    let _ = held.join().unwrap();
+    // Decided: the next statement may be held again.
+    let again = run_held(
+        &gw,
+        &other,
+        &other_token,
+        "CREATE INDEX IF NOT EXISTS orders_limit_c ON orders (qty)",
+    );
+    let review = pending_review(&gw, &other);
+    decide(
+        &gw,
+        &gw.tokens.alice,
+        review["id"].as_str().unwrap(),
+        "deny",
+        "no",
+    );
+    let _ = again.join().unwrap();
+    let denied = gw.events_of("command.denied");
+    assert!(
+        denied.iter().any(|e| e["payload"]["decision"] == "limit"
+            && e["payload"]["sql"]
+                .as_str()
+                .is_some_and(|s| s.contains("orders_limit_b"))),
+        "{denied:?}"
+    );
+}
+
+/// Issue 27, findings 6 and 7: an `EXECUTE` is held as the statement it
+/// runs, the review shows that statement, and the approval is bound to it:
+/// the same `EXECUTE` text after the name was prepared again as another
+/// statement is held again, not run on the old approval.
+#[test]
+fn an_execute_is_held_and_approved_as_the_statement_it_runs() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_full(
+        "review_hold = \"30s\"",
+        &format!(
+            "{}\n[[policies.statements]]\nmatch = {{ command = [\"DELETE\"] }}\naction = \"review\"\nby = [\"group:dba\"]\n",
+            cluster.gateway_config()
+        ),
+    );
+    let (task, token) = gw.active_task("shop", "write", "15m");
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    let approve_next = |pg: &mut RawPg, sql: &str| -> (Value, Vec<Answer>) {
+        let mut moved = std::mem::replace(pg, RawPg::connect(gw.postgres, &task, &token, "shop"));
+        let query = frontend::query(sql);
+        let client = thread::spawn(move || {
+            moved.send(&query);
+            let answers = moved.until_ready(1);
+            (moved, answers)
+        });
+        let review = pending_review(&gw, &task);
+        let (status, body) = decide(
+            &gw,
+            &gw.tokens.alice,
+            review["id"].as_str().unwrap(),
+            "approve",
+            "ok",
+        );
+        assert_eq!(status, 200, "{body}");
+        let (back, answers) = client.join().unwrap();
+        *pg = back;
+        (review, answers)
+    };
+    let (_, answers) = approve_next(&mut pg, "PREPARE d AS DELETE FROM orders WHERE id = -1");
+    assert!(tags(&answers).ends_with("CZ"), "{answers:?}");
+    let (review, answers) = approve_next(&mut pg, "EXECUTE d");
+    assert!(tags(&answers).ends_with("CZ"), "{answers:?}");
+    assert_eq!(
+        review["statement"], "EXECUTE d\n-- EXECUTE d runs: DELETE FROM orders WHERE id = -1",
+        "{review}"
+    );
+    // The same name, another statement: the old approval does not carry.
+    pg.send(&frontend::query("DEALLOCATE d"));
+    assert!(tags(&pg.until_ready(1)).ends_with("CZ"));
+    let (_, _) = approve_next(&mut pg, "PREPARE d AS DELETE FROM orders WHERE id = -2");
+    let (review, answers) = approve_next(&mut pg, "EXECUTE d");
+    assert!(tags(&answers).ends_with("CZ"), "{answers:?}");
+    assert_eq!(
+        review["statement"], "EXECUTE d\n-- EXECUTE d runs: DELETE FROM orders WHERE id = -2",
+        "{review}"
+    );
+    let started = gw.events_of("command.started");
+    let executes: Vec<_> = started
+        .iter()
+        .filter(|e| e["payload"]["sql"] == "EXECUTE d")
+        .collect();
+    assert_eq!(executes.len(), 2, "{started:?}");
+    assert!(
+        executes.iter().all(|e| e["payload"]["review"].is_string()),
+        "{executes:?}"
+    );
+}

@@ -99,6 +99,7 @@ impl From<DomainError> for ApiError {
             DomainError::SelfApproval => Self::new(StatusCode::FORBIDDEN, "self_approval", message),
             DomainError::Forbidden(_) => Self::forbidden(message),
             DomainError::Invalid(_) => Self::invalid(message),
+            DomainError::Limit(_) => Self::new(StatusCode::TOO_MANY_REQUESTS, "limit", message),
         }
     }
 }

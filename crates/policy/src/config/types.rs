@@ -101,6 +101,13 @@ pub struct ServerConfig {
     /// Data-plane connections open at once for one task.
     #[serde(default = "default_max_connections_per_task")]
     pub max_connections_per_task: usize,
+    /// Pending and active tasks one identity may have at once.
+    #[serde(default = "default_max_open_tasks_per_identity")]
+    pub max_open_tasks_per_identity: usize,
+    /// Statements of one identity's tasks that may wait for a review at
+    /// once, over all its tasks and sessions.
+    #[serde(default = "default_max_held_statements_per_identity")]
+    pub max_held_statements_per_identity: usize,
     /// Largest client message carrying SQL, parameters or COPY data.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
@@ -133,6 +140,8 @@ pub struct ServerConfig {
 pub const DEFAULT_MAX_CONNECTIONS: usize = 2_000;
 pub const DEFAULT_MAX_CONNECTIONS_PER_TASK: usize = 50;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_MAX_OPEN_TASKS_PER_IDENTITY: usize = 25;
+pub const DEFAULT_MAX_HELD_STATEMENTS_PER_IDENTITY: usize = 20;
 /// Defaults that keep an agent's mistake small; each connection may set its own.
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -153,6 +162,14 @@ fn default_max_connections_per_task() -> usize {
     DEFAULT_MAX_CONNECTIONS_PER_TASK
 }
 
+fn default_max_open_tasks_per_identity() -> usize {
+    DEFAULT_MAX_OPEN_TASKS_PER_IDENTITY
+}
+
+fn default_max_held_statements_per_identity() -> usize {
+    DEFAULT_MAX_HELD_STATEMENTS_PER_IDENTITY
+}
+
 fn default_max_message_bytes() -> usize {
     DEFAULT_MAX_MESSAGE_BYTES
 }
@@ -169,6 +186,16 @@ fn default_postgres_listen() -> SocketAddr {
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 15432)))
 }
 
+impl ServerConfig {
+    /// What one identity may have open at once.
+    pub fn identity_limits(&self) -> crate::steps::IdentityLimits {
+        crate::steps::IdentityLimits {
+            open_tasks: self.max_open_tasks_per_identity,
+            held_statements: self.max_held_statements_per_identity,
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -176,6 +203,8 @@ impl Default for ServerConfig {
             postgres_listen: default_postgres_listen(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_task: DEFAULT_MAX_CONNECTIONS_PER_TASK,
+            max_open_tasks_per_identity: DEFAULT_MAX_OPEN_TASKS_PER_IDENTITY,
+            max_held_statements_per_identity: DEFAULT_MAX_HELD_STATEMENTS_PER_IDENTITY,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             startup_timeout: default_startup_timeout(),
             review_hold: default_review_hold(),

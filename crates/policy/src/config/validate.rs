@@ -439,6 +439,15 @@ fn listener_tls(config: &Config, report: &mut Report<'_>) {
     if server.max_connections_per_task == 0 {
         report.global("server.max_connections_per_task", "must be at least 1");
     }
+    if server.max_open_tasks_per_identity == 0 {
+        report.global("server.max_open_tasks_per_identity", "must be at least 1");
+    }
+    if server.max_held_statements_per_identity == 0 {
+        report.global(
+            "server.max_held_statements_per_identity",
+            "must be at least 1",
+        );
+    }
 }
 
 fn connections(config: &Config, report: &mut Report<'_>) {

@@ -58,6 +58,12 @@ impl WriteTx for AppendOnly {
     fn pending_grant_review(&mut self, _: &str) -> Result<Option<Review>> {
         self.refuse()
     }
+    fn open_tasks_of(&mut self, _: &str) -> Result<usize> {
+        self.refuse()
+    }
+    fn held_statements_of(&mut self, _: &str) -> Result<usize> {
+        self.refuse()
+    }
     fn due_tasks(&mut self, _: Timestamp) -> Result<Vec<Task>> {
         self.refuse()
     }

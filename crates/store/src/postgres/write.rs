@@ -4,7 +4,7 @@
 
 use postgres::{Client, Statement, Transaction};
 use taskgate_audit::{Chain, ChainHead, SealedEvent, Timestamp};
-use taskgate_policy::{Review, ReviewKind, ReviewState, Task};
+use taskgate_policy::{Review, ReviewKind, ReviewState, Task, TaskState};
 
 use super::fast::{self, AppendOnly};
 use super::read::from_doc;
@@ -350,6 +350,33 @@ impl WriteTx for PgTx<'_, '_> {
             )?
             .map(|r| from_doc(r.get(0)))
             .transpose()
+    }
+
+    fn open_tasks_of(&mut self, subject: &str) -> Result<usize> {
+        let n: i64 = self
+            .tx
+            .query_one(
+                "SELECT count(*) FROM taskgate.tasks WHERE requester = $1 AND state IN ($2, $3)",
+                &[
+                    &subject,
+                    &TaskState::Pending.as_str(),
+                    &TaskState::Active.as_str(),
+                ],
+            )?
+            .get(0);
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn held_statements_of(&mut self, subject: &str) -> Result<usize> {
+        let n: i64 = self
+            .tx
+            .query_one(
+                "SELECT count(*) FROM taskgate.reviews r JOIN taskgate.tasks t ON t.id = r.task_id
+                 WHERE t.requester = $1 AND r.kind = 'statement' AND r.state = $2",
+                &[&subject, &ReviewState::Pending.as_str()],
+            )?
+            .get(0);
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     fn due_tasks(&mut self, now: Timestamp) -> Result<Vec<Task>> {

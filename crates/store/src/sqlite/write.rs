@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use taskgate_audit::{ChainHead, SealedEvent, Timestamp};
-use taskgate_policy::{Review, ReviewKind, ReviewState, Task};
+use taskgate_policy::{Review, ReviewKind, ReviewState, Task, TaskState};
 
 use super::checkpoint::Checkpointer;
 use super::read::{doc_by_id, from_doc};
@@ -151,6 +151,36 @@ impl WriteTx for SqliteTx<'_> {
             })
             .optional()?;
         doc.map(|d| from_doc(&d)).transpose()
+    }
+
+    fn open_tasks_of(&mut self, subject: &str) -> Result<usize> {
+        let n: i64 = self
+            .0
+            .prepare_cached(
+                "SELECT count(*) FROM tasks WHERE requester = ?1 AND state IN (?2, ?3)",
+            )?
+            .query_row(
+                params![
+                    subject,
+                    TaskState::Pending.as_str(),
+                    TaskState::Active.as_str()
+                ],
+                |r| r.get(0),
+            )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn held_statements_of(&mut self, subject: &str) -> Result<usize> {
+        let n: i64 = self
+            .0
+            .prepare_cached(
+                "SELECT count(*) FROM reviews r JOIN tasks t ON t.id = r.task_id
+                 WHERE t.requester = ?1 AND r.kind = 'statement' AND r.state = ?2",
+            )?
+            .query_row(params![subject, ReviewState::Pending.as_str()], |r| {
+                r.get(0)
+            })?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     fn due_tasks(&mut self, now: Timestamp) -> Result<Vec<Task>> {

@@ -205,9 +205,11 @@ pub(super) fn apply(
             task,
             secrets,
             review,
+            limits,
         } => {
             let exists = tx.task(&task.id)?.is_some();
-            let step = steps::create_task(exists, *task, review.map(|r| *r));
+            let open = tx.open_tasks_of(&task.requester.subject)?;
+            let step = steps::create_task(exists, open, limits, *task, review.map(|r| *r));
             write(tx, front, node, step, Some(&secrets), |t| {
                 Outcome::Task(Box::new(t))
             })
@@ -253,19 +255,19 @@ pub(super) fn apply(
             session,
             connection,
             reason,
+            limits,
         } => {
             let Some((task, grant)) = task_and_grant(tx, &review.task_id)? else {
                 return Ok(Err(OpError::NotFound(format!("task {}", review.task_id))));
             };
-            let step = steps::request_statement_review(
-                task,
-                grant,
-                *review,
-                &session,
-                &connection,
-                &reason,
-                now,
-            );
+            let held = tx.held_statements_of(&task.requester.subject)?;
+            let hold = steps::StatementHold {
+                session: &session,
+                connection: &connection,
+                reason: &reason,
+                held,
+            };
+            let step = steps::request_statement_review(task, grant, *review, hold, limits, now);
             write(tx, front, node, step, None, |r| {
                 Outcome::Review(Box::new(r))
             })

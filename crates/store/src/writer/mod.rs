@@ -22,6 +22,7 @@ use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 
 use taskgate_audit::{EventDraft, PreparedEvent};
+use taskgate_policy::steps::IdentityLimits;
 use taskgate_policy::{Actor, DomainError, Review, Task};
 use tokio::sync::oneshot;
 
@@ -45,6 +46,7 @@ enum Op {
         task: Box<Task>,
         secrets: TaskSecrets,
         review: Option<Box<Review>>,
+        limits: IdentityLimits,
     },
     DecideReview {
         review_id: String,
@@ -69,6 +71,7 @@ enum Op {
         session: String,
         connection: String,
         reason: String,
+        limits: IdentityLimits,
     },
     /// Closes a statement review nobody decided in time.
     LapseReview {
@@ -136,6 +139,9 @@ pub struct Writer {
     decided: Arc<tokio::sync::Notify>,
     /// Woken whenever a review is added, decided or closed (live lists).
     reviews_changed: Arc<tokio::sync::Notify>,
+    /// What one identity may have open (checked in the store's
+    /// transaction, so every node of a fleet counts the same rows).
+    limits: IdentityLimits,
 }
 
 /// Where appended events go first.
@@ -237,7 +243,15 @@ impl Writer {
             stats,
             decided: Arc::default(),
             reviews_changed: Arc::default(),
+            limits: IdentityLimits::NONE,
         }
+    }
+
+    /// This handle (and its clones) with `limits` on what one identity
+    /// may have open.
+    pub fn with_identity_limits(mut self, limits: IdentityLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Counters shared with the writer thread, for metrics.
@@ -332,6 +346,7 @@ impl Writer {
             task: Box::new(task),
             secrets,
             review: review.map(Box::new),
+            limits: self.limits,
         };
         match self.submit(op).await? {
             Outcome::Task(task) => {
@@ -426,6 +441,7 @@ impl Writer {
             session: session.to_owned(),
             connection: connection.to_owned(),
             reason: reason.to_owned(),
+            limits: self.limits,
         };
         match self.submit(op).await? {
             Outcome::Review(review) => {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use taskgate_audit::{EventDraft, Timestamp};
 use taskgate_policy::{
-    Review, ReviewKind, ReviewState, StatementDecision, StatementPolicy, statement_sha256,
+    DomainError, Review, ReviewKind, ReviewState, StatementDecision, StatementPolicy,
+    statement_sha256,
 };
 use taskgate_sqlclass::{Classification, Classifier, Strings, as_standard};
 use taskgate_store::StoreRead;
@@ -43,6 +44,8 @@ const REFUSED_STAND_IN: &str = "taskgate refused the statement sent here";
 /// named statement leaves nothing behind (the unnamed one would drop the
 /// client's unnamed statement).
 const REFUSED_STATEMENT: &str = "taskgate_refused";
+/// SQLSTATE for a limit of the gateway's config reached.
+const CONFIGURATION_LIMIT_EXCEEDED: &str = "53400";
 /// SQLSTATE for a statement the client cancelled.
 const QUERY_CANCELED: &str = "57014";
 /// Statements longer than this are classified off the async threads.
@@ -150,6 +153,11 @@ enum Verdict {
     /// The client sent a cancel request while it waited.
     Cancelled {
         review: String,
+    },
+    /// Its requester has as many statements held as the config allows:
+    /// no review was made.
+    Limited {
+        why: String,
     },
 }
 
@@ -696,18 +704,37 @@ impl ClientHalf {
                 let message = format!(
                     "canceling statement due to user request (taskgate: the held statement was not run; review {review} lapsed)"
                 );
-                self.refuse_held(&held, &review, "cancelled", why, QUERY_CANCELED, &message)
-                    .await?;
+                self.refuse_held(
+                    &held,
+                    Some(&review),
+                    "cancelled",
+                    why,
+                    QUERY_CANCELED,
+                    &message,
+                )
+                .await?;
             }
             Verdict::Refused { review, why } => {
                 let reason = format!("review {review}: {why}");
                 let message = format!("taskgate: the statement was not run: {reason}");
                 self.refuse_held(
                     &held,
-                    &review,
+                    Some(&review),
                     "review",
                     &why,
                     INSUFFICIENT_PRIVILEGE,
+                    &message,
+                )
+                .await?;
+            }
+            Verdict::Limited { why } => {
+                let message = format!("taskgate: the statement was not held for review: {why}");
+                self.refuse_held(
+                    &held,
+                    None,
+                    "limit",
+                    &why,
+                    CONFIGURATION_LIMIT_EXCEEDED,
                     &message,
                 )
                 .await?;
@@ -721,7 +748,7 @@ impl ClientHalf {
     async fn refuse_held(
         &mut self,
         held: &Held,
-        review: &str,
+        review: Option<&str>,
         decision: &str,
         why: &str,
         code: &str,
@@ -738,16 +765,22 @@ impl ClientHalf {
             classification: &class,
             params: &[],
             names: None,
-            review: Some(review),
+            review,
         };
-        let reason = format!("review {review}: {why}");
+        let reason = match review {
+            Some(review) => format!("review {review}: {why}"),
+            None => why.to_owned(),
+        };
         let denied = self.shared.record.denied(&statement, decision, &reason);
         if let Err(e) = self.shared.writer.append(denied).await {
             return Err(Ending::AuditUnavailable(e.to_string()));
         }
-        let hint = match decision {
-            "cancelled" => format!("review {review}"),
-            _ => format!("review {review}; ask an approver, or run a different statement"),
+        let hint = match (decision, review) {
+            ("cancelled", Some(review)) => format!("review {review}"),
+            (_, Some(review)) => {
+                format!("review {review}; ask an approver, or run a different statement")
+            }
+            (_, None) => format!("recorded as denied for task {}", self.shared.record.task),
         };
         let error = enc::error("ERROR", code, message, Some(&hint));
         let mut batch = Batch::default();
@@ -787,6 +820,9 @@ impl ClientHalf {
             Ok(review) => review,
             Err(taskgate_store::OpError::Store(e)) => {
                 return Err(Ending::AuditUnavailable(e.to_string()));
+            }
+            Err(taskgate_store::OpError::Domain(DomainError::Limit(why))) => {
+                return Ok(Verdict::Limited { why });
             }
             Err(refused) => {
                 // The task ended (or lapsed) as the statement arrived.
