@@ -514,7 +514,13 @@ impl ClientHalf {
         }
         // Text in the client's encoding is read in UTF-8; its bytes are
         // forwarded as they came.
-        let read = self.reading.encoding.transcode(&frame, Direction::Frontend);
+        // (UTF-8 text is read as it is: bytes that are not UTF-8 end the
+        // session as a malformed message, never reaching the database.)
+        let read = if self.reading.encoding.is_utf8() {
+            std::borrow::Cow::Borrowed(&frame)
+        } else {
+            self.reading.encoding.transcode(&frame, Direction::Frontend)
+        };
         let message = frontend::decode(&read).map_err(|e| {
             Ending::ClientProtocol(format!(
                 "malformed message of type {:?}: {e}",
