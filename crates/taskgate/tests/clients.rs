@@ -242,17 +242,19 @@ fn a_whole_database_dumps_through_a_read_grant_as_it_does_directly() {
     let gw = TestGateway::start_with(&cluster.gateway_config());
     let t = task(&gw, "read");
     let work = tempfile::tempdir().unwrap();
-    let direct = |args: &[&str]| -> Vec<u8> {
+    // A client program run directly against the cluster as `user`.
+    let as_user = |user: &str, program: &str, args: &[&str]| -> Vec<u8> {
         succeeded(
-            Command::new(pg_bindir().join("pg_dump"))
+            Command::new(pg_bindir().join(program))
                 .args(["-h", "127.0.0.1", "-p", &cluster.port().to_string()])
-                .args(["-U", common::cluster::RO_USER])
+                .args(["-U", user])
                 .args(args)
                 .env("PGPASSWORD", common::UPSTREAM_PASSWORD)
                 .env("PGSSLMODE", "disable")
                 .current_dir(work.path()),
         )
     };
+    let direct = |args: &[&str]| as_user(common::cluster::RO_USER, "pg_dump", args);
     let without_comments = |dump: &[u8]| -> String {
         String::from_utf8_lossy(dump)
             .lines()
@@ -306,17 +308,8 @@ fn a_whole_database_dumps_through_a_read_grant_as_it_does_directly() {
     );
     // Restored into a fresh database, it dumps as the original does.
     cluster.psql("postgres", "CREATE DATABASE restored");
-    let as_admin = |program: &str, args: &[&str]| -> Vec<u8> {
-        succeeded(
-            Command::new(pg_bindir().join(program))
-                .args(["-h", "127.0.0.1", "-p", &cluster.port().to_string()])
-                .args(["-U", common::cluster::ADMIN_USER])
-                .args(args)
-                .env("PGPASSWORD", common::UPSTREAM_PASSWORD)
-                .env("PGSSLMODE", "disable")
-                .current_dir(work.path()),
-        )
-    };
+    let as_admin =
+        |program: &str, args: &[&str]| as_user(common::cluster::ADMIN_USER, program, args);
     as_admin(
         "pg_restore",
         &["--no-owner", "-d", "restored", "through.dump"],

@@ -17,9 +17,9 @@ fn drivers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/drivers")
 }
 
-fn run_driver(program: &str, script: &str, connection_app: &str) {
-    let cluster = TestCluster::start();
-    let gw = TestGateway::start_with(&cluster.gateway_config());
+/// Runs a driver script against a write task of `gw`; fails the test
+/// unless it succeeds. Returns what it printed.
+fn run_script(gw: &TestGateway, program: &str, script: &str) -> String {
     let (id, token) = gw.active_task("shop", "write", "10m");
     let out = Command::new(program)
         .arg(drivers_dir().join(script))
@@ -33,13 +33,20 @@ fn run_driver(program: &str, script: &str, connection_app: &str) {
         .unwrap_or_else(|e| {
             panic!("cannot run {program}: {e} (run .ci/run to install the drivers)")
         });
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{script} failed:\n{stdout}\n{}\n(missing driver? run .ci/run)\ngateway log:\n{}",
         String::from_utf8_lossy(&out.stderr),
         gw.log()
     );
+    stdout
+}
+
+fn run_driver(program: &str, script: &str, connection_app: &str) {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let stdout = run_script(&gw, program, script);
     assert!(stdout.contains("refused 42501"), "{stdout}");
     assert!(stdout.contains("after refusal 1"), "{stdout}");
     common::settle(&gw);
@@ -107,23 +114,7 @@ fn node_postgres_works_and_is_recorded() {
 fn psycopg_in_other_encodings_and_string_settings_works_and_is_read_as_the_server_reads_it() {
     let cluster = TestCluster::start();
     let gw = TestGateway::start_with(&cluster.gateway_config());
-    let (id, token) = gw.active_task("shop", "write", "10m");
-    let out = Command::new("python3")
-        .arg(drivers_dir().join("psycopg_encodings.py"))
-        .env("TG_HOST", "127.0.0.1")
-        .env("TG_PORT", gw.postgres.port().to_string())
-        .env("TG_USER", &id)
-        .env("TG_PASSWORD", &token)
-        .env("TG_DB", "shop")
-        .output()
-        .expect("python3 (run .ci/run to install psycopg)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "psycopg_encodings.py failed:\n{stdout}\n{}\ngateway log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        gw.log()
-    );
+    let stdout = run_script(&gw, "python3", "psycopg_encodings.py");
     assert!(stdout.contains("hidden write refused 42501"), "{stdout}");
     assert!(stdout.contains("strings ok"), "{stdout}");
     assert_eq!(

@@ -135,10 +135,8 @@ impl ClientEncoding {
     /// values, type oids, process ids) are kept as they are. Borrowed when
     /// there is nothing to convert.
     pub fn transcode<'f>(&self, frame: &'f Frame, direction: Direction) -> Cow<'f, Frame> {
-        let body = frame.body();
-        if body.is_ascii() || (self.is_utf8() && std::str::from_utf8(body).is_ok()) {
-            return Cow::Borrowed(frame);
-        }
+        // The type first: most messages (rows above all) carry no text the
+        // gateway reads, and are never scanned.
         let layout: &[Field] = match (direction, frame.tag) {
             (Direction::Frontend, b'Q' | b'f') | (Direction::Backend, b'C') => &[Field::Text],
             (Direction::Frontend, b'P' | b'B') => &[Field::Text, Field::Text, Field::Rest],
@@ -150,6 +148,10 @@ impl ClientEncoding {
             (Direction::Backend, b'A') => &[Field::Int4, Field::Text, Field::Text],
             _ => return Cow::Borrowed(frame),
         };
+        let body = frame.body();
+        if body.is_ascii() || (self.is_utf8() && std::str::from_utf8(body).is_ok()) {
+            return Cow::Borrowed(frame);
+        }
         let mut out = BytesMut::with_capacity(frame.raw.len() + body.len() / 2);
         out.put_u8(frame.tag);
         out.put_u32(0);

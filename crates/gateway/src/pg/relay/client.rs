@@ -533,8 +533,8 @@ impl ClientHalf {
             FrontendMessage::Query(_) | FrontendMessage::FunctionCall { .. } if self.skipping => {
                 false
             }
-            FrontendMessage::Query(sql) => self.query(sql, batch)?,
-            FrontendMessage::Parse { name, sql, .. } => self.parse(name, sql, batch),
+            FrontendMessage::Query(sql) => self.query(sql, by_reading, batch)?,
+            FrontendMessage::Parse { name, sql, .. } => self.parse(name, sql, by_reading, batch),
             FrontendMessage::Bind {
                 portal,
                 statement,
@@ -950,9 +950,9 @@ impl ClientHalf {
 
     /// A simple Query: every statement in it is decided; if any is refused
     /// none runs. Returns whether to forward it.
-    fn query(&mut self, sql: &str, batch: &mut Batch) -> Result<bool, Ending> {
+    fn query(&mut self, sql: &str, by_reading: bool, batch: &mut Batch) -> Result<bool, Ending> {
         self.check_live()?;
-        if self.refused_unread(sql, Protocol::Simple, batch) {
+        if by_reading && self.refused_unread(sql, Protocol::Simple, batch) {
             return Ok(false);
         }
         let strings = self.reading.strings;
@@ -1022,13 +1022,13 @@ impl ClientHalf {
         Ok(true)
     }
 
-    /// Refuses text whose reading depends on settings the gateway cannot
-    /// know yet: text that reads by the session (see `on_frame`) behind an
-    /// Execute of the same batch (before Sync), which may have changed
+    /// Refuses text that reads by the session's settings (see `on_frame`;
+    /// the caller asks only for such text), which the gateway cannot know
+    /// yet behind an Execute of the same batch (before Sync), which may have changed
     /// them (reported only after the Sync, so waiting cannot help).
     /// Returns whether it was refused.
     fn refused_unread(&mut self, sql: &str, protocol: Protocol, batch: &mut Batch) -> bool {
-        if !self.ran_since_sync || !text_reads_by_session(sql) {
+        if !self.ran_since_sync {
             return false;
         }
         // Not classified: the gateway cannot know how the server reads it.
@@ -1054,8 +1054,8 @@ impl ClientHalf {
 
     /// Parse: decided here, so a refused statement never gets a name on
     /// the server. Returns whether to forward it.
-    fn parse(&mut self, name: &str, sql: &str, batch: &mut Batch) -> bool {
-        if self.skipping || self.refused_unread(sql, Protocol::Extended, batch) {
+    fn parse(&mut self, name: &str, sql: &str, by_reading: bool, batch: &mut Batch) -> bool {
+        if self.skipping || (by_reading && self.refused_unread(sql, Protocol::Extended, batch)) {
             return false;
         }
         let strings = self.reading.strings;
@@ -1246,12 +1246,8 @@ fn reads_by_session(frame: &Frame) -> bool {
     }
     match frontend::decode(frame) {
         Ok(FrontendMessage::Query(sql) | FrontendMessage::Parse { sql, .. }) => {
-            text_reads_by_session(sql)
+            taskgate_sqlclass::depends_on_standard_strings(sql)
         }
         _ => false,
     }
-}
-
-fn text_reads_by_session(sql: &str) -> bool {
-    !sql.is_ascii() || taskgate_sqlclass::depends_on_standard_strings(sql)
 }
