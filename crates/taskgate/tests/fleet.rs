@@ -110,6 +110,7 @@ fn three_nodes_keep_one_record_while_one_is_killed_again_and_again() {
     let (store, url) = store_cluster();
     let target = TestCluster::start();
     target.pgbench_init();
+    target.prepare_catalog_watch();
     let mut nodes = three_nodes(&url, &target.gateway_config());
     for (gw, name) in nodes.iter().zip(["gw-a", "gw-b", "gw-c"]) {
         let (status, health) = gw.http().get("", "/healthz");

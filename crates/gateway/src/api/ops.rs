@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 
 use super::{ApiDoc, ApiError, AppState};
+use crate::pg::catalog_watch::{WatchState, WatchStatus};
 
 /// Liveness: the process is up and serving, with what an operator should
 /// know about how it is set up.
@@ -17,16 +18,34 @@ pub struct Health {
     /// This gateway's name (`[server] node`, or the host name).
     pub node: String,
     /// Set-up problems that weaken a guarantee (a checkpoint folder on the
-    /// store's disk); empty when none.
+    /// store's disk, a target without the catalog trigger); empty when
+    /// none.
     pub warnings: Vec<String>,
+    /// Per target, whether DDL made around the gateway is heard as it
+    /// commits (`watched`) or only within the catalog's 30 s window.
+    pub catalogs: Vec<WatchStatus>,
 }
 
 #[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "alive", body = Health)))]
 pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    let catalogs = state.pg.catalog_watches.snapshot();
+    let mut warnings = state.warnings.clone();
+    warnings.extend(
+        catalogs
+            .iter()
+            .filter(|w| w.state == WatchState::NotPrepared)
+            .map(|w| {
+                format!(
+                    "connection {0} has no catalog trigger (taskgate connection prepare {0}): DDL made around the gateway is seen within 30 s",
+                    w.connection
+                )
+            }),
+    );
     Json(Health {
         status: "ok",
         node: state.node.clone(),
-        warnings: state.warnings.clone(),
+        warnings,
+        catalogs,
     })
 }
 

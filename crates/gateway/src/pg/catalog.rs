@@ -20,14 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Buf;
 use taskgate_sqlclass::{Class, Classification};
-use taskgate_wire_pg::backend::{self, BackendMessage};
-use taskgate_wire_pg::encode::frontend as enc;
-use taskgate_wire_pg::frame::{self, Direction, Limits};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::upstream::{self, Upstream, UpstreamError};
+use super::own_query;
+use super::upstream::{self, UpstreamError};
 
 /// How long a catalog read serves new sessions of the same connection.
 pub const FRESH_FOR: Duration = Duration::from_secs(30);
@@ -88,6 +84,10 @@ pub struct Relations {
     /// The connection's catalog generation this was read at (see
     /// [`Catalogs::generation_of`]).
     generation: u64,
+    /// When the catalog was read: a session judges by it for
+    /// [`FRESH_FOR`] at most (DDL made around the gateway on a target
+    /// without the catalog trigger is seen then).
+    read_at: Instant,
     /// Relations the rules on a table touch when it is written (`CREATE
     /// RULE r AS ON INSERT TO orders DO ALSO UPDATE customers ...`).
     rule_tables: HashMap<String, Vec<String>>,
@@ -153,6 +153,7 @@ impl Relations {
             by_name,
             base,
             generation: 0,
+            read_at: Instant::now(),
             rule_tables,
             triggers,
         }
@@ -410,6 +411,10 @@ pub struct SessionCatalog {
     missing: HashMap<String, Instant>,
     /// Names the next read is for.
     wanted: Vec<String>,
+    /// Whether the next read must bypass the shared read (DDL settled, or
+    /// a name is missing from it); one that has only aged takes the
+    /// shared read when that is newer.
+    bypass_shared: bool,
     /// The connection's catalog generation (see [`Catalogs::invalidate`]).
     generation: Arc<AtomicU64>,
     /// Resolutions of the classifier's cached classifications, by the
@@ -435,6 +440,7 @@ impl SessionCatalog {
             relations,
             missing: HashMap::new(),
             wanted: Vec::new(),
+            bypass_shared: true,
             generation,
             resolved: Mutex::default(),
         }
@@ -487,6 +493,13 @@ impl SessionCatalog {
         // every name may stand for something else now.
         if self.relations.generation != self.generation.load(Ordering::Acquire) {
             self.missing.clear();
+            self.bypass_shared = true;
+            return true;
+        }
+        // Read long enough ago that DDL made around the gateway may have
+        // changed what a name it holds stands for.
+        if self.relations.read_at.elapsed() >= FRESH_FOR {
+            self.bypass_shared = false;
             return true;
         }
         let fresh = |at: &Instant| at.elapsed() < RELOAD_AT_MOST_EVERY;
@@ -501,13 +514,14 @@ impl SessionCatalog {
             return false;
         }
         self.wanted.extend(wanted);
+        self.bypass_shared = true;
         true
     }
 
     /// Reads the catalog again. A failure keeps what was read before
     /// (statements naming what it lacks are judged by their names).
     pub async fn read_again(&mut self) {
-        match self.access.relations(&self.ctx, true).await {
+        match self.access.relations(&self.ctx, self.bypass_shared).await {
             Ok(relations) => {
                 self.relations = relations;
                 self.relations_changed();
@@ -515,9 +529,10 @@ impl SessionCatalog {
             Err(e) => {
                 tracing::warn!(connection = %self.access.connection, error = %e, "cannot read the target's catalog again");
                 // Judged by what was read before, and not read again for
-                // every statement until the next DDL settles.
-                Arc::make_mut(&mut self.relations).generation =
-                    self.generation.load(Ordering::Acquire);
+                // every statement until the next DDL settles or it ages.
+                let relations = Arc::make_mut(&mut self.relations);
+                relations.generation = self.generation.load(Ordering::Acquire);
+                relations.read_at = Instant::now();
             }
         }
         let now = Instant::now();
@@ -567,11 +582,7 @@ pub struct Target<'a> {
 
 /// Reads the relations of a target on a connection of its own.
 pub async fn load(target: &Target<'_>) -> Result<Relations, CatalogError> {
-    let Upstream {
-        mut stream,
-        mut buf,
-        ..
-    } = upstream::connect(
+    let mut up = upstream::connect(
         target.address,
         target.tls,
         target.params,
@@ -579,46 +590,14 @@ pub async fn load(target: &Target<'_>) -> Result<Relations, CatalogError> {
         target.timeout,
     )
     .await?;
-    let io = |e: std::io::Error| CatalogError::Query(e.to_string());
-    stream.write_all(&enc::query(QUERY)).await.map_err(io)?;
-    let mut results: Vec<Vec<Vec<String>>> = Vec::new();
-    let read = async {
-        loop {
-            let frame = match frame::decode(&mut buf, Direction::Backend, &Limits::default()) {
-                Ok(Some(f)) => f,
-                Ok(None) => {
-                    if stream.read_buf(&mut buf).await.map_err(io)? == 0 {
-                        return Err(CatalogError::Query(
-                            "the server closed the connection".into(),
-                        ));
-                    }
-                    continue;
-                }
-                Err(e) => return Err(CatalogError::Query(e.to_string())),
-            };
-            match backend::decode(&frame).map_err(|e| CatalogError::Query(e.to_string()))? {
-                BackendMessage::RowDescription => results.push(Vec::new()),
-                BackendMessage::DataRow => {
-                    let row = data_row(frame.body())
-                        .ok_or_else(|| CatalogError::Query("a malformed data row".into()))?;
-                    if let Some(rows) = results.last_mut() {
-                        rows.push(row);
-                    }
-                }
-                BackendMessage::ErrorResponse(f) => {
-                    return Err(CatalogError::Query(format!("{} {}", f.code, f.message)));
-                }
-                BackendMessage::ReadyForQuery(_) => return Ok(()),
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(target.timeout, read)
+    let answer = tokio::time::timeout(target.timeout, own_query::simple_query(&mut up, QUERY))
         .await
-        .map_err(|_| CatalogError::Query("timed out".into()))??;
-    let _ = stream.write_all(&enc::terminate()).await;
-    let [relations, view_deps, rule_deps, triggers] = <[Vec<Vec<String>>; 4]>::try_from(results)
-        .map_err(|_| CatalogError::Query("expected four result sets".into()))?;
+        .map_err(|_| CatalogError::Query("timed out".into()))?
+        .map_err(|e| CatalogError::Query(e.0))?;
+    own_query::terminate(&mut up).await;
+    let [relations, view_deps, rule_deps, triggers] =
+        <[Vec<Vec<String>>; 4]>::try_from(answer.results)
+            .map_err(|_| CatalogError::Query("expected four result sets".into()))?;
     fn rows<const N: usize>(rows: Vec<Vec<String>>) -> Vec<[String; N]> {
         rows.into_iter()
             .filter_map(|r| <[String; N]>::try_from(r).ok())
@@ -630,25 +609,6 @@ pub async fn load(target: &Target<'_>) -> Result<Relations, CatalogError> {
         rule_deps: rows(rule_deps),
         triggers: rows(triggers),
     }))
-}
-
-/// A DataRow's columns as text (the catalog query selects no NULLs).
-fn data_row(mut body: &[u8]) -> Option<Vec<String>> {
-    if body.len() < 2 {
-        return None;
-    }
-    let n = body.get_i16();
-    let mut row = Vec::with_capacity(usize::try_from(n).ok()?);
-    for _ in 0..n {
-        if body.len() < 4 {
-            return None;
-        }
-        let len = usize::try_from(body.get_i32()).ok()?;
-        let bytes = body.get(..len)?;
-        row.push(String::from_utf8_lossy(bytes).into_owned());
-        body = &body[len..];
-    }
-    Some(row)
 }
 
 /// Catalog reads shared by the sessions of each connection.
@@ -819,16 +779,5 @@ mod tests {
         // Reads run neither.
         let read = resolve(&r, "SELECT * FROM audited, s2.orders");
         assert!(read.opaque.is_empty() && read.tables_written.is_empty());
-    }
-
-    #[test]
-    fn data_rows_are_read_as_text() {
-        let mut body = 2i16.to_be_bytes().to_vec();
-        for v in ["public", "t"] {
-            body.extend((v.len() as i32).to_be_bytes());
-            body.extend(v.as_bytes());
-        }
-        assert_eq!(data_row(&body), Some(vec![s("public"), s("t")]));
-        assert_eq!(data_row(&body[..5]), None);
     }
 }

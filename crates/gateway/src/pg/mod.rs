@@ -8,9 +8,11 @@
 //! A fault in one connection ends that connection only.
 
 mod catalog;
+pub mod catalog_watch;
 mod handshake;
 pub mod in_process;
 mod login;
+mod own_query;
 mod ratelimit;
 mod reading;
 mod record;
@@ -66,6 +68,8 @@ pub struct PgContext {
     upstream_tls: HashMap<String, tls::Upstream>,
     /// Each target's relations and views, shared by its sessions.
     catalogs: catalog::Catalogs,
+    /// Whether each target's catalog changes are heard as they commit.
+    pub catalog_watches: catalog_watch::Watches,
 }
 
 pub use record::Via;
@@ -114,6 +118,7 @@ impl PgContext {
             end_point,
             upstream_tls,
             catalogs: catalog::Catalogs::default(),
+            catalog_watches: catalog_watch::Watches::default(),
         })
     }
 
@@ -130,6 +135,7 @@ pub async fn serve(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    catalog_watch::spawn_all(&ctx, &shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {

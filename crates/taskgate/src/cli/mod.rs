@@ -4,6 +4,7 @@ mod actions;
 mod audit;
 mod client;
 mod config;
+mod connection;
 mod demo;
 mod login;
 mod mcp;
@@ -137,6 +138,9 @@ pub enum Command {
     /// Validate configuration files.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Prepare a target for the gateway.
+    #[command(subcommand)]
+    Connection(connection::ConnectionCommand),
     /// Move a node's store into the PostgreSQL store a fleet shares.
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -166,6 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sinks(command) => sinks::run(&cli.global, command).await,
         Command::Mcp => mcp::run(&cli.global).await,
         Command::Store(command) => store::run(command).await,
+        Command::Connection(command) => connection::run(command).await,
     }
 }
 

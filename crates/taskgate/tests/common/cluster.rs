@@ -169,6 +169,12 @@ impl TestCluster {
         self.cluster.psql(db, sql).unwrap()
     }
 
+    /// Installs the catalog trigger `taskgate connection prepare` installs
+    /// on database `shop`, as an operator would before gateways start.
+    pub fn prepare_catalog_watch(&self) {
+        self.psql("shop", taskgate_gateway::pg::catalog_watch::PREPARE_SQL);
+    }
+
     fn setup(&self) {
         let pw = super::UPSTREAM_PASSWORD;
         self.psql(
