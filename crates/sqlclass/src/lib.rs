@@ -77,6 +77,7 @@
 
 #![forbid(unsafe_code)]
 
+mod app_name;
 mod builtins;
 mod cache;
 mod classify;
@@ -92,12 +93,13 @@ mod split;
 mod statement;
 mod walk;
 
+pub use app_name::{ApplicationName, application_name_set, set_application_name};
 pub use cache::{Classifier, MAX_CACHED_LEN};
 pub use classify::classify;
 pub use commands::{command_matches, is_known_command};
 pub use facts::{name_parts, render_name};
 pub use fingerprint::fingerprint;
-pub use prepared::{executed_statement, prepared_statement};
+pub use prepared::{Deallocated, deallocated_statement, executed_statement, prepared_statement};
 pub use reading::{Strings, as_standard, depends_on_standard_strings, without_comments};
 pub use split::{split, split_as};
 

@@ -6,7 +6,7 @@ use pg_query::NodeEnum as N;
 
 use crate::lexer::{Kind, Lexer, Step};
 
-fn only_statement(sql: &str) -> Option<N> {
+pub(crate) fn only_statement(sql: &str) -> Option<N> {
     let parsed = std::panic::catch_unwind(|| pg_query::parse(sql, 0)).ok()?.ok()?;
     let [stmt] = parsed.protobuf.stmts.as_slice() else {
         return None;
@@ -50,9 +50,46 @@ pub fn executed_statement(sql: &str) -> Option<String> {
     }
 }
 
+/// What a `DEALLOCATE` drops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deallocated {
+    /// One prepared statement, by its name as the server folds it.
+    Name(String),
+    All,
+}
+
+/// `DEALLOCATE [PREPARE] name | ALL`: what it drops. `None` for anything
+/// else, or for several statements.
+pub fn deallocated_statement(sql: &str) -> Option<Deallocated> {
+    match only_statement(sql) {
+        Some(N::DeallocateStmt(d)) if d.isall => Some(Deallocated::All),
+        Some(N::DeallocateStmt(d)) => Some(Deallocated::Name(d.name)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deallocate_names_what_it_drops() {
+        assert_eq!(
+            deallocated_statement("DEALLOCATE _pg3_0"),
+            Some(Deallocated::Name("_pg3_0".to_owned()))
+        );
+        assert_eq!(
+            deallocated_statement("deallocate prepare \"Q\";"),
+            Some(Deallocated::Name("Q".to_owned()))
+        );
+        assert_eq!(
+            deallocated_statement("DEALLOCATE Hidden"),
+            Some(Deallocated::Name("hidden".to_owned()))
+        );
+        assert_eq!(deallocated_statement("DEALLOCATE ALL"), Some(Deallocated::All));
+        assert_eq!(deallocated_statement("DEALLOCATE a; DEALLOCATE b"), None);
+        assert_eq!(deallocated_statement("SELECT 1"), None);
+    }
 
     #[test]
     fn prepare_names_its_statement() {

@@ -1,5 +1,5 @@
-//! Application drivers through the gateway: psycopg 3 (Python) and
-//! node-postgres, both installed by `.ci/run`. Each script runs simple,
+//! Application drivers through the gateway: psycopg 3 (Python),
+//! node-postgres and pgjdbc (Java), all installed by `.ci/run`. Each script runs simple,
 //! parameterized, prepared and refused statements; the test then checks the
 //! audit log holds each of them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -29,6 +29,8 @@ fn run_script(gw: &TestGateway, program: &str, script: &str) -> String {
         .env("TG_USER", &id)
         .env("TG_PASSWORD", &token)
         .env("TG_DB", "shop")
+        // pgjdbc's jar, for `java Jdbc.java`.
+        .env("CLASSPATH", "/usr/share/java/postgresql.jar")
         .output()
         .unwrap_or_else(|e| {
             panic!("cannot run {program}: {e} (run .ci/run to install the drivers)")
@@ -141,5 +143,66 @@ fn psycopg_in_other_encodings_and_string_settings_works_and_is_read_as_the_serve
             .to_string()
             .contains("public.customers")),
         "{denied:?}"
+    );
+}
+
+/// pgjdbc (Debian's package, defaults; `drivers/Jdbc.java`): it connects
+/// (its `SET application_name` right after login is answered as the
+/// server would, while the server's name keeps naming the task), reads
+/// metadata, runs a prepared statement past `prepareThreshold`, a batch,
+/// a portal in pages, changes its application name, and is refused.
+#[test]
+fn pgjdbc_works_and_is_recorded() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let stdout = run_script(&gw, "java", "Jdbc.java");
+    let line = |key: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {stdout}"))
+            .to_owned()
+    };
+    assert_eq!(line("reported_application_name"), "PostgreSQL JDBC Driver");
+    let server_name = line("server_application_name");
+    assert!(
+        server_name.starts_with("taskgate/") && server_name.ends_with(" PostgreSQL JDBC Driver"),
+        "{server_name}"
+    );
+    assert_eq!(line("product"), "PostgreSQL");
+    assert!(line("tables").contains("customers"), "{stdout}");
+    assert_eq!(line("columns"), "id,item,qty");
+    assert_eq!(line("prepared_runs"), "8");
+    assert_eq!(line("batch"), "3");
+    assert!(line("fetched").parse::<u32>().unwrap() >= 3, "{stdout}");
+    assert_eq!(line("client_info"), "flyway-like");
+    assert_eq!(line("reported_after"), "flyway-like");
+    assert_eq!(line("refused"), "42501");
+    assert_eq!(line("after_refusal"), "1");
+
+    common::settle(&gw);
+    let started = gw.events_of("command.started");
+    let set = started
+        .iter()
+        .find(|e| e["payload"]["sql"] == "SET application_name = 'PostgreSQL JDBC Driver'")
+        .unwrap_or_else(|| panic!("the driver's SET is recorded: {started:?}"));
+    let task = set["task"].as_str().unwrap().to_owned();
+    let sent = format!("SET application_name = E'taskgate/{task} PostgreSQL JDBC Driver'");
+    assert_eq!(set["payload"]["sent_as"], sent.as_str());
+    assert_eq!(set["payload"]["class"], "utility");
+    assert!(
+        cluster.log().contains(&sent),
+        "the server ran the tagged SET"
+    );
+    let runs = started
+        .iter()
+        .filter(|e| e["payload"]["sql"] == "SELECT item FROM orders WHERE id = $1")
+        .count();
+    assert_eq!(runs, 8, "every run of the prepared statement is recorded");
+    let completed = gw.events_of("command.completed");
+    assert!(
+        completed
+            .iter()
+            .all(|e| e["payload"]["outcome"] != "unknown")
     );
 }

@@ -187,16 +187,87 @@ fn terminate_before_startup_closes_quietly() {
     assert!(got.is_empty(), "the gateway answered {got:?}");
 }
 
-/// Item 6: the session keeps the task's name in the database's logs.
+/// Item 6: the session keeps the task's name in the database's logs. A
+/// client's `SET application_name` (every driver's, pgjdbc's right after
+/// login) is answered as the server would answer it, while the server's
+/// name keeps the task's tag before the client's; `set_config` of it is
+/// refused, and under an admin grant, which may run it, ends the session.
 #[test]
 fn the_application_name_keeps_naming_the_task() {
     let cluster = TestCluster::start();
     let gw = gateway(&cluster);
-    let task = gw.active_task("shop", "write", "10m");
+    let task = gw.active_task("shop", "read", "10m");
     let mut pg = RawPg::connect(gw.postgres, &task.0, &task.1, "shop");
+    let tag = format!("taskgate/{}", task.0);
+    for (sql, shown, server) in [
+        (
+            "SET application_name = 'innocent'",
+            "innocent",
+            format!("{tag} innocent"),
+        ),
+        ("SET application_name = ''", "", tag.clone()),
+        (
+            "SET application_name TO again",
+            "again",
+            format!("{tag} again"),
+        ),
+        ("RESET application_name", "", tag.clone()),
+    ] {
+        pg.send(&fe::query(sql));
+        let answers = pg.until_ready(1);
+        // The server reports the change as it ends the query.
+        assert_eq!(tags(&answers), "CSZ", "{sql}: {answers:?}");
+        assert_eq!(
+            answers[1].text,
+            format!("application_name={shown}"),
+            "{sql}"
+        );
+        pg.send(&fe::query("SHOW application_name"));
+        let answers = pg.until_ready(1);
+        assert_eq!(answers[1].text, server, "{sql}");
+    }
+    // In the extended protocol too, and a local one ends with its
+    // transaction.
+    pg.send(&fe::query("BEGIN"));
+    pg.until_ready(1);
+    pg.send(
+        &[
+            fe::parse("", "SET LOCAL application_name TO 'for a while'", &[]),
+            fe::bind("", "", &[]),
+            fe::execute("", 0),
+            fe::sync(),
+        ]
+        .concat(),
+    );
+    let answers = pg.until_ready(1);
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.text == "application_name=for a while"),
+        "{answers:?}"
+    );
+    pg.send(&fe::query("COMMIT"));
+    let answers = pg.until_ready(1);
+    assert!(
+        answers.iter().any(|a| a.text == "application_name="),
+        "{answers:?}"
+    );
+    assert!(cluster.log().contains(&format!(
+        "SET LOCAL application_name = E'{tag} for a while'"
+    )));
+    let started = gw.events_of("command.started");
+    let set = started
+        .iter()
+        .find(|e| e["payload"]["sql"] == "SET application_name = 'innocent'")
+        .unwrap();
+    assert_eq!(
+        set["payload"]["sent_as"],
+        format!("SET application_name = E'{tag} innocent'").as_str()
+    );
+    // Routes the gateway does not rewrite stay refused.
     for sql in [
-        "SET application_name = 'innocent'",
         "SELECT set_config('application_name', 'innocent', false)",
+        "SET application_name = 'innocent'; SELECT 1",
     ] {
         pg.send(&fe::query(sql));
         let answers = pg.until_ready(1);
@@ -206,10 +277,12 @@ fn the_application_name_keeps_naming_the_task() {
             "{sql}: {answers:?}"
         );
     }
-    // An admin grant may run it, but then the session ends.
+    // An admin grant may run set_config, but then the session ends.
     let admin = gw.active_task("shop", "admin", "10m");
     let mut pg = RawPg::connect(gw.postgres, &admin.0, &admin.1, "shop");
-    pg.send(&fe::query("SET application_name = 'innocent'"));
+    pg.send(&fe::query(
+        "SELECT set_config('application_name', 'innocent', false)",
+    ));
     let answers = pg.until_ready_or_closed();
     let more = pg.until_ready_or_closed();
     assert!(

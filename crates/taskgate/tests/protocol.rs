@@ -282,3 +282,77 @@ fn a_client_that_stops_reading_is_still_cut() {
         "the statement still runs"
     );
 }
+
+/// Issue 28, item 0b: a `DEALLOCATE name` forgets that statement only
+/// (psycopg with a libpq older than 17 evicts its cached statements so),
+/// `DEALLOCATE ALL` all of them; the others go on running, in either
+/// protocol.
+#[test]
+fn deallocate_forgets_only_the_statement_it_names() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let (task, token) = gw.active_task("shop", "read", "10m");
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    let run = |pg: &mut RawPg, name: &str| -> String {
+        pg.send(&[fe::bind("", name, &[]), fe::execute("", 0), fe::sync()].concat());
+        tags(&pg.until_ready(1))
+    };
+    let mut prepare = Vec::new();
+    for i in 0..3 {
+        prepare.extend(fe::parse(&format!("_pg3_{i}"), &format!("SELECT {i}"), &[]));
+    }
+    prepare.extend(fe::sync());
+    pg.send(&prepare);
+    assert_eq!(tags(&pg.until_ready(1)), "111Z");
+    for (step, want) in [("DEALLOCATE _pg3_0", "CZ"), ("SELECT 'between'", "TDCZ")] {
+        pg.send(&fe::query(step));
+        assert_eq!(tags(&pg.until_ready(1)), want, "{step}");
+    }
+    assert_eq!(
+        run(&mut pg, "_pg3_1"),
+        "2DCZ",
+        "a statement not named stays"
+    );
+    assert_eq!(run(&mut pg, "_pg3_2"), "2DCZ");
+    // The one dropped is unknown to the gateway as to the server.
+    assert!(run(&mut pg, "_pg3_0").contains('E'));
+    // The same through the extended protocol.
+    pg.send(
+        &[
+            fe::parse("", "DEALLOCATE _pg3_1", &[]),
+            fe::bind("", "", &[]),
+            fe::execute("", 0),
+            fe::sync(),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&pg.until_ready(1)), "12CZ");
+    assert_eq!(run(&mut pg, "_pg3_2"), "2DCZ");
+    assert!(run(&mut pg, "_pg3_1").contains('E'));
+    pg.send(&fe::query("DEALLOCATE ALL"));
+    assert_eq!(tags(&pg.until_ready(1)), "CZ");
+    assert!(run(&mut pg, "_pg3_2").contains('E'));
+}
+
+/// Issue 28, item 0b: a session's own notifications name the process id
+/// the client was given (the gateway's), so a client telling its own from
+/// others' by it is not fooled; another session's keep the server's.
+#[test]
+fn a_sessions_own_notifications_name_the_pid_it_was_given() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let (task, token) = gw.active_task("shop", "write", "10m");
+    let mut me = RawPg::connect(gw.postgres, &task, &token, "shop");
+    me.send(&fe::query("LISTEN orders_changed"));
+    assert_eq!(tags(&me.until_ready(1)), "CZ");
+    me.send(&fe::query("NOTIFY orders_changed, 'mine'"));
+    let answers = me.until_ready(1);
+    let notified: Vec<_> = answers.iter().filter(|a| a.tag == 'A').collect();
+    assert_eq!(notified.len(), 1, "{answers:?}");
+    assert_eq!(notified[0].text, format!("{} orders_changed", me.pid));
+    cluster.psql("shop", "NOTIFY orders_changed, 'theirs'");
+    me.send(&fe::query("SELECT 1"));
+    let answers = me.until_ready(1);
+    let theirs = answers.iter().find(|a| a.tag == 'A').expect("notified");
+    assert_ne!(theirs.text, format!("{} orders_changed", me.pid));
+}

@@ -7,6 +7,7 @@
 //! relays ([`relay`]) until it ends.
 //! A fault in one connection ends that connection only.
 
+mod app_name;
 mod catalog;
 pub mod catalog_watch;
 mod handshake;

@@ -43,12 +43,12 @@ impl Reading {
                 self.strings = Strings::of_setting(value);
                 None
             }
-            "application_name" => {
-                let tag = format!("taskgate/{task}");
-                (value != tag && !value.starts_with(&format!("{tag} "))).then(|| {
-                    format!("application_name changed to {value:?}; it must name the task ({tag})")
-                })
-            }
+            "application_name" => (!super::app_name::names_task(value, task)).then(|| {
+                format!(
+                    "application_name changed to {value:?}; it must name the task ({})",
+                    super::app_name::tag(task)
+                )
+            }),
             _ => None,
         }
     }

@@ -47,6 +47,9 @@ pub struct Statement<'a> {
     pub names: Option<(&'a str, &'a str)>,
     /// The review that let it run, when it was held.
     pub review: Option<&'a str>,
+    /// What the gateway sent in its place, when not the client's text
+    /// (a `SET application_name` sent with the task's tag).
+    pub sent_as: Option<&'a str>,
 }
 
 fn cut(text: &str, max: usize) -> &str {
@@ -169,6 +172,9 @@ impl SessionRecord {
         if let Some((name, portal)) = statement.names {
             fields.insert("statement_name".into(), json!(name));
             fields.insert("portal".into(), json!(portal));
+        }
+        if let Some(sent) = statement.sent_as {
+            fields.insert("sent_as".into(), json!(sent));
         }
         if let Some(review) = statement.review {
             fields.insert("review".into(), json!(review));

@@ -38,6 +38,9 @@ pub(super) struct Session {
     relations: Arc<catalog::Relations>,
     /// How the server reads the session's text at login.
     reading: Reading,
+    /// The process id the client was given (the gateway's, not the
+    /// server's).
+    client_pid: u32,
 }
 
 /// The startup parameters the gateway logs in upstream with: its own, then
@@ -169,11 +172,7 @@ impl Session {
             }
         };
         let client_app = startup.setting("application_name").unwrap_or_default();
-        let application_name = if client_app.is_empty() {
-            format!("taskgate/{}", task.id)
-        } else {
-            format!("taskgate/{} {client_app}", task.id)
-        };
+        let application_name = super::app_name::tagged(client_app, &task.id);
         let ceilings = [
             ("statement_timeout", connection.statement_timeout_ms()),
             ("lock_timeout", connection.lock_timeout_ms()),
@@ -322,7 +321,10 @@ impl Session {
             None => Vec::new(),
         };
         hello.extend(enc::authentication_ok());
-        hello.extend_from_slice(&upstream.parameter_status);
+        hello.extend(super::app_name::shown_reports(
+            &upstream.parameter_status,
+            &task.id,
+        ));
         hello.extend(enc::backend_key_data(pid, &key));
         hello.extend(enc::ready_for_query(b'I'));
         if client.write_all(&hello).await.is_err() {
@@ -342,6 +344,7 @@ impl Session {
             catalog,
             relations,
             reading,
+            client_pid: pid,
         })
     }
 
@@ -360,6 +363,7 @@ impl Session {
             catalog,
             relations,
             reading,
+            client_pid,
         } = self;
         let shared = Arc::new(Shared {
             record,
@@ -370,6 +374,10 @@ impl Session {
             limits: ctx.limits(),
             committed_through: Default::default(),
             catalog_changing: Default::default(),
+            own_pid: upstream
+                .key
+                .as_ref()
+                .map(|(server, _)| (*server, client_pid)),
             catalog_changed: {
                 let ctx = Arc::clone(&ctx);
                 let connection = catalog.connection.clone();

@@ -19,6 +19,8 @@ pub use taskgate_wire_pg::encode::frontend;
 pub struct RawPg {
     stream: TcpStream,
     buf: BytesMut,
+    /// The process id of the session's BackendKeyData.
+    pub pid: u32,
 }
 
 /// One server message: its type and, for errors, the SQLSTATE.
@@ -39,6 +41,7 @@ impl RawPg {
         let mut pg = RawPg {
             stream,
             buf: BytesMut::new(),
+            pid: 0,
         };
         pg.send(&taskgate_wire_pg::startup::encode(&[
             ("user", user),
@@ -47,6 +50,9 @@ impl RawPg {
         let mut scram = None;
         loop {
             let (tag, body) = pg.next_raw();
+            if tag == b'K' {
+                pg.pid = u32::from_be_bytes(body[..4].try_into().unwrap());
+            }
             let frame = frame_of(tag, &body);
             match backend::decode(&frame).unwrap() {
                 BackendMessage::Authentication(Authentication::Sasl { .. }) => {
@@ -152,6 +158,20 @@ fn answer_of(f: &frame::Frame) -> Answer {
         ),
         BackendMessage::CommandComplete(t) => (None, t.to_owned(), None),
         BackendMessage::ReadyForQuery(status) => (None, (status as char).to_string(), None),
+        BackendMessage::ParameterStatus { name, value } => (None, format!("{name}={value}"), None),
+        // The sender's process id and the channel.
+        BackendMessage::NotificationResponse => {
+            let body = f.body();
+            let pid = u32::from_be_bytes(body[..4].try_into().unwrap());
+            let channel = body[4..].split(|b| *b == 0).next().unwrap();
+            (
+                None,
+                format!("{pid} {}", String::from_utf8_lossy(channel)),
+                None,
+            )
+        }
+        // A row's first column, as text.
+        BackendMessage::DataRow => (None, first_column(f.body()), None),
         _ => (None, String::new(), None),
     };
     Answer {
@@ -159,6 +179,17 @@ fn answer_of(f: &frame::Frame) -> Answer {
         sqlstate,
         text,
         hint,
+    }
+}
+
+fn first_column(body: &[u8]) -> String {
+    let Some(len) = body.get(2..6) else {
+        return String::new();
+    };
+    let len = i32::from_be_bytes(len.try_into().unwrap());
+    match usize::try_from(len) {
+        Ok(len) => String::from_utf8_lossy(body.get(6..6 + len).unwrap_or_default()).into_owned(),
+        Err(_) => String::new(),
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 
 use super::super::ClientStream;
+use super::super::app_name::{self, Sending};
 use super::super::catalog::SessionCatalog;
 use super::super::reading::Reading;
 use super::super::record::{Protocol, Statement, param_value};
@@ -92,6 +93,9 @@ pub struct ClientHalf {
     /// strings), taken from the server's reports once everything before
     /// the text is answered, whenever the text could read otherwise.
     reading: Reading,
+    /// The text the message being decided is sent as, when not its own
+    /// (see [`app_name`]).
+    sent_instead: Option<String>,
 }
 
 /// What one read of the client's bytes turns into.
@@ -191,6 +195,7 @@ impl ClientHalf {
             carried: None,
             ran_since_sync: false,
             reading: Reading::default(),
+            sent_instead: None,
         }
     }
 
@@ -384,6 +389,7 @@ impl ClientHalf {
             class: self.classify(inner),
             review: None,
             by_sql: true,
+            sent_as: None,
         });
         let epoch = self.shared.tracker().names.statement_epoch();
         running.prepares(name, prepared, epoch)
@@ -636,6 +642,7 @@ impl ClientHalf {
                     params: &params,
                     names: None,
                     review: None,
+                    sent_as: None,
                 };
                 let decision = self.policy.decide(&sql, &class);
                 if decision == StatementDecision::Allow {
@@ -666,7 +673,10 @@ impl ClientHalf {
             return Ok(());
         }
         if forward {
-            batch.out.extend_from_slice(&frame.raw);
+            match self.sent_instead.take() {
+                Some(sql) => batch.out.extend(sent_instead(&frame, &sql)),
+                None => batch.out.extend_from_slice(&frame.raw),
+            }
         } else if let Some(held) = batch.hold.as_mut()
             && held.frame.is_none()
         {
@@ -772,6 +782,7 @@ impl ClientHalf {
             params: &[],
             names: None,
             review,
+            sent_as: None,
         };
         let reason = match review {
             Some(review) => format!("review {review}: {why}"),
@@ -979,6 +990,26 @@ impl ClientHalf {
             }
             classes.push(class);
         }
+        // A driver's SET application_name, sent with the task's tag.
+        let mut sent_as = None;
+        if let [only] = judged.as_slice()
+            && let Some(sending) = app_name::sending(
+                only.as_ref(),
+                &self.shared.record.task,
+                &self.reading.encoding,
+            )
+        {
+            match sending {
+                Sending::Refused(reason) => {
+                    let statement = simple(parts[0], &classes[0]);
+                    self.refuse(batch, &statement, &StatementDecision::Deny { reason }, true);
+                    return Ok(false);
+                }
+                Sending::AsIs => {}
+                Sending::Instead(sql) => sent_as = Some(sql),
+            }
+            classes[0] = app_name::as_setting(&classes[0]);
+        }
         let mut review: Option<Arc<str>> = None;
         let mut needs_review: Option<Held> = None;
         let shown = self.review_text(sql, &judged, &classes);
@@ -1010,15 +1041,20 @@ impl ClientHalf {
             let id = self.next_command();
             let mut statement = simple(text, class);
             statement.review = review.as_deref();
+            statement.sent_as = sent_as.as_deref();
             batch
                 .events
                 .push(self.shared.record.started(id, &statement));
             // What it does to the names happens as it runs: a PREPARE
             // names its statement after what came before it forgot theirs.
-            self.shared.tracker().names.forget(NameEffect::of(class));
+            self.shared
+                .tracker()
+                .names
+                .forget(NameEffect::of_statement(judged, class));
             running.push_back(self.running(id, now, judged, class));
         }
         self.expect(batch, Expect::Query(running));
+        self.sent_instead = sent_as;
         Ok(true)
     }
 
@@ -1040,6 +1076,7 @@ impl ClientHalf {
             params: &[],
             names: None,
             review: None,
+            sent_as: None,
         };
         let reason = "text with non-ASCII characters, or a backslash in a '...' string, after an Execute in the same pipeline (before Sync) cannot be read safely: the statement run before it may have changed client_encoding or standard_conforming_strings; send a Sync first".to_owned();
         let simple = matches!(protocol, Protocol::Simple);
@@ -1060,30 +1097,46 @@ impl ClientHalf {
         }
         let strings = self.reading.strings;
         let judged = as_standard(sql, strings);
-        let class = self.classify(&judged);
+        let mut class = self.classify(&judged);
         if self.catalog.should_read_for(&class) {
             batch.read_catalog = true;
             return false;
         }
+        // Judged on the statement as the parser splits it: `;TRUNCATE t`
+        // is the statement `TRUNCATE t` to the server, and to rules.
+        let text = if judged.contains(';') {
+            taskgate_sqlclass::split(&judged)
+                .first()
+                .copied()
+                .unwrap_or(&judged)
+        } else {
+            // No empty statement can stand before it: no second lexing.
+            &judged
+        };
+        // A driver's SET application_name, sent with the task's tag.
+        let mut sent_as = None;
+        let mut refused = None;
+        if class.statements <= 1
+            && let Some(sending) =
+                app_name::sending(text, &self.shared.record.task, &self.reading.encoding)
+        {
+            match sending {
+                Sending::Refused(reason) => refused = Some(StatementDecision::Deny { reason }),
+                Sending::AsIs => {}
+                Sending::Instead(sql) => sent_as = Some(sql),
+            }
+            class = app_name::as_setting(&class);
+        }
         let mut shown = String::new();
-        let (decision, review) = if class.statements > 1 {
+        let (decision, review) = if let Some(refused) = refused {
+            (refused, None)
+        } else if class.statements > 1 {
             // The server refuses it too, but only after its log has the
             // text: refused here, nothing of it reaches the target (a
             // second statement smuggled behind `;`, as through an MCP tool).
             let message = "cannot insert multiple commands into a prepared statement".to_owned();
             (StatementDecision::Invalid { message }, None)
         } else {
-            // Judged on the statement as the parser splits it: `;TRUNCATE
-            // t` is the statement `TRUNCATE t` to the server, and to rules.
-            let text = if judged.contains(';') {
-                taskgate_sqlclass::split(&judged)
-                    .first()
-                    .copied()
-                    .unwrap_or(&judged)
-            } else {
-                // No empty statement can stand before it: no second lexing.
-                &judged
-            };
             shown = self.review_text(sql, &[text], std::slice::from_ref(&class));
             self.decide(&shown, text, &class)
         };
@@ -1105,6 +1158,7 @@ impl ClientHalf {
                 params: &[],
                 names: Some((name, "")),
                 review: None,
+                sent_as: None,
             };
             self.refuse(batch, &statement, &decision, false);
             return false;
@@ -1118,10 +1172,12 @@ impl ClientHalf {
             class,
             review,
             by_sql: false,
+            sent_as: sent_as.as_deref().map(Arc::from),
         });
         if let Err(limit) = tracker.parse(name, prepared) {
             batch.overflow = Some(limit);
         }
+        self.sent_instead = sent_as;
         true
     }
 
@@ -1141,6 +1197,7 @@ impl ClientHalf {
                 params: &[],
                 names: Some(("", portal)),
                 review: None,
+                sent_as: None,
             };
             let reason = format!(
                 "portal {portal:?} was not bound through the gateway (or its Bind failed), so it cannot be run"
@@ -1165,16 +1222,17 @@ impl ClientHalf {
             params: &found.params,
             names: Some((found.statement.as_str(), portal)),
             review: found.prepared.review.as_deref(),
+            sent_as: found.prepared.sent_as.as_deref(),
         };
         batch
             .events
             .push(self.shared.record.started(id, &statement));
         // What it does to the server's names happens as it runs; later
         // messages of the batch see the names as they will be then.
-        self.shared
-            .tracker()
-            .names
-            .forget(NameEffect::of(&found.prepared.class));
+        self.shared.tracker().names.forget(NameEffect::of_statement(
+            &found.prepared.sql,
+            &found.prepared.class,
+        ));
         let running = self.running(
             id,
             Instant::now(),
@@ -1184,6 +1242,27 @@ impl ClientHalf {
         self.expect(batch, Expect::Execute(running));
         Ok(true)
     }
+}
+
+/// The message `frame` (a Query or a Parse) with `sql` in place of its
+/// text; a Parse keeps its statement name, as the client's bytes spell it.
+fn sent_instead(frame: &Frame, sql: &str) -> Vec<u8> {
+    if frame.tag != b'P' {
+        return enc_fe::query(sql);
+    }
+    let body = frame.body();
+    let name = body.split(|b| *b == 0).next().unwrap_or_default();
+    let mut out = Vec::with_capacity(name.len() + sql.len() + 8);
+    out.push(b'P');
+    let len = 4 + name.len() + 1 + sql.len() + 1 + 2;
+    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(name);
+    out.push(0);
+    out.extend_from_slice(sql.as_bytes());
+    out.push(0);
+    // No parameter types: a SET takes no parameters.
+    out.extend_from_slice(&0i16.to_be_bytes());
+    out
 }
 
 /// An `EXECUTE` judged and recorded as the statement it runs.
@@ -1204,6 +1283,7 @@ fn simple<'a>(sql: &'a str, class: &'a Classification) -> Statement<'a> {
         params: &[],
         names: None,
         review: None,
+        sent_as: None,
     }
 }
 

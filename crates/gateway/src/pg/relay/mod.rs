@@ -104,6 +104,9 @@ pub struct Shared {
     /// The highest command id whose `command.started` is committed: only
     /// those may get a `command.completed`.
     pub committed_through: AtomicU64,
+    /// The server's process id for this session and the one the client was
+    /// given: the session's own notifications name the client's.
+    pub own_pid: Option<(u32, u32)>,
     /// DDL (or code that may run it) was sent in the open transaction.
     pub catalog_changing: std::sync::atomic::AtomicBool,
     /// Called when such a transaction ends, before its ReadyForQuery

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use taskgate_audit::Timestamp;
 use taskgate_wire_pg::backend::{self, BackendMessage};
-use taskgate_wire_pg::frame::{self, Direction, Limits};
+use taskgate_wire_pg::frame::{self, Direction, Frame, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
 
@@ -107,6 +107,22 @@ pub async fn server_half(
     ending
 }
 
+/// A notification this session sent itself, naming the process id the
+/// client was given rather than the server's (clients tell their own
+/// notifications from others' by it); `None` for any other.
+fn own_notification(frame: &Frame, own_pid: Option<(u32, u32)>) -> Option<Vec<u8>> {
+    let (server, client) = own_pid?;
+    let body = frame.body();
+    let pid = u32::from_be_bytes(body.get(..4)?.try_into().ok()?);
+    if pid != server {
+        return None;
+    }
+    let mut raw = frame.raw.to_vec();
+    // The tag and the length come before the body.
+    raw.get_mut(5..9)?.copy_from_slice(&client.to_be_bytes());
+    Some(raw)
+}
+
 /// Forwards every whole server message in `buf`, recording the outcomes
 /// they carry before the client sees them.
 async fn forward_answers(
@@ -135,10 +151,16 @@ async fn forward_answers(
                 backend::decode(&read).map_err(|e| Ending::ServerProtocol(e.to_string()))?;
             // Followed where the client half sees it under the same lock
             // that tells it everything is answered.
-            if let BackendMessage::ParameterStatus { name, value } = message
-                && tracker.unsafe_setting.is_none()
-            {
-                tracker.unsafe_setting = tracker.reading.follow(name, value, &shared.record.task);
+            let mut shown = None;
+            if let BackendMessage::ParameterStatus { name, value } = message {
+                if tracker.unsafe_setting.is_none() {
+                    tracker.unsafe_setting =
+                        tracker.reading.follow(name, value, &shared.record.task);
+                }
+                shown = crate::pg::app_name::shown_report(name, value, &shared.record.task);
+            }
+            if matches!(message, BackendMessage::NotificationResponse) {
+                shown = own_notification(&frame, shared.own_pid);
             }
             // DDL is seen by other sessions once its transaction ends:
             // their catalog views go stale before the client hears of it.
@@ -156,7 +178,10 @@ async fn forward_answers(
             ready |= tracker.unanswered() == 0;
             tracker.take_due(out);
             if forward {
-                out.extend_from_slice(&frame.raw);
+                match shown {
+                    Some(shown) => out.extend(shown),
+                    None => out.extend_from_slice(&frame.raw),
+                }
             }
             tracker.take_made(out);
         }

@@ -18,6 +18,8 @@ pub struct Prepared {
     /// the server's log names the whole query string that prepared it,
     /// so a protocol-level Bind of it is not taken (see `ClientHalf`).
     pub by_sql: bool,
+    /// What the gateway sent in its place (see `record::Statement`).
+    pub sent_as: Option<Arc<str>>,
 }
 
 /// A portal: the statement it was bound to and the parameters.
@@ -64,18 +66,45 @@ pub struct Names {
 }
 
 /// What a statement the server runs may do to the session's names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NameEffect {
     None,
     /// DECLARE, CLOSE, or the end of a transaction: cursors (portals) come
     /// and go.
     Portals,
-    /// SQL-level PREPARE, DEALLOCATE, DISCARD, or code the gateway cannot
-    /// see into: anything may change.
+    /// SQL-level PREPARE or DEALLOCATE of one name: that statement comes
+    /// or goes.
+    Statement(String),
+    /// DEALLOCATE ALL, DISCARD, or code the gateway cannot see into:
+    /// anything may change.
     All,
 }
 
 impl NameEffect {
+    /// The effect of running `sql`, one statement so classified: a
+    /// PREPARE or DEALLOCATE of one name changes that name only (psycopg
+    /// evicts its cached statements one by one with `DEALLOCATE _pg3_N`).
+    pub fn of_statement(sql: &str, c: &Classification) -> NameEffect {
+        if c.statements <= 1 && c.opaque.is_empty() {
+            match c.command.as_str() {
+                "DEALLOCATE" => {
+                    if let Some(taskgate_sqlclass::Deallocated::Name(name)) =
+                        taskgate_sqlclass::deallocated_statement(sql)
+                    {
+                        return NameEffect::Statement(name);
+                    }
+                }
+                "PREPARE" => {
+                    if let Some((name, _)) = taskgate_sqlclass::prepared_statement(sql) {
+                        return NameEffect::Statement(name);
+                    }
+                }
+                _ => {}
+            }
+        }
+        NameEffect::of(c)
+    }
+
     /// The effect of running a statement so classified.
     pub fn of(c: &Classification) -> NameEffect {
         if !c.opaque.is_empty() || c.class == taskgate_sqlclass::Class::Unknown {
@@ -121,6 +150,13 @@ impl Names {
         match effect {
             NameEffect::None => {}
             NameEffect::Portals => self.drop_portals(),
+            NameEffect::Statement(name) => {
+                self.statements.remove(&name);
+                // What was to be confirmed before it is not taken (see
+                // `Tracker::on_backend`); portals stay: one bound to the
+                // statement keeps running what it was bound to.
+                self.statement_epoch += 1;
+            }
             NameEffect::All => {
                 self.statements.clear();
                 self.statement_epoch += 1;

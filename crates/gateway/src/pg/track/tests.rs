@@ -97,6 +97,7 @@ fn prepared(sql: &str) -> Arc<Prepared> {
         class: Arc::new(taskgate_sqlclass::classify(sql)),
         review: None,
         by_sql: false,
+        sent_as: None,
     })
 }
 
@@ -454,6 +455,7 @@ fn portals_are_dropped_when_the_server_is_idle_again() {
         class: Arc::new(taskgate_sqlclass::classify("SELECT 1")),
         review: None,
         by_sql: false,
+        sent_as: None,
     });
     t.parse("s", Arc::clone(&prepared));
     t.bind(
