@@ -354,13 +354,28 @@ fn check_session(
             each(&read);
             let truth = taskgate_sqlclass::classify(&read);
             let p = &event["payload"];
+            if let Some(sent) = p["sent_as"].as_str() {
+                assert_sent_as_asked(marker, event, sent, *reading);
+                checked += 1;
+                continue;
+            }
             if truth.command == "EXECUTE" && p["command_type"] == "EXECUTE" {
                 // Recorded as the statement it runs, which the text does
                 // not show (tests/bypass.rs checks those).
                 checked += 1;
                 continue;
             }
-            assert_eq!(p["class"], truth.class.as_str(), "{marker}: {part:?}");
+            // A client's RESET of application_name sent on its own is
+            // the ordinary setting it is once the gateway keeps the tag.
+            let alone =
+                taskgate_sqlclass::split_as(p["sql"].as_str().unwrap_or_default(), *reading).len()
+                    <= 1;
+            let class = if alone && taskgate_sqlclass::application_name_set(&read).is_some() {
+                "utility"
+            } else {
+                truth.class.as_str()
+            };
+            assert_eq!(p["class"], class, "{marker}: {part:?}");
             // At least as wide: views and names in several schemas add to
             // what the text names, each named relation by its catalog
             // identity (`orders` recorded as `public.orders`).
@@ -381,6 +396,41 @@ fn check_session(
     checked
 }
 
+/// A `SET application_name` the gateway sent in the client's statement's
+/// place sets what the client asked for behind the task's tag, in the same
+/// scope, and is recorded as the setting it is.
+fn assert_sent_as_asked(marker: &str, event: &Value, sent: &str, reading: Strings) {
+    use taskgate_sqlclass::{ApplicationName, application_name_set};
+    let p = &event["payload"];
+    let client = p["sql"].as_str().unwrap();
+    let asked = taskgate_sqlclass::split_as(client, reading)
+        .first()
+        .and_then(|s| application_name_set(&taskgate_sqlclass::as_standard(s, reading)));
+    let ran = application_name_set(sent);
+    let (
+        Some(ApplicationName::Set {
+            value: asked,
+            local: asked_local,
+        }),
+        Some(ApplicationName::Set {
+            value: ran,
+            local: ran_local,
+        }),
+    ) = (asked, ran)
+    else {
+        panic!("{marker}: {client:?} was sent as {sent:?}");
+    };
+    let tag = format!("taskgate/{}", event["task"].as_str().unwrap_or_default());
+    let want = if asked.is_empty() {
+        tag
+    } else {
+        format!("{tag} {asked}")
+    };
+    assert_eq!(ran, want, "{marker}: {client:?} sent as {sent:?}");
+    assert_eq!(asked_local, ran_local, "{marker}: {client:?}");
+    assert_eq!(p["class"], "utility", "{marker}: {client:?}");
+}
+
 /// Where each of `parts` was recorded started, in order, from `next` on.
 fn matches_in_order(
     parts: &[&str],
@@ -390,9 +440,11 @@ fn matches_in_order(
 ) -> Option<Vec<usize>> {
     let mut at = Vec::with_capacity(parts.len());
     for part in parts {
-        let offset = started[next..]
-            .iter()
-            .position(|e| e["payload"]["protocol"] == protocol && e["payload"]["sql"] == *part)?;
+        // A SET application_name runs as what the gateway sent for it.
+        let offset = started[next..].iter().position(|e| {
+            let p = &e["payload"];
+            p["protocol"] == protocol && (p["sql"] == *part || p["sent_as"] == *part)
+        })?;
         at.push(next + offset);
         next += offset + 1;
     }
@@ -569,6 +621,9 @@ const TEMPLATES: &[&str] = &[
     "SELECT set_config('standard_conforming_strings', 'off', false)",
     "SET client_encoding = 'LATIN1'",
     "RESET client_encoding",
+    "SET application_name = {lit}",
+    "SET LOCAL application_name TO {lit}",
+    "RESET application_name",
 ];
 const SUFFIXES: &[&str] = &["", "", ";", " -- tail", " /* tail; */", "; ;"];
 
@@ -677,9 +732,15 @@ fn token_soups_run_only_as_recorded_and_as_the_rules_allow() {
         );
     });
     let denied = gw.events_of("command.denied").len();
+    let sent_as = gw
+        .events_of("command.started")
+        .iter()
+        .filter(|e| e["payload"]["sent_as"].is_string())
+        .count();
     println!(
-        "token soups: seed {seed}: {sent} statements in {session} sessions; {checked} the database ran, each recorded first and allowed by the rules; {denied} refused, none in the database's log"
+        "token soups: seed {seed}: {sent} statements in {session} sessions; {checked} the database ran, each recorded first and allowed by the rules ({sent_as} a SET application_name sent with the task's tag); {denied} refused, none in the database's log"
     );
+    assert!(sent_as > 0, "no SET application_name was sent with the tag");
     assert_eq!(
         sessions_checked, session,
         "a session left no trace in the database's log"
