@@ -110,6 +110,30 @@ fn refused(error: &ApiError) -> CallToolResult {
     }))
 }
 
+/// The transaction-control command in `sql`, if any: it would change
+/// nothing in a call's own autocommitted session (`COMMIT PREPARED` and
+/// `ROLLBACK PREPARED` act on a prepared transaction, and are not such).
+fn transaction_control(sql: &str) -> Option<String> {
+    let c = taskgate_sqlclass::classify(sql);
+    // Several statements are refused on the wire path, and recorded there.
+    if c.statements > 1 {
+        return None;
+    }
+    c.commands.into_iter().find(|command| {
+        matches!(
+            command.as_str(),
+            "BEGIN"
+                | "START TRANSACTION"
+                | "COMMIT"
+                | "ROLLBACK"
+                | "SAVEPOINT"
+                | "RELEASE"
+                | "ROLLBACK TO SAVEPOINT"
+                | "PREPARE TRANSACTION"
+        )
+    })
+}
+
 fn wait_of(seconds: Option<u64>) -> Duration {
     Duration::from_secs(
         seconds
@@ -282,7 +306,7 @@ impl Tools {
     }
 
     #[tool(
-        description = "Run one SQL statement under your active task and get its rows. A statement a person must review answers `pending_review`; then call wait_for_review."
+        description = "Run one SQL statement under your active task, in a session of its own, autocommitted (BEGIN, COMMIT, ROLLBACK are refused). One a person must review answers `pending_review`: call wait_for_review."
     )]
     async fn query(
         &self,
@@ -290,6 +314,11 @@ impl Tools {
         RequestId(request_id): RequestId,
         Parameters(p): Parameters<Query>,
     ) -> Result<CallToolResult, ErrorData> {
+        if let Some(command) = transaction_control(&p.sql) {
+            return Ok(refused(&ApiError::invalid(format!(
+                "{command} is refused: each query call runs one statement in a session of its own, committed when it succeeds, so a transaction cannot span calls and {command} would answer ok having done nothing"
+            ))));
+        }
         let caps = Caps {
             max_rows: p.max_rows.unwrap_or(DEFAULT_MAX_ROWS).clamp(1, MAX_ROWS),
             max_bytes: MAX_RESULT_BYTES,

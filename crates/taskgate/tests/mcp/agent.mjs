@@ -136,6 +136,15 @@ await refused(agent, "query", { task_id: id, sql: ";DROP TABLE orders" }, (a) =>
 await refused(agent, "query", { task_id: id, sql: "SELECT * FROM other.public.orders" }, (a) =>
   assert.equal(a.error.sqlstate, "0A000"));
 
+// No transaction can span calls: BEGIN, ROLLBACK and savepoints are refused
+// rather than answered ok having done nothing.
+for (const sql of ["BEGIN", "ROLLBACK", "savepoint s1", "COMMIT"]) {
+  await refused(agent, "query", { task_id: id, sql }, (a) => {
+    assert.equal(a.error.code, "invalid_request");
+    assert.match(a.error.message, /session of its own/);
+  });
+}
+
 // describe reads through the same grant.
 ({ answer } = await call(agent, "describe", { task_id: id, table: "orders" }));
 const columns = answer.result.rows.map((r) => r[1]);
