@@ -15,6 +15,7 @@ mod facts;
 mod identity;
 mod story;
 mod timestamp;
+mod verdict;
 mod verify;
 
 pub use canonical::{CanonicalError, canonical_json};
@@ -24,6 +25,7 @@ pub use event::{Event, EventDraft, EventType, SCHEMA_VERSION};
 pub use export::exported;
 pub use facts::{ANY_TABLE, EventFacts, TableUse, table_query_names, table_search_names};
 pub use identity::{Identity, IdentityKind};
-pub use story::{Decision, Entry, Story, What, outcome_text};
+pub use story::{Decision, Entry, Story, What};
 pub use timestamp::{Timestamp, TimestampError};
+pub use verdict::{HoldVerdict, StatementVerdict, Verdict};
 pub use verify::{EventRow, EventRowRef, Problem, ProblemKind, Verifier, VerifyReport};

@@ -43,6 +43,10 @@ pub struct Decision {
     pub by: Option<String>,
     pub at: Timestamp,
     pub comment: Option<String>,
+    /// Why a review closed with no one's decision (it lapsed, or its
+    /// client or session gave up on it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -72,7 +76,12 @@ pub enum What {
     Denied {
         sql: String,
         class: String,
+        /// `deny`, `review`, `invalid`, `limit`, `cancelled`, ...
+        decision: String,
         reason: String,
+        /// The review it was held in, when it was.
+        review: Option<String>,
+        approval: Option<Decision>,
     },
     SessionOpened {
         client_addr: Option<String>,
@@ -94,6 +103,35 @@ pub enum What {
         by: Option<String>,
         comment: Option<String>,
     },
+}
+
+impl What {
+    /// A statement entry's outcome, as every rendering tells it.
+    pub fn verdict(&self) -> Option<crate::Verdict> {
+        match self {
+            What::Command {
+                outcome, approval, ..
+            } => crate::Verdict::of(
+                EventType::CommandStarted,
+                &Value::Null,
+                outcome.as_ref(),
+                approval.as_ref(),
+            ),
+            What::Denied {
+                decision,
+                reason,
+                approval,
+                ..
+            } => Some(crate::Verdict::new(
+                crate::StatementVerdict::Refused {
+                    decision: decision.clone(),
+                    reason: reason.clone(),
+                },
+                approval.as_ref().map(crate::HoldVerdict::of),
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Reading a field out of an event's payload moves it: a long task's story
@@ -143,6 +181,11 @@ impl Story {
                 review: Some(id),
                 approval,
                 ..
+            }
+            | What::Denied {
+                review: Some(id),
+                approval,
+                ..
             } = &mut entry.what
             {
                 *approval = reviews.get(id).cloned();
@@ -160,11 +203,12 @@ impl Story {
         let p = &mut event.payload;
         let subject = event.identity.as_ref().map(|i| i.subject.clone());
         let at = event.time;
-        let decision = |approved, comment| Decision {
+        let decision = |approved, comment, reason| Decision {
             approved,
             by: subject.clone(),
             at,
             comment,
+            reason,
         };
         let what = match event.event_type {
             EventType::TaskRequested => {
@@ -179,7 +223,7 @@ impl Story {
             }
             EventType::TaskApproved | EventType::TaskDenied => {
                 let approved = event.event_type == EventType::TaskApproved;
-                self.decision = Some(decision(approved, text(p, "comment")));
+                self.decision = Some(decision(approved, text(p, "comment"), None));
                 if !approved {
                     self.ending = Some("denied".into());
                     self.ended_at = Some(event.time);
@@ -211,7 +255,8 @@ impl Story {
                     && let Some(id) = &review
                 {
                     let approved = event.event_type == EventType::ReviewApproved;
-                    reviews.insert(id.clone(), decision(approved, comment.clone()));
+                    let reason = p.get("reason").and_then(Value::as_str).map(str::to_owned);
+                    reviews.insert(id.clone(), decision(approved, comment.clone(), reason));
                 }
                 What::Review {
                     review,
@@ -271,7 +316,10 @@ impl Story {
                 What::Denied {
                     sql: text(p, "sql").unwrap_or_default(),
                     class: text(p, "class").unwrap_or_default(),
+                    decision: text(p, "decision").unwrap_or_else(|| "deny".into()),
                     reason: text(p, "reason").unwrap_or_default(),
+                    review: text(p, "review"),
+                    approval: None,
                 }
             }
             EventType::AuthFailed => What::AuthFailed {
@@ -367,26 +415,13 @@ fn sql_column(sql: &str) -> String {
 
 fn line(what: &What) -> String {
     match what {
-        What::Command {
-            sql,
-            class,
-            outcome,
-            approval,
-            ..
-        } => {
-            let mut result = match outcome {
-                Some(o) => outcome_text(o),
-                None => "no outcome recorded".into(),
-            };
-            if let Some(d) = approval {
-                let verb = if d.approved { "approved" } else { "denied" };
-                let by = d.by.as_deref().unwrap_or("?");
-                result = format!("{result} ({verb} by {by} {})", hh_mm(d.at));
-            }
+        What::Command { sql, class, .. } => {
+            let result = what.verdict().map(|v| v.summary).unwrap_or_default();
             format!("{} {class:<5} {result}", sql_column(sql))
         }
-        What::Denied { sql, class, reason } => {
-            format!("{} {class:<5} DENIED: {reason}", sql_column(sql))
+        What::Denied { sql, class, .. } => {
+            let result = what.verdict().map(|v| v.summary).unwrap_or_default();
+            format!("{} {class:<5} {result}", sql_column(sql))
         }
         What::SessionOpened {
             client_addr,
@@ -433,29 +468,6 @@ fn line(what: &What) -> String {
             }
             s
         }
-    }
-}
-
-fn field(value: &Value, key: &str) -> Option<String> {
-    value.get(key).and_then(Value::as_str).map(str::to_owned)
-}
-
-/// A command's outcome in a few words: its row count or tag, or its error:
-/// what the story and `audit search` show on a statement's line.
-pub fn outcome_text(outcome: &Value) -> String {
-    match outcome.get("outcome").and_then(Value::as_str) {
-        Some("ok") => match outcome.get("rows").and_then(Value::as_u64) {
-            Some(1) => "1 row".into(),
-            Some(n) => format!("{n} rows"),
-            None => field(outcome, "tag").unwrap_or_else(|| "ok".into()),
-        },
-        Some("error") => format!(
-            "ERROR {} {}",
-            field(outcome, "sqlstate").unwrap_or_default(),
-            field(outcome, "error").unwrap_or_default()
-        ),
-        Some(other) => other.to_owned(),
-        None => "?".into(),
     }
 }
 

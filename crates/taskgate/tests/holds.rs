@@ -554,3 +554,179 @@ fn an_execute_is_held_and_approved_as_the_statement_it_runs() {
         "{executes:?}"
     );
 }
+
+/// Issue 28, item 1: every rendering of a statement's outcome -- the API's
+/// search, the CLI's search and story, the console's search, task page,
+/// CSV and JSON Lines -- says the same of each: approved, denied, not
+/// decided, refused by rule, failed at the database, ran; and names an
+/// approver only where someone approved.
+#[test]
+fn every_rendering_tells_each_outcome_as_it_happened() {
+    let Setup {
+        cluster: _cluster,
+        gw,
+    } = setup("3s");
+    let (task, token) = gw.active_task("shop", "write", "15m");
+    let held = |sql: &str, verdict: Option<(&str, &str)>| {
+        let client = run_held(&gw, &task, &token, sql);
+        if let Some((verb, comment)) = verdict {
+            let review = pending_review(&gw, &task);
+            let id = review["id"].as_str().unwrap();
+            let (status, body) = decide(&gw, &gw.tokens.alice, id, verb, comment);
+            assert_eq!(status, 200, "{body}");
+        }
+        client.join().unwrap()
+    };
+    held(
+        "ALTER TABLE orders ADD COLUMN v_ok text",
+        Some(("approve", "fine")),
+    );
+    held(
+        "ALTER TABLE orders ADD COLUMN v_no text",
+        Some(("deny", "use a migration")),
+    );
+    held("ALTER TABLE orders ADD COLUMN v_late text", None);
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    for sql in [
+        "DROP TABLE orders",
+        "SELECT * FROM v_missing_table",
+        "SELECT count(*) AS v_count FROM orders",
+    ] {
+        pg.send(&frontend::query(sql));
+        pg.until_ready(1);
+    }
+    common::settle(&gw);
+    // (the statement's mark, what is said of it, who approved it)
+    let cases: [(&str, &str, Option<&str>); 6] = [
+        ("v_ok", "approved by alice", Some("alice")),
+        ("v_no", "denied by alice", None),
+        ("v_late", "held, not decided: no decision within 3s", None),
+        ("DROP TABLE orders", "DENIED: denied by rule", None),
+        ("v_missing_table", "ERROR 42P01", None),
+        ("v_count", "1 row", None),
+    ];
+    let check = |rendering: &str, line_of: &dyn Fn(&str) -> Option<String>| {
+        for (mark, said, approver) in cases {
+            let line = line_of(mark).unwrap_or_else(|| panic!("{rendering}: nothing for {mark}"));
+            assert!(
+                line.contains(said),
+                "{rendering}: {mark} should say {said:?}: {line}"
+            );
+            if approver.is_none() {
+                assert!(!line.contains("approved by"), "{rendering}: {mark}: {line}");
+            }
+            let comment = match mark {
+                "v_ok" => "fine",
+                "v_no" => "use a migration",
+                _ => "",
+            };
+            assert!(line.contains(comment), "{rendering}: {mark}: {line}");
+        }
+    };
+
+    // The API: a verdict on each statement event.
+    let (status, page) = gw.http().get(
+        &gw.tokens.auditor,
+        &format!("/v1/audit/events?task={task}&limit=500"),
+    );
+    assert_eq!(status, 200, "{page}");
+    let hits = page["hits"].as_array().unwrap().clone();
+    let statement_hit = |mark: &str| {
+        hits.iter()
+            .filter(|h| h["verdict"].is_object())
+            .find(|h| {
+                h["event"]["payload"]["sql"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(mark)
+            })
+            .cloned()
+    };
+    check("api", &|mark| {
+        statement_hit(mark).map(|h| h["verdict"].to_string())
+    });
+    for (mark, _, approver) in cases {
+        let hit = statement_hit(mark).unwrap();
+        assert_eq!(
+            hit["verdict"]["approved_by"].as_str(),
+            approver,
+            "api: {mark}"
+        );
+    }
+
+    // The CLI: search and story.
+    let line_in = |text: String| {
+        move |mark: &str| {
+            text.lines()
+                .find(|l| l.contains(mark) && !l.contains("review.requested"))
+                .map(str::to_owned)
+        }
+    };
+    let search = gw.cli(&gw.tokens.auditor, &["audit", "search", "--task", &task]);
+    assert_eq!(search.code, 0, "{}", search.stderr);
+    let in_search = line_in(
+        search
+            .stdout
+            .lines()
+            .filter(|l| l.contains("command."))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    check("cli search", &in_search);
+    let story = gw.cli(&gw.tokens.auditor, &["audit", "story", &task]);
+    assert_eq!(story.code, 0, "{}", story.stderr);
+    check("cli story", &line_in(story.stdout));
+
+    // The console: search, its exports, and the task's page.
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = http
+        .post(format!("{}/ui/login/token", gw.base))
+        .form(&[("token", gw.tokens.auditor.as_str())])
+        .send()
+        .unwrap();
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("tg_console="))
+        .and_then(|v| v.split(';').next())
+        .expect("a console session")
+        .to_owned();
+    let page = |path: &str| {
+        let answer = http
+            .get(format!("{}{path}", gw.base))
+            .header("cookie", format!("tg_console={cookie}"))
+            .send()
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+        answer.text().unwrap()
+    };
+    let rows = |html: String, split: &'static str| {
+        move |mark: &str| {
+            html.split(split)
+                .find(|row| row.contains(mark) && !row.contains("review.requested"))
+                .map(str::to_owned)
+        }
+    };
+    check(
+        "console search",
+        &rows(page(&format!("/ui/search?task={task}")), "<tr"),
+    );
+    check(
+        "console task page",
+        &rows(page(&format!("/ui/tasks/{task}")), "<li"),
+    );
+    let csv = page(&format!("/ui/search/export.csv?task={task}"));
+    check("csv", &line_in(csv.clone()));
+    for (mark, _, approver) in cases {
+        let line = line_in(csv.clone())(mark).unwrap();
+        let last = line.rsplit(',').next().unwrap();
+        assert_eq!(last, approver.unwrap_or(""), "csv approved_by: {line}");
+    }
+    let jsonl = page(&format!("/ui/search/export.jsonl?task={task}"));
+    check("jsonl", &line_in(jsonl));
+}

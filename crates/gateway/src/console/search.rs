@@ -129,14 +129,13 @@ pub async fn page(
                                 td {
                                     @if let Some(task) = event["task"].as_str() {
                                         a href={ "/ui/tasks/" (task) } { (hit["task"]["name"].as_str().map(shown).unwrap_or_else(|| task.to_owned())) }
-                                        @if let Some(by) = hit["task"]["decision"]["by"].as_str() { br; span.muted { "approved by " (shown(by)) } }
+                                        @if let Some(by) = hit["task"]["decision"]["by"].as_str() { br; span.muted { (if hit["task"]["decision"]["approved"] == true { "approved by " } else { "denied by " }) (shown(by)) } }
                                     }
                                 }
                                 td { (field(event, "type")) @if let Some(c) = payload["class"].as_str() { " " (badge(c)) } }
                                 td { @if let Some(sql) = payload["sql"].as_str() { code.sql { (shown(sql)) } } }
                                 td {
-                                    @if !hit["outcome"].is_null() { (shown(&taskgate_audit::outcome_text(&hit["outcome"]))) }
-                                    @if let Some(by) = hit["approval"]["by"].as_str() { br; span.muted { "held, approved by " (shown(by)) } }
+                                    @if let Some(summary) = hit["verdict"]["summary"].as_str() { (shown(summary)) }
                                 }
                             }
                         }
@@ -226,12 +225,8 @@ pub async fn export_csv(
             s(&e["connection"]),
             s(&p["class"]),
             s(&p["sql"]),
-            if hit["outcome"].is_null() {
-                String::new()
-            } else {
-                taskgate_audit::outcome_text(&hit["outcome"])
-            },
-            s(&hit["approval"]["by"]),
+            s(&hit["verdict"]["summary"]),
+            s(&hit["verdict"]["approved_by"]),
         ];
         let line: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
         out.push_str(&line.join(","));

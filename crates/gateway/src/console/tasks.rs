@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
-use taskgate_audit::{Entry, Story, Timestamp, What};
+use taskgate_audit::{Entry, StatementVerdict, Story, Timestamp, What};
 use taskgate_policy::{TaskState, parse_time_bound};
 
 use super::layout::{self, badge, shown, when};
@@ -149,18 +149,23 @@ fn hms(t: Timestamp) -> String {
         .to_owned()
 }
 
-fn outcome(outcome: Option<&Value>) -> Markup {
-    let Some(o) = outcome else {
-        return html! { span.badge { "no outcome" } };
+/// A statement's outcome as every rendering tells it, with a badge for
+/// how it went and how long it took.
+fn outcome(e: &What, done: Option<&Value>) -> Markup {
+    let Some(verdict) = e.verdict() else {
+        return html! {};
     };
-    let text = taskgate_audit::outcome_text(o);
-    let kind = o
-        .get("outcome")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown");
-    let micros = o.get("duration_us").and_then(Value::as_u64);
+    let kind = match verdict.statement {
+        StatementVerdict::Ran { .. } => "ok",
+        StatementVerdict::Refused { .. } => "refused",
+        StatementVerdict::Running => "running",
+        _ => "error",
+    };
+    let micros = done
+        .and_then(|o| o.get("duration_us"))
+        .and_then(Value::as_u64);
     html! {
-        (badge(if kind == "ok" { "ok" } else { "error" })) " " (shown(&text))
+        (badge(kind)) " " (shown(&verdict.summary))
         @if let Some(us) = micros { span.muted { " · " (format!("{:.1} ms", us as f64 / 1000.0)) } }
     }
 }
@@ -178,10 +183,8 @@ fn entry(e: &Entry) -> Markup {
             ..
         } => html! {
             li.command {
-                span.time { (time) } (badge(class)) " " (outcome(done.as_ref()))
-                @if let Some(d) = approval {
-                    " " (badge("held")) span.muted { " approved by " (d.by.as_deref().map(shown).unwrap_or_default()) " at " (hms(d.at)) }
-                }
+                span.time { (time) } (badge(class)) " " (outcome(&e.what, done.as_ref()))
+                @if approval.is_some() { " " (badge("held")) }
                 (layout::sql(sql))
                 div.facts {
                     @if !tables_read.is_empty() { "reads " (tables_read.join(", ")) " " }
@@ -189,9 +192,9 @@ fn entry(e: &Entry) -> Markup {
                 }
             }
         },
-        What::Denied { sql, class, reason } => html! {
+        What::Denied { sql, class, .. } => html! {
             li.denied {
-                span.time { (time) } (badge("refused")) " " (badge(class)) " " span.error { (shown(reason)) }
+                span.time { (time) } (badge(class)) " " span.error { (outcome(&e.what, None)) }
                 (layout::sql(sql))
             }
         },

@@ -8,7 +8,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use serde::Serialize;
 use serde_json::Value;
-use taskgate_audit::{Decision, Event, EventType, IdentityKind, Timestamp};
+use taskgate_audit::{Decision, Event, EventType, IdentityKind, Timestamp, Verdict};
 
 use super::{AuditIndex, corrupt, read_meta, schema, type_code};
 use crate::Result;
@@ -63,8 +63,11 @@ pub struct SearchHit {
     pub task: Option<TaskSummary>,
     /// For a `command.started`, its `command.completed` payload once recorded.
     pub outcome: Option<Value>,
-    /// For a statement held for review, the decision that let it run.
+    /// For a statement held for review, the decision on it (which let it
+    /// run only when `approved`).
     pub approval: Option<Decision>,
+    /// For a statement, what became of it: what every rendering shows.
+    pub verdict: Option<Verdict>,
 }
 
 /// A task as its own events describe it.
@@ -359,6 +362,7 @@ fn decision_of(event: &Event, approved: bool) -> Decision {
         by: event.identity.as_ref().map(|i| i.subject.clone()),
         at: event.time,
         comment: text(&event.payload, "comment"),
+        reason: text(&event.payload, "reason"),
     }
 }
 
@@ -426,6 +430,12 @@ fn hit(
         (Some(review), Some(task)) => review_decision(conn, task, &review)?,
         _ => None,
     };
+    let verdict = Verdict::of(
+        event.event_type,
+        &event.payload,
+        outcome.as_ref(),
+        approval.as_ref(),
+    );
     Ok(SearchHit {
         id: format!("{}:{}", event.chain, event.seq),
         hash: hex::encode(hash),
@@ -433,6 +443,7 @@ fn hit(
         task,
         outcome,
         approval,
+        verdict,
     })
 }
 

@@ -168,19 +168,10 @@ fn hh_mm(time: &str) -> &str {
 
 /// What a search hit's statement did, in a few words.
 fn outcome(hit: &Value) -> String {
-    let event = &hit["event"];
-    let payload = &event["payload"];
-    if event["type"] == "command.denied" {
-        return format!("DENIED: {}", text(payload, "reason"));
-    }
-    let Some(o) = hit.get("outcome").filter(|o| !o.is_null()) else {
-        return if event["type"] == "command.started" {
-            "no outcome recorded".into()
-        } else {
-            String::new()
-        };
-    };
-    taskgate_audit::outcome_text(o)
+    hit["verdict"]["summary"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// One page of search hits, one line each, then how to go on.
@@ -223,18 +214,6 @@ pub fn search_page(page: &Value) {
                 " | {} {sql} | {}",
                 text(payload, "class"),
                 outcome(hit)
-            ));
-        }
-        if let Some(a) = hit.get("approval").filter(|a| !a.is_null()) {
-            let verb = if a["approved"] == true {
-                "approved"
-            } else {
-                "denied"
-            };
-            line.push_str(&format!(
-                " ({verb} by {} {})",
-                text(a, "by"),
-                hh_mm(&text(a, "at"))
             ));
         }
         println!("{line}");
