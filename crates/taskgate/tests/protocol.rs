@@ -356,3 +356,82 @@ fn a_sessions_own_notifications_name_the_pid_it_was_given() {
     let theirs = answers.iter().find(|a| a.tag == 'A').expect("notified");
     assert_ne!(theirs.text, format!("{} orders_changed", me.pid));
 }
+
+/// Issue 28, item 2: outcomes follow the server's answers message by
+/// message. A Parse or Bind the server refuses is the failure of the
+/// statement its Execute runs (with the SQLSTATE), the Executes after it
+/// are skipped; an Execute the server would discard after such an error
+/// is not refused by the gateway either.
+#[test]
+fn a_parse_or_bind_the_server_refuses_fails_the_statement_it_runs() {
+    let cluster = TestCluster::start();
+    let gw = TestGateway::start_with(&cluster.gateway_config());
+    let (task, token) = gw.active_task("shop", "write", "10m");
+    let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
+    // An unknown table: the Parse fails.
+    pg.send(
+        &[
+            fe::parse("", "SELECT * FROM o_missing_table", &[]),
+            fe::bind("", "", &[]),
+            fe::execute("", 0),
+            fe::sync(),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&pg.until_ready(1)), "EZ");
+    // executemany: the second row's Bind fails, the third is skipped.
+    let mut many = fe::parse("m", "SELECT $1::bigint AS o_many", &[]);
+    for value in ["1", "x", "3"] {
+        many.extend(fe::bind("", "m", &[Some(value.as_bytes())]));
+        many.extend(fe::execute("", 0));
+    }
+    many.extend(fe::sync());
+    pg.send(&many);
+    assert_eq!(tags(&pg.until_ready(1)), "12DCEZ");
+    // A later Parse, Bind and Execute of the failed statement's name, sent
+    // after the server answered the error: the server discards them.
+    pg.send(&fe::parse("gone", "SELECT * FROM o_missing_too", &[]));
+    pg.send(&fe::flush());
+    let answers = pg.until_error();
+    assert_eq!(answers.last().unwrap().sqlstate.as_deref(), Some("42P01"));
+    pg.send(&[fe::bind("", "gone", &[]), fe::execute("", 0), fe::sync()].concat());
+    assert_eq!(tags(&pg.until_ready(1)), "Z");
+    pg.send(&fe::query("SELECT 1"));
+    assert_eq!(tags(&pg.until_ready(1)), "TDCZ");
+
+    common::settle(&gw);
+    let started = gw.events_of("command.started");
+    let completed = gw.events_of("command.completed");
+    let outcome_of = |e: &Value| {
+        let command = &e["payload"]["command"];
+        let done = completed
+            .iter()
+            .find(|c| c["session"] == e["session"] && c["payload"]["command"] == *command)
+            .unwrap_or_else(|| panic!("no completion for {e}"));
+        (
+            done["payload"]["outcome"].as_str().unwrap().to_owned(),
+            done["payload"]["sqlstate"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    let of = |mark: &str| -> Vec<(String, String)> {
+        started
+            .iter()
+            .filter(|e| e["payload"]["sql"].as_str().unwrap().contains(mark))
+            .map(outcome_of)
+            .collect()
+    };
+    let pair = |o: &str, s: &str| (o.to_owned(), s.to_owned());
+    assert_eq!(of("o_missing_table"), [pair("error", "42P01")]);
+    assert_eq!(
+        of("o_many"),
+        [pair("ok", ""), pair("error", "22P02"), pair("skipped", "")]
+    );
+    assert!(of("o_missing_too").is_empty(), "never ran, never started");
+    assert!(
+        gw.events_of("command.denied").is_empty(),
+        "nothing the server would skip is refused"
+    );
+}

@@ -37,6 +37,9 @@ pub struct Running {
     /// A SQL-level PREPARE: the statement its name stands for once it
     /// succeeds, and the statement tables' epoch when it was sent.
     prepares: Option<(String, Arc<Prepared>, u64)>,
+    /// An Execute's portal and the statement it was bound to: a Parse or
+    /// Bind of either that the server refuses is this command's failure.
+    bound: Option<(String, String)>,
 }
 
 impl Running {
@@ -47,6 +50,22 @@ impl Running {
             rows: 0,
             copy_out_bytes: 0,
             prepares: None,
+            bound: None,
+        }
+    }
+
+    /// An Execute of `portal`, bound to `statement`.
+    pub fn executes(mut self, statement: &str, portal: &str) -> Self {
+        self.bound = Some((statement.to_owned(), portal.to_owned()));
+        self
+    }
+
+    /// Whether the Parse or Bind `change` made is the one this Execute runs.
+    fn runs(&self, change: &Change) -> bool {
+        match (&self.bound, change) {
+            (Some((statement, _)), Change::Statement { name, .. }) => statement == name,
+            (Some((_, portal)), Change::Portal { name, .. }) => portal == name,
+            _ => false,
         }
     }
 
@@ -169,6 +188,12 @@ impl Default for Tracker {
 }
 
 impl Tracker {
+    /// Whether the server, having met an error, discards every message
+    /// until the next Sync (and answers none of them).
+    pub fn server_ignoring(&self) -> bool {
+        self.server_ignoring
+    }
+
     /// Queues what the server will answer to a forwarded message. Fails
     /// when too much is outstanding.
     pub fn expect(&mut self, e: Expect) -> Result<(), usize> {
@@ -309,11 +334,21 @@ impl Tracker {
         now: Instant,
         done: &mut Vec<Completion>,
         undos: &mut Vec<(Change, u64)>,
+        mut failed: Option<(Change, Outcome)>,
     ) {
         // Until a Sync is sent, whatever comes is discarded too.
         self.server_ignoring = true;
         while let Some(front) = self.queue.front() {
             match front {
+                // The first Execute of what a refused Parse or Bind made:
+                // the server refused the statement it would have run.
+                Expect::Execute(r) if failed.as_ref().is_some_and(|(change, _)| r.runs(change)) => {
+                    if let (Some(Expect::Execute(r)), Some((_, outcome))) =
+                        (self.queue.pop_front(), failed.take())
+                    {
+                        done.push(self.complete(r, outcome, now));
+                    }
+                }
                 Expect::Sync => {
                     self.server_ignoring = false;
                     break;
@@ -384,7 +419,7 @@ impl Tracker {
                             self.due.extend_from_slice(&error);
                             forward = false;
                             if extended {
-                                self.skip_to_sync(now, done, &mut undos);
+                                self.skip_to_sync(now, done, &mut undos, None);
                             }
                         }
                     }
@@ -401,11 +436,17 @@ impl Tracker {
                         if let Some(Expect::Execute(r)) = self.queue.pop_front() {
                             done.push(self.complete(r, outcome, now));
                         }
-                        self.skip_to_sync(now, done, &mut undos);
+                        self.skip_to_sync(now, done, &mut undos, None);
                     }
-                    Some(Expect::Named { .. } | Expect::Describe) => {
+                    Some(Expect::Named { change, .. }) => {
+                        // What it made is named by the Execute it fails.
+                        let failed = Some((change.clone(), outcome));
                         self.pop(true, now, done, &mut undos);
-                        self.skip_to_sync(now, done, &mut undos);
+                        self.skip_to_sync(now, done, &mut undos, failed);
+                    }
+                    Some(Expect::Describe) => {
+                        self.pop(true, now, done, &mut undos);
+                        self.skip_to_sync(now, done, &mut undos, None);
                     }
                     // An error at Sync (a failed implicit commit) or one the
                     // server sends on its own (shutdown): nothing to pop.

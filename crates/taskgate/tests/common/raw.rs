@@ -132,6 +132,18 @@ impl RawPg {
         }
     }
 
+    /// Reads answers until an ErrorResponse (included).
+    pub fn until_error(&mut self) -> Vec<Answer> {
+        let mut answers = Vec::new();
+        loop {
+            let (tag, body) = self.next_raw();
+            answers.push(answer_of(&frame_of(tag, &body)));
+            if tag == b'E' {
+                return answers;
+            }
+        }
+    }
+
     /// Reads answers until the `n`th ReadyForQuery (included).
     pub fn until_ready(&mut self, n: usize) -> Vec<Answer> {
         let mut answers = Vec::new();

@@ -1190,6 +1190,13 @@ impl ClientHalf {
         self.check_live()?;
         let found = self.shared.tracker().names.portal(portal).cloned();
         let Some(found) = found else {
+            // The server already met an error and discards everything up
+            // to Sync (the Parse or Bind this portal needed among it):
+            // it would answer nothing, and nothing runs. Neither does the
+            // gateway refuse what the server would skip.
+            if self.shared.tracker().server_ignoring() {
+                return Ok(false);
+            }
             let statement = Statement {
                 protocol: Protocol::Extended,
                 sql: "",
@@ -1233,12 +1240,14 @@ impl ClientHalf {
             &found.prepared.sql,
             &found.prepared.class,
         ));
-        let running = self.running(
-            id,
-            Instant::now(),
-            &found.prepared.sql,
-            &found.prepared.class,
-        );
+        let running = self
+            .running(
+                id,
+                Instant::now(),
+                &found.prepared.sql,
+                &found.prepared.class,
+            )
+            .executes(&found.statement, portal);
         self.expect(batch, Expect::Execute(running));
         Ok(true)
     }

@@ -32,7 +32,7 @@ pub struct Portal {
 
 /// A change to the name tables, applied when the client's message is
 /// forwarded and undone if the server refuses or skips that message.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Change {
     Statement {
         name: String,
