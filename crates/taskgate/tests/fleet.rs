@@ -595,25 +595,7 @@ fn a_console_sign_in_on_one_node_holds_on_every_node() {
     let (store, url) = store_cluster();
     let target = TestCluster::start();
     let nodes = three_nodes(&url, &target.gateway_config());
-    let http = reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let signed_in = http
-        .post(format!("{}/ui/login/token", nodes[0].base))
-        .form(&[("token", nodes[0].tokens.alice.as_str())])
-        .send()
-        .unwrap();
-    assert_eq!(signed_in.status(), 200);
-    let cookie = signed_in
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("tg_console="))
-        .and_then(|v| v.split(';').next())
-        .expect("a session cookie")
-        .to_owned();
+    let (http, cookie) = common::console_sign_in(&nodes[0].base, &nodes[0].tokens.alice);
     let page = |gw: &TestGateway, cookie: &str| {
         http.get(format!("{}/ui/reviews", gw.base))
             .header("cookie", format!("tg_console={cookie}"))

@@ -678,24 +678,7 @@ fn every_rendering_tells_each_outcome_as_it_happened() {
     check("cli story", &line_in(story.stdout));
 
     // The console: search, its exports, and the task's page.
-    let http = reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let signed_in = http
-        .post(format!("{}/ui/login/token", gw.base))
-        .form(&[("token", gw.tokens.auditor.as_str())])
-        .send()
-        .unwrap();
-    let cookie = signed_in
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("tg_console="))
-        .and_then(|v| v.split(';').next())
-        .expect("a console session")
-        .to_owned();
+    let (http, cookie) = common::console_sign_in(&gw.base, &gw.tokens.auditor);
     let page = |path: &str| {
         let answer = http
             .get(format!("{}{path}", gw.base))

@@ -83,7 +83,7 @@ fn check_record(cluster: &TestCluster, gw: &TestGateway, steps: &[Value]) {
         .iter()
         .map(|e| e["payload"]["sql"].as_str().unwrap())
         .collect();
-    assert_eq!(sql.len(), 6, "{sql:#?}");
+    assert_eq!(sql.len(), 9, "{sql:#?}");
     assert_eq!(sql[0], "SELECT id, item, qty FROM orders ORDER BY id");
     assert_eq!(sql[1], "SELECT item FROM orders WHERE qty > $1");
     assert_eq!(started[1]["payload"]["params"], serde_json::json!(["4"]));
@@ -97,6 +97,8 @@ fn check_record(cluster: &TestCluster, gw: &TestGateway, steps: &[Value]) {
     assert!(sql[3].contains("information_schema.columns"), "{}", sql[3]);
     assert!(sql[4].contains("information_schema.tables"), "{}", sql[4]);
     assert!(sql[5].contains("generate_series"), "{}", sql[5]);
+    assert_eq!(sql[6], "SELECT id FROM orders");
+    assert!(sql[7].contains("repeat('x', 20000)") && sql[8] == sql[7]);
     let mut request_ids = Vec::new();
     for event in of("session.opened", write_task)
         .into_iter()

@@ -42,14 +42,57 @@ pub struct Column {
 pub struct Answer {
     pub columns: Vec<Column>,
     pub rows: Vec<Vec<Value>>,
-    /// More rows (or more bytes) than the caps let through.
-    pub truncated: bool,
+    /// Whether, and by which cap, the rows were cut.
+    pub truncated: Truncated,
     /// The command tag (`SELECT 3`, `INSERT 0 1`, `ALTER TABLE`); none
     /// when the rows were cut before the end.
     pub command_tag: Option<String>,
     /// Rows the statement returned or touched, from its tag; when cut, the
     /// rows returned here.
     pub row_count: u64,
+}
+
+/// Whether a result was cut: `false`, or `{"reason": "rows" | "bytes",
+/// "limit": N}` saying which cap cut it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Truncated {
+    #[default]
+    No,
+    /// Past `max_rows` rows.
+    Rows(usize),
+    /// Past `max_bytes` bytes of values (a single value may be past it).
+    Bytes(usize),
+}
+
+impl Truncated {
+    pub fn is_cut(self) -> bool {
+        self != Truncated::No
+    }
+}
+
+impl Serialize for Truncated {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (reason, limit) = match *self {
+            Truncated::No => return s.serialize_bool(false),
+            Truncated::Rows(limit) => ("rows", limit),
+            Truncated::Bytes(limit) => ("bytes", limit),
+        };
+        serde_json::json!({"reason": reason, "limit": limit}).serialize(s)
+    }
+}
+
+/// What a cap says of one more row of `size` bytes, `bytes` so far
+/// included: `None` when it may be returned.
+fn cut_by(answer: &Answer, caps: Caps, bytes: usize) -> Option<Truncated> {
+    if answer.truncated.is_cut() {
+        Some(answer.truncated)
+    } else if answer.rows.len() >= caps.max_rows {
+        Some(Truncated::Rows(caps.max_rows))
+    } else if bytes > caps.max_bytes {
+        Some(Truncated::Bytes(caps.max_bytes))
+    } else {
+        None
+    }
 }
 
 /// An `ERROR` or `FATAL` the gateway or the database answered.
@@ -291,16 +334,14 @@ impl Pipe {
                 Message::DataRow(body) => {
                     // Past a cap, rows are only counted, never decoded.
                     bytes += body.buffer().len();
-                    if !answer.truncated
-                        && answer.rows.len() < caps.max_rows
-                        && bytes <= caps.max_bytes
-                    {
-                        answer.rows.push(row_of(&body, &oids)?);
-                    } else {
-                        answer.truncated = true;
+                    match cut_by(&answer, caps, bytes) {
+                        None => answer.rows.push(row_of(&body, &oids)?),
+                        Some(cut) => answer.truncated = cut,
                     }
                 }
-                Message::PortalSuspended => answer.truncated = true,
+                Message::PortalSuspended if !answer.truncated.is_cut() => {
+                    answer.truncated = Truncated::Rows(caps.max_rows);
+                }
                 Message::CommandComplete(body) => {
                     let tag = body.tag().map_err(|e| PipeError::Protocol(e.to_string()))?;
                     answer.row_count = tag_rows(tag);
@@ -316,14 +357,12 @@ impl Pipe {
                 }
                 Message::CopyData(body) => {
                     bytes += body.data().len();
-                    if !answer.truncated
-                        && answer.rows.len() < caps.max_rows
-                        && bytes <= caps.max_bytes
-                    {
-                        let line = String::from_utf8_lossy(body.data()).into_owned();
-                        answer.rows.push(vec![Value::String(line)]);
-                    } else {
-                        answer.truncated = true;
+                    match cut_by(&answer, caps, bytes) {
+                        None => {
+                            let line = String::from_utf8_lossy(body.data()).into_owned();
+                            answer.rows.push(vec![Value::String(line)]);
+                        }
+                        Some(cut) => answer.truncated = cut,
                     }
                 }
                 Message::CopyOutResponse(_) if answer.columns.is_empty() => {
@@ -347,7 +386,7 @@ impl Pipe {
                 _ => {}
             }
         }
-        if answer.truncated {
+        if answer.truncated.is_cut() {
             answer.row_count = answer.rows.len() as u64;
             answer.command_tag = None;
         }

@@ -29,6 +29,9 @@ const DEFAULT_MAX_ROWS: usize = 100;
 const MAX_ROWS: usize = 10_000;
 /// Bytes of values one answer carries at most.
 const MAX_RESULT_BYTES: usize = 256 * 1024;
+/// What a result may hold unless the caller asks for more: about 4,000
+/// tokens, within what common clients take from a tool.
+const DEFAULT_RESULT_BYTES: usize = 16 * 1024;
 /// The longest a wait tool blocks.
 const MAX_WAIT_SECONDS: u64 = 300;
 const DEFAULT_WAIT_SECONDS: u64 = 60;
@@ -74,8 +77,11 @@ pub struct Query {
     pub sql: String,
     /// Values for $1, $2... in order.
     pub params: Option<Vec<Value>>,
-    /// Most rows to return (default 100, at most 10000).
+    /// Most rows to return (default 100, at most 10000; 0 returns none).
     pub max_rows: Option<usize>,
+    /// Most bytes of values to return (default 16384, about 4,000 tokens;
+    /// at most 262144).
+    pub max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -320,8 +326,11 @@ impl Tools {
             ))));
         }
         let caps = Caps {
-            max_rows: p.max_rows.unwrap_or(DEFAULT_MAX_ROWS).clamp(1, MAX_ROWS),
-            max_bytes: MAX_RESULT_BYTES,
+            max_rows: p.max_rows.unwrap_or(DEFAULT_MAX_ROWS).min(MAX_ROWS),
+            max_bytes: p
+                .max_bytes
+                .unwrap_or(DEFAULT_RESULT_BYTES)
+                .min(MAX_RESULT_BYTES),
         };
         let params = p
             .params

@@ -614,3 +614,28 @@ pub async fn connect_port(
     });
     Ok(client)
 }
+
+/// Signs in to a gateway's console with `token`: a client that follows no
+/// redirects, and the session cookie's value.
+pub fn console_sign_in(base: &str, token: &str) -> (reqwest::blocking::Client, String) {
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = http
+        .post(format!("{base}/ui/login/token"))
+        .form(&[("token", token)])
+        .send()
+        .unwrap();
+    assert_eq!(signed_in.status(), 200);
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("tg_console="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    (http, cookie)
+}

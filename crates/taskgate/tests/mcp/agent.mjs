@@ -158,7 +158,18 @@ assert.ok(answer.result.rows.some((r) => r[1] === "customers"));
   task_id: id, sql: "SELECT g, repeat('x', 1000) FROM generate_series(1, 1000000) g", max_rows: 5,
 }));
 assert.equal(answer.result.rows.length, 5);
-assert.equal(answer.result.truncated, true);
+assert.deepEqual(answer.result.truncated, { reason: "rows", limit: 5 });
+// max_rows 0 returns no row, and says the rows were cut.
+({ answer } = await call(agent, "query", { task_id: id, sql: "SELECT id FROM orders", max_rows: 0 }));
+assert.deepEqual(answer.result.rows, []);
+assert.deepEqual(answer.result.truncated, { reason: "rows", limit: 0 });
+// One value past the default budget (about 4,000 tokens): no rows, and why.
+({ answer } = await call(agent, "query", { task_id: id, sql: "SELECT repeat('x', 20000) AS big" }));
+assert.deepEqual(answer.result.rows, []);
+assert.deepEqual(answer.result.truncated, { reason: "bytes", limit: 16384 });
+({ answer } = await call(agent, "query", { task_id: id, sql: "SELECT repeat('x', 20000) AS big", max_bytes: 32768 }));
+assert.equal(answer.result.rows[0][0].length, 20000);
+assert.equal(answer.result.truncated, false);
 
 // Another identity cannot use this task.
 const bob = await connect(env.TG_BOB);
