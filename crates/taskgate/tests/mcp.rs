@@ -99,6 +99,27 @@ fn check_record(cluster: &TestCluster, gw: &TestGateway, steps: &[Value]) {
     assert!(sql[5].contains("generate_series"), "{}", sql[5]);
     assert_eq!(sql[6], "SELECT id FROM orders");
     assert!(sql[7].contains("repeat('x', 20000)") && sql[8] == sql[7]);
+    // The record holds what the database returned and what reached the
+    // agent: one row past each cap is asked for, and never handed over.
+    let completed = of("command.completed", write_task);
+    let rows_of = |at: usize| {
+        let e = started[at];
+        let done = completed
+            .iter()
+            .find(|c| {
+                c["session"] == e["session"] && c["payload"]["command"] == e["payload"]["command"]
+            })
+            .unwrap_or_else(|| panic!("no completion for {e}"));
+        (
+            done["payload"]["rows"].as_u64(),
+            done["payload"]["rows_returned"].as_u64(),
+        )
+    };
+    assert_eq!(rows_of(0), (Some(2), Some(2)));
+    assert_eq!(rows_of(5), (Some(6), Some(5)), "cut at max_rows 5");
+    assert_eq!(rows_of(6), (Some(1), Some(0)), "max_rows 0");
+    assert_eq!(rows_of(7), (Some(1), Some(0)), "past the byte budget");
+    assert_eq!(rows_of(8), (Some(1), Some(1)), "within max_bytes");
     let mut request_ids = Vec::new();
     for event in of("session.opened", write_task)
         .into_iter()

@@ -22,12 +22,9 @@ use tokio::sync::mpsc;
 
 use crate::pg::ClientStream;
 
-/// What a statement may return to the caller.
-#[derive(Clone, Copy, Debug)]
-pub struct Caps {
-    pub max_rows: usize,
-    pub max_bytes: usize,
-}
+/// What a statement may return to the caller; the session's record counts
+/// what reached it by the same rule.
+pub use crate::pg::ResultCaps as Caps;
 
 #[derive(Debug, Serialize)]
 pub struct Column {
@@ -86,12 +83,12 @@ impl Serialize for Truncated {
 fn cut_by(answer: &Answer, caps: Caps, bytes: usize) -> Option<Truncated> {
     if answer.truncated.is_cut() {
         Some(answer.truncated)
+    } else if caps.takes(answer.rows.len(), bytes) {
+        None
     } else if answer.rows.len() >= caps.max_rows {
         Some(Truncated::Rows(caps.max_rows))
-    } else if bytes > caps.max_bytes {
-        Some(Truncated::Bytes(caps.max_bytes))
     } else {
-        None
+        Some(Truncated::Bytes(caps.max_bytes))
     }
 }
 

@@ -131,7 +131,16 @@ pub async fn run(
 ) -> Ran {
     let owner = task.requester.clone();
     let task_id = task.id.clone();
-    let stream = match in_process::open(&state.pg, task, Via::Mcp { request_id }, peer) {
+    // The statements of one call share their caps.
+    let caps = statements.first().map_or(
+        Caps {
+            max_rows: 0,
+            max_bytes: 0,
+        },
+        |s| s.caps,
+    );
+    let via = Via::Mcp { request_id, caps };
+    let stream = match in_process::open(&state.pg, task, via, peer) {
         Ok(stream) => stream,
         Err(e) => {
             return Ran::Done(Ok(Outcome::Refused(Refusal {

@@ -75,6 +75,7 @@ pub struct PgContext {
 
 pub use record::Via;
 pub use tls::{TlsError, api_config as api_tls_config, client_config as tls_client_config};
+pub use track::ResultCaps;
 
 impl PgContext {
     /// Loads the TLS material the config names; a bad certificate stops

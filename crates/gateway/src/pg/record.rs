@@ -88,8 +88,12 @@ fn micros(d: Duration) -> u64 {
 pub enum Via {
     /// A client on the PostgreSQL listener.
     Wire,
-    /// An MCP tool call, with the JSON-RPC request id its client sent.
-    Mcp { request_id: String },
+    /// An MCP tool call, with the JSON-RPC request id its client sent and
+    /// what it takes of each result.
+    Mcp {
+        request_id: String,
+        caps: super::track::ResultCaps,
+    },
 }
 
 /// The fixed facts of a session that every one of its events carries.
@@ -103,7 +107,7 @@ pub struct SessionRecord {
 
 impl SessionRecord {
     fn draft(&self, event_type: EventType, mut payload: Value) -> EventDraft {
-        if let (Via::Mcp { request_id }, Value::Object(fields)) = (&self.via, &mut payload) {
+        if let (Via::Mcp { request_id, .. }, Value::Object(fields)) = (&self.via, &mut payload) {
             fields.insert("via".into(), json!("mcp"));
             fields.insert("mcp_request_id".into(), json!(request_id));
         }
@@ -218,6 +222,9 @@ impl SessionRecord {
         fields.insert("outcome".into(), json!(outcome));
         if let Some(rows) = c.rows {
             fields.insert("rows".into(), json!(rows));
+        }
+        if let Some(returned) = c.rows_returned {
+            fields.insert("rows_returned".into(), json!(returned));
         }
         if c.copy_in_bytes > 0 {
             fields.insert("copy_in_bytes".into(), json!(c.copy_in_bytes));

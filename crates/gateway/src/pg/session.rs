@@ -384,7 +384,13 @@ impl Session {
                 Box::new(move || ctx.catalogs.invalidate(&connection))
             },
         });
-        shared.tracker().reading = reading;
+        {
+            let mut tracker = shared.tracker();
+            tracker.reading = reading;
+            if let Via::Mcp { caps, .. } = &shared.record.via {
+                tracker.caps = Some(*caps);
+            }
+        }
         let (client_read, client_write) = tokio::io::split(client);
         let (upstream_read, upstream_write) = tokio::io::split(upstream.stream);
         let (stop_tx, stop_rx) = mpsc::channel(1);

@@ -27,6 +27,45 @@ mod names;
 /// pipelining without reading, and the session ends (memory stays bounded).
 pub const MAX_OUTSTANDING: usize = 65_536;
 
+/// What an in-process client (an MCP call) takes of a result: the rows
+/// that reach it are counted as it counts them, so the record holds both
+/// what the database returned and what reached the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResultCaps {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+}
+
+impl ResultCaps {
+    /// Whether one more row (or COPY line) is taken, `taken` rows being
+    /// taken already and `bytes` the bytes of every row so far, this one's
+    /// included. Once one is not, no later one is.
+    pub fn takes(self, taken: usize, bytes: usize) -> bool {
+        taken < self.max_rows && bytes <= self.max_bytes
+    }
+}
+
+/// Rows of a result that reached an in-process client (see [`ResultCaps`]).
+#[derive(Debug, Default)]
+struct Delivered {
+    taken: u64,
+    bytes: u64,
+    cut: bool,
+}
+
+impl Delivered {
+    fn row(&mut self, caps: ResultCaps, bytes: usize) {
+        self.bytes += bytes as u64;
+        let taken = usize::try_from(self.taken).unwrap_or(usize::MAX);
+        let total = usize::try_from(self.bytes).unwrap_or(usize::MAX);
+        if !self.cut && caps.takes(taken, total) {
+            self.taken += 1;
+        } else {
+            self.cut = true;
+        }
+    }
+}
+
 /// A command recorded as started and not yet completed.
 #[derive(Debug)]
 pub struct Running {
@@ -40,6 +79,8 @@ pub struct Running {
     /// An Execute's portal and the statement it was bound to: a Parse or
     /// Bind of either that the server refuses is this command's failure.
     bound: Option<(String, String)>,
+    /// What reached an in-process client, when the session has caps.
+    delivered: Delivered,
 }
 
 impl Running {
@@ -51,6 +92,7 @@ impl Running {
             copy_out_bytes: 0,
             prepares: None,
             bound: None,
+            delivered: Delivered::default(),
         }
     }
 
@@ -138,6 +180,8 @@ pub struct Completion {
     pub duration: Duration,
     pub copy_in_bytes: u64,
     pub copy_out_bytes: u64,
+    /// Rows that reached an in-process client (MCP), when it has caps.
+    pub rows_returned: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -167,6 +211,8 @@ pub struct Tracker {
     pub unsafe_setting: Option<String>,
     /// How the server reads the session's text, as last reported.
     pub reading: Reading,
+    /// What an in-process client takes of each result.
+    pub caps: Option<ResultCaps>,
 }
 
 impl Default for Tracker {
@@ -183,6 +229,7 @@ impl Default for Tracker {
             names: Names::default(),
             unsafe_setting: None,
             reading: Reading::default(),
+            caps: None,
         }
     }
 }
@@ -296,6 +343,7 @@ impl Tracker {
             duration: now.saturating_duration_since(r.started),
             copy_in_bytes: std::mem::take(&mut self.copy_in_bytes),
             copy_out_bytes: std::mem::take(&mut r.copy_out_bytes),
+            rows_returned: self.caps.map(|_| r.delivered.taken),
         }
     }
 
@@ -393,13 +441,23 @@ impl Tracker {
         self.due = due;
         match message {
             BackendMessage::DataRow => {
+                let caps = self.caps;
                 if let Some(r) = self.running() {
                     r.rows += 1;
+                    // The client counts a row's bytes after its column
+                    // count.
+                    if let Some(caps) = caps {
+                        r.delivered.row(caps, body_len.saturating_sub(2));
+                    }
                 }
             }
             BackendMessage::CopyData => {
+                let caps = self.caps;
                 if let Some(r) = self.running() {
                     r.copy_out_bytes += body_len as u64;
+                    if let Some(caps) = caps {
+                        r.delivered.row(caps, body_len);
+                    }
                 }
             }
             BackendMessage::CopyInResponse => self.enter_copy_in(),

@@ -482,3 +482,22 @@ fn portals_are_dropped_when_the_server_is_idle_again() {
     assert!(t.names.portal("p").is_none(), "gone with the transaction");
     assert!(t.names.statement("s").is_some(), "statements outlive it");
 }
+
+#[test]
+fn rows_past_a_cap_are_counted_but_not_delivered() {
+    let caps = ResultCaps {
+        max_rows: 2,
+        max_bytes: 10,
+    };
+    let mut d = Delivered::default();
+    for bytes in [3, 3, 3] {
+        d.row(caps, bytes);
+    }
+    assert_eq!((d.taken, d.cut), (2, true), "cut by rows");
+    let mut d = Delivered::default();
+    for bytes in [4, 20, 1] {
+        d.row(caps, bytes);
+    }
+    // Once a row is not taken, no later one is, small as it may be.
+    assert_eq!((d.taken, d.cut), (1, true), "cut by bytes");
+}
