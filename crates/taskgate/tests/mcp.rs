@@ -65,6 +65,8 @@ fn play(mode: &str) -> (TestCluster, TestGateway, Vec<Value>) {
 /// carried by MCP with its tool call's request id; nothing refused reached
 /// the database; no token leaked.
 fn check_record(cluster: &TestCluster, gw: &TestGateway, steps: &[Value]) {
+    // Every statement's completion is committed a moment after its answer.
+    common::settle(gw);
     let done = &steps.last().unwrap();
     let write_task = done["write_task"].as_str().unwrap();
     let events: Vec<Value> = gw
@@ -83,7 +85,7 @@ fn check_record(cluster: &TestCluster, gw: &TestGateway, steps: &[Value]) {
         .iter()
         .map(|e| e["payload"]["sql"].as_str().unwrap())
         .collect();
-    assert_eq!(sql.len(), 9, "{sql:#?}");
+    assert_eq!(sql.len(), 10, "{sql:#?}");
     assert_eq!(sql[0], "SELECT id, item, qty FROM orders ORDER BY id");
     assert_eq!(sql[1], "SELECT item FROM orders WHERE qty > $1");
     assert_eq!(started[1]["payload"]["params"], serde_json::json!(["4"]));
@@ -94,11 +96,12 @@ fn check_record(cluster: &TestCluster, gw: &TestGateway, steps: &[Value]) {
             .unwrap()
             .starts_with("rev_")
     );
-    assert!(sql[3].contains("information_schema.columns"), "{}", sql[3]);
-    assert!(sql[4].contains("information_schema.tables"), "{}", sql[4]);
-    assert!(sql[5].contains("generate_series"), "{}", sql[5]);
-    assert_eq!(sql[6], "SELECT id FROM orders");
-    assert!(sql[7].contains("repeat('x', 20000)") && sql[8] == sql[7]);
+    assert_eq!(sql[3], "SELECT * FROM no_such_table");
+    assert!(sql[4].contains("information_schema.columns"), "{}", sql[4]);
+    assert!(sql[5].contains("information_schema.tables"), "{}", sql[5]);
+    assert!(sql[6].contains("generate_series"), "{}", sql[6]);
+    assert_eq!(sql[7], "SELECT id FROM orders");
+    assert!(sql[8].contains("repeat('x', 20000)") && sql[9] == sql[8]);
     // The record holds what the database returned and what reached the
     // agent: one row past each cap is asked for, and never handed over.
     let completed = of("command.completed", write_task);
@@ -116,10 +119,29 @@ fn check_record(cluster: &TestCluster, gw: &TestGateway, steps: &[Value]) {
         )
     };
     assert_eq!(rows_of(0), (Some(2), Some(2)));
-    assert_eq!(rows_of(5), (Some(6), Some(5)), "cut at max_rows 5");
-    assert_eq!(rows_of(6), (Some(1), Some(0)), "max_rows 0");
-    assert_eq!(rows_of(7), (Some(1), Some(0)), "past the byte budget");
-    assert_eq!(rows_of(8), (Some(1), Some(1)), "within max_bytes");
+    // What the database refused has its outcome, with the SQLSTATE.
+    let failed = completed
+        .iter()
+        .find(|c| {
+            c["session"] == started[3]["session"]
+                && c["payload"]["command"] == started[3]["payload"]["command"]
+        })
+        .unwrap_or_else(|| {
+            let session: Vec<&Value> = events
+                .iter()
+                .filter(|e| e["session"] == started[3]["session"])
+                .collect();
+            panic!(
+                "no completion for the failed statement: {session:#?}\n{}",
+                gw.log()
+            )
+        });
+    assert_eq!(failed["payload"]["outcome"], "error");
+    assert_eq!(failed["payload"]["sqlstate"], "42P01");
+    assert_eq!(rows_of(6), (Some(6), Some(5)), "cut at max_rows 5");
+    assert_eq!(rows_of(7), (Some(1), Some(0)), "max_rows 0");
+    assert_eq!(rows_of(8), (Some(1), Some(0)), "past the byte budget");
+    assert_eq!(rows_of(9), (Some(1), Some(1)), "within max_bytes");
     let mut request_ids = Vec::new();
     for event in of("session.opened", write_task)
         .into_iter()
@@ -146,7 +168,8 @@ fn check_record(cluster: &TestCluster, gw: &TestGateway, steps: &[Value]) {
             "COMMIT; DROP TABLE customers",
             "DROP TABLE orders",
             ";DROP TABLE orders",
-            "SELECT * FROM other.public.orders"
+            "SELECT * FROM other.public.orders",
+            "DROP TABLE orders"
         ]
     );
     // The database ran what the record says, and none of what was refused.

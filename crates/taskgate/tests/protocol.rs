@@ -379,6 +379,18 @@ fn a_parse_or_bind_the_server_refuses_fails_the_statement_it_runs() {
         .concat(),
     );
     assert_eq!(tags(&pg.until_ready(1)), "EZ");
+    // As the MCP tools send it, with a Describe of the portal.
+    pg.send(
+        &[
+            fe::parse("", "SELECT * FROM o_missing_described", &[]),
+            fe::bind("", "", &[]),
+            fe::describe(b'P', ""),
+            fe::execute("", 0),
+            fe::sync(),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&pg.until_ready(1)), "EZ");
     // executemany: the second row's Bind fails, the third is skipped.
     let mut many = fe::parse("m", "SELECT $1::bigint AS o_many", &[]);
     for value in ["1", "x", "3"] {
@@ -425,6 +437,7 @@ fn a_parse_or_bind_the_server_refuses_fails_the_statement_it_runs() {
     };
     let pair = |o: &str, s: &str| (o.to_owned(), s.to_owned());
     assert_eq!(of("o_missing_table"), [pair("error", "42P01")]);
+    assert_eq!(of("o_missing_described"), [pair("error", "42P01")]);
     assert_eq!(
         of("o_many"),
         [pair("ok", ""), pair("error", "22P02"), pair("skipped", "")]

@@ -66,6 +66,9 @@ pub mod backend {
         message(b'Z', &[status])
     }
 
+    /// The `routine` field of every error and notice the gateway makes.
+    pub const GATEWAY_ROUTINE: &str = "taskgate";
+
     fn fields(
         tag: u8,
         severity: &str,
@@ -79,6 +82,9 @@ pub mod backend {
             (b'V', severity),
             (b'C', code),
             (b'M', message_text),
+            // The routine: tells the gateway's own errors from the
+            // database's (the MCP tools answer them apart).
+            (b'R', GATEWAY_ROUTINE),
         ] {
             body.push(kind);
             cstr(&mut body, value);

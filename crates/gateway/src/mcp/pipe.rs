@@ -102,6 +102,10 @@ pub struct Refusal {
     /// `FATAL`: the session ended with it (window ended, revoked).
     #[serde(skip)]
     pub fatal: bool,
+    /// Made by the gateway (a policy's refusal, the session's end), not
+    /// raised by the database.
+    #[serde(skip)]
+    pub by_gateway: bool,
 }
 
 #[derive(Debug)]
@@ -132,6 +136,7 @@ fn refusal_of(fields: &mut postgres_protocol::message::backend::ErrorFields<'_>)
         message: String::new(),
         hint: None,
         fatal: false,
+        by_gateway: false,
     };
     while let Ok(Some(field)) = fields.next() {
         let value = String::from_utf8_lossy(field.value_bytes()).into_owned();
@@ -140,6 +145,9 @@ fn refusal_of(fields: &mut postgres_protocol::message::backend::ErrorFields<'_>)
             b'M' => refusal.message = value,
             b'H' => refusal.hint = Some(value),
             b'V' => refusal.fatal = value == "FATAL" || value == "PANIC",
+            b'R' => {
+                refusal.by_gateway = value == taskgate_wire_pg::encode::backend::GATEWAY_ROUTINE
+            }
             _ => {}
         }
     }

@@ -148,6 +148,7 @@ pub async fn run(
                 message: e.to_string(),
                 hint: None,
                 fatal: true,
+                by_gateway: true,
             })));
         }
     };
@@ -198,8 +199,17 @@ pub fn answer_of(outcome: Result<Outcome, PipeError>) -> (bool, Value) {
     match outcome {
         Ok(Outcome::Ran(answer)) => (true, json!({"status": "ok", "result": answer})),
         // A session that would not open (the task is not active) refused.
-        Ok(Outcome::Refused(refusal)) | Err(PipeError::NotOpened(refusal)) => {
+        Err(PipeError::NotOpened(refusal)) => {
             (false, json!({"status": "refused", "error": refusal}))
+        }
+        // The gateway's refusals apart from what the database raised.
+        Ok(Outcome::Refused(refusal)) => {
+            let status = if refusal.by_gateway {
+                "refused"
+            } else {
+                "error"
+            };
+            (false, json!({"status": status, "error": refusal}))
         }
         Err(e) => (
             false,

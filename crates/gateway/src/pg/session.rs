@@ -446,8 +446,9 @@ impl Session {
         let committed = shared
             .committed_through
             .load(std::sync::atomic::Ordering::Acquire);
+        let deferred = std::mem::take(&mut shared.tracker().deferred);
         // Only commands whose start is in the log get an outcome there.
-        for completion in open.iter().filter(|c| c.id <= committed) {
+        for completion in deferred.iter().chain(&open).filter(|c| c.id <= committed) {
             let _ = ctx
                 .writer
                 .append_queued(shared.record.completed(completion))

@@ -213,6 +213,10 @@ pub struct Tracker {
     pub reading: Reading,
     /// What an in-process client takes of each result.
     pub caps: Option<ResultCaps>,
+    /// Outcomes of commands whose `command.started` was not yet committed
+    /// when the server answered (an earlier message's error can fail a
+    /// command of the batch still being committed): recorded once it is.
+    pub deferred: Vec<Completion>,
 }
 
 impl Default for Tracker {
@@ -230,6 +234,7 @@ impl Default for Tracker {
             unsafe_setting: None,
             reading: Reading::default(),
             caps: None,
+            deferred: Vec::new(),
         }
     }
 }

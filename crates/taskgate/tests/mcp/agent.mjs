@@ -136,6 +136,13 @@ await refused(agent, "query", { task_id: id, sql: ";DROP TABLE orders" }, (a) =>
 await refused(agent, "query", { task_id: id, sql: "SELECT * FROM other.public.orders" }, (a) =>
   assert.equal(a.error.sqlstate, "0A000"));
 
+// What the database raised is an error, apart from the gateway's refusals.
+({ answer } = await call(agent, "query", { task_id: id, sql: "SELECT * FROM no_such_table" }));
+assert.equal(answer.status, "error");
+assert.equal(answer.error.sqlstate, "42P01");
+({ answer } = await call(agent, "query", { task_id: id, sql: "DROP TABLE orders" }));
+assert.equal(answer.status, "refused");
+
 // No transaction can span calls: BEGIN, ROLLBACK and savepoints are refused
 // rather than answered ok having done nothing.
 for (const sql of ["BEGIN", "ROLLBACK", "savepoint s1", "COMMIT"]) {

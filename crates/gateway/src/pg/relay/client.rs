@@ -239,9 +239,25 @@ impl ClientHalf {
                     tracing::error!(error = %e, "cannot commit command events; refusing the statement");
                     return Ending::AuditUnavailable(e.to_string());
                 }
-                self.shared
-                    .committed_through
-                    .store(self.commands, Ordering::Release);
+                let ready: Vec<_> = {
+                    let mut tracker = self.shared.tracker();
+                    self.shared
+                        .committed_through
+                        .store(self.commands, Ordering::Release);
+                    let commands = self.commands;
+                    let (ready, later) = std::mem::take(&mut tracker.deferred)
+                        .into_iter()
+                        .partition(|c| c.id <= commands);
+                    tracker.deferred = later;
+                    ready
+                };
+                // Outcomes the server gave before their starts were in.
+                for completion in &ready {
+                    let draft = self.shared.record.completed(completion);
+                    if let Err(e) = self.shared.writer.append_queued(draft).await {
+                        return Ending::AuditUnavailable(e.to_string());
+                    }
+                }
                 // The commit may have taken the window past its end.
                 if let Err(ending) = self.check_live() {
                     return ending;

@@ -192,10 +192,18 @@ async fn forward_answers(
     if ready && unsafe_change.is_none() {
         shared.answered.notify_one();
     }
-    let committed = shared
-        .committed_through
-        .load(std::sync::atomic::Ordering::Acquire);
-    for completion in done.iter().filter(|c| c.id <= committed) {
+    // Under the tracker's lock, as the client half moves the mark: an
+    // outcome is never both deferred and missed.
+    let done: Vec<_> = {
+        let mut tracker = shared.tracker();
+        let committed = shared
+            .committed_through
+            .load(std::sync::atomic::Ordering::Acquire);
+        let (now, later): (Vec<_>, Vec<_>) = done.into_iter().partition(|c| c.id <= committed);
+        tracker.deferred.extend(later);
+        now
+    };
+    for completion in &done {
         let draft = shared.record.completed(completion);
         if let Err(e) = shared.writer.append_queued(draft).await {
             return Err(Ending::AuditUnavailable(e.to_string()));
