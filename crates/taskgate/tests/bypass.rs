@@ -415,15 +415,7 @@ fn statements_and_names_are_judged_as_the_server_reads_them() {
     for sql in refused {
         // Simple protocol, then extended.
         expect_refused(&mut pg, sql, "42501");
-        pg.send(
-            &[
-                fe::parse("", sql, &[]),
-                fe::bind("", "", &[]),
-                fe::execute("", 0),
-                fe::sync(),
-            ]
-            .concat(),
-        );
+        pg.send(&common::raw::extended(sql));
         let answers = pg.until_ready(1);
         assert_eq!(
             answers[0].sqlstate.as_deref(),

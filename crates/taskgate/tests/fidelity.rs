@@ -230,15 +230,9 @@ fn the_application_name_keeps_naming_the_task() {
     // transaction.
     pg.send(&fe::query("BEGIN"));
     pg.until_ready(1);
-    pg.send(
-        &[
-            fe::parse("", "SET LOCAL application_name TO 'for a while'", &[]),
-            fe::bind("", "", &[]),
-            fe::execute("", 0),
-            fe::sync(),
-        ]
-        .concat(),
-    );
+    pg.send(&common::raw::extended(
+        "SET LOCAL application_name TO 'for a while'",
+    ));
     let answers = pg.until_ready(1);
     assert!(
         answers

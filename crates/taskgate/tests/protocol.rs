@@ -317,15 +317,7 @@ fn deallocate_forgets_only_the_statement_it_names() {
     // The one dropped is unknown to the gateway as to the server.
     assert!(run(&mut pg, "_pg3_0").contains('E'));
     // The same through the extended protocol.
-    pg.send(
-        &[
-            fe::parse("", "DEALLOCATE _pg3_1", &[]),
-            fe::bind("", "", &[]),
-            fe::execute("", 0),
-            fe::sync(),
-        ]
-        .concat(),
-    );
+    pg.send(&common::raw::extended("DEALLOCATE _pg3_1"));
     assert_eq!(tags(&pg.until_ready(1)), "12CZ");
     assert_eq!(run(&mut pg, "_pg3_2"), "2DCZ");
     assert!(run(&mut pg, "_pg3_1").contains('E'));
@@ -369,15 +361,7 @@ fn a_parse_or_bind_the_server_refuses_fails_the_statement_it_runs() {
     let (task, token) = gw.active_task("shop", "write", "10m");
     let mut pg = RawPg::connect(gw.postgres, &task, &token, "shop");
     // An unknown table: the Parse fails.
-    pg.send(
-        &[
-            fe::parse("", "SELECT * FROM o_missing_table", &[]),
-            fe::bind("", "", &[]),
-            fe::execute("", 0),
-            fe::sync(),
-        ]
-        .concat(),
-    );
+    pg.send(&common::raw::extended("SELECT * FROM o_missing_table"));
     assert_eq!(tags(&pg.until_ready(1)), "EZ");
     // As the MCP tools send it, with a Describe of the portal.
     pg.send(

@@ -16,6 +16,18 @@ use taskgate_wire_pg::frame::{self, Direction, Limits};
 #[allow(unused_imports)]
 pub use taskgate_wire_pg::encode::frontend;
 
+/// One statement in the extended protocol, unnamed: Parse, Bind, Execute,
+/// Sync.
+pub fn extended(sql: &str) -> Vec<u8> {
+    [
+        frontend::parse("", sql, &[]),
+        frontend::bind("", "", &[]),
+        frontend::execute("", 0),
+        frontend::sync(),
+    ]
+    .concat()
+}
+
 pub struct RawPg {
     stream: TcpStream,
     buf: BytesMut,
