@@ -218,6 +218,62 @@ max_window = "30m"
     );
 }
 
+/// Issue 28: `config check` resolves every secret the config names, as
+/// `serve` will, and names each one missing (never a value) instead of
+/// saying ok.
+#[test]
+fn config_check_names_missing_secrets_without_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("taskgate.toml");
+    std::fs::write(dir.path().join("token"), "a-token-value-never-shown\n").unwrap();
+    std::fs::write(
+        &path,
+        r#"[[identity.dev]]
+subject = "a"
+kind = "human"
+token_file = "token"
+
+[[identity.dev]]
+subject = "b"
+kind = "agent"
+token_file = "no-such-token-file"
+
+[[connections]]
+name = "db"
+kind = "postgres"
+address = "127.0.0.1:5432"
+database = "x"
+read = { user = "r", password_env = "TG_CHECK_UNSET_PASSWORD" }
+write = { user = "w", password_env = "TG_CHECK_SET_PASSWORD" }
+"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .env_remove("TG_CHECK_UNSET_PASSWORD")
+        .env("TG_CHECK_SET_PASSWORD", "a-password-never-shown")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "dev identity b: token: cannot read file",
+        "connection db: read password: environment variable TG_CHECK_UNSET_PASSWORD is not set",
+        "2 secrets missing",
+    ] {
+        assert!(
+            stderr.contains(needle),
+            "{needle:?} missing from:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("dev identity a") && !stderr.contains("write password"));
+    assert!(
+        !stderr.contains("never-shown")
+            && !String::from_utf8_lossy(&out.stdout).contains("never-shown")
+    );
+}
+
 #[test]
 fn audit_verify_offline_names_the_tampered_record() {
     let mut gw = TestGateway::start();

@@ -30,6 +30,33 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every secret the config names, with where it is named: what
+    /// `config check` resolves, as `serve` will.
+    pub fn secret_refs(&self) -> Vec<(String, SecretRef)> {
+        let mut refs = Vec::new();
+        if let Some(r) = self.store.password_ref() {
+            refs.push(("[store] password".to_owned(), r));
+        }
+        for dev in self.identity.dev.iter().map(|d| &d.value) {
+            if let Some(r) = dev.token_ref() {
+                refs.push((format!("dev identity {}: token", dev.subject), r));
+            }
+        }
+        for c in self.connections.iter().map(|c| &c.value) {
+            for access in [Access::Read, Access::Write, Access::Admin] {
+                if let Some(r) = c.credential(access).and_then(Credential::password_ref) {
+                    refs.push((format!("connection {}: {access} password", c.name), r));
+                }
+            }
+        }
+        for sink in self.sinks.iter().map(|s| &s.value) {
+            if let Some(r) = sink.secret_ref() {
+                refs.push((format!("sink {}: secret", sink.name), r));
+            }
+        }
+        refs
+    }
+
     /// Makes every relative file path (store, token and password files)
     /// relative to `base`, the config file's directory, so a config means
     /// the same wherever the gateway is started from.

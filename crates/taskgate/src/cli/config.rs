@@ -52,6 +52,29 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
     let ConfigCommand::Check { config } = command;
     match load(&config)? {
         Some(loaded) => {
+            // Resolved as `serve` will resolve them; a value is never shown.
+            let missing: Vec<String> = loaded
+                .secret_refs()
+                .into_iter()
+                .filter_map(|(place, reference)| {
+                    taskgate_gateway::secrets::resolve(&reference)
+                        .err()
+                        .map(|e| format!("{place}: {e}"))
+                })
+                .collect();
+            if !missing.is_empty() {
+                for line in &missing {
+                    eprintln!("{}: {line}", config.display());
+                }
+                eprintln!(
+                    "{}: {} secret{} missing (serve would stop on {})",
+                    config.display(),
+                    missing.len(),
+                    if missing.len() == 1 { "" } else { "s" },
+                    if missing.len() == 1 { "it" } else { "them" }
+                );
+                return Ok(ExitCode::from(2));
+            }
             println!(
                 "{}: ok ({} connection{}, {} polic{}, {} dev identit{})",
                 config.display(),
