@@ -73,9 +73,18 @@ pub enum Sending {
     Refused(String),
 }
 
-/// How `judged` (one statement, as the server reads it) is sent, when it
-/// sets `application_name`; `None` for any other statement.
-pub fn sending(judged: &str, task: &str, encoding: &ClientEncoding) -> Option<Sending> {
+/// How `judged` (one statement, as the server reads it, classified as
+/// `class`) is sent, when it sets `application_name`; `None` for any
+/// other statement. Only a SET or RESET is parsed again.
+pub fn sending(
+    judged: &str,
+    class: &Classification,
+    task: &str,
+    encoding: &ClientEncoding,
+) -> Option<Sending> {
+    if !matches!(class.command.as_str(), "SET" | "RESET") {
+        return None;
+    }
     Some(match taskgate_sqlclass::application_name_set(judged)? {
         ApplicationName::Reset => Sending::AsIs,
         // The gateway writes the statement in ASCII, which every encoding
@@ -148,6 +157,7 @@ mod tests {
         assert_eq!(
             sending(
                 "SET application_name = 'PostgreSQL JDBC Driver'",
+                &taskgate_sqlclass::classify("SET application_name = 'PostgreSQL JDBC Driver'"),
                 "t1",
                 &utf8
             ),
@@ -156,23 +166,51 @@ mod tests {
             ))
         );
         assert_eq!(
-            sending("SET LOCAL application_name = ''", "t1", &utf8),
+            sending(
+                "SET LOCAL application_name = ''",
+                &taskgate_sqlclass::classify("SET LOCAL application_name = ''"),
+                "t1",
+                &utf8
+            ),
             Some(Sending::Instead(
                 "SET LOCAL application_name = E'taskgate/t1'".into()
             ))
         );
         assert_eq!(
-            sending("RESET application_name", "t1", &utf8),
+            sending(
+                "RESET application_name",
+                &taskgate_sqlclass::classify("RESET application_name"),
+                "t1",
+                &utf8
+            ),
             Some(Sending::AsIs)
         );
-        assert_eq!(sending("SET search_path = a", "t1", &utf8), None);
+        assert_eq!(
+            sending(
+                "SET search_path = a",
+                &taskgate_sqlclass::classify("SET search_path = a"),
+                "t1",
+                &utf8
+            ),
+            None
+        );
         let latin1 = ClientEncoding::named("LATIN1").unwrap();
         assert!(matches!(
-            sending("SET application_name = 'café'", "t1", &latin1),
+            sending(
+                "SET application_name = 'café'",
+                &taskgate_sqlclass::classify("SET application_name = 'café'"),
+                "t1",
+                &latin1
+            ),
             Some(Sending::Refused(_))
         ));
         assert!(matches!(
-            sending("SET application_name = 'cafe'", "t1", &latin1),
+            sending(
+                "SET application_name = 'cafe'",
+                &taskgate_sqlclass::classify("SET application_name = 'cafe'"),
+                "t1",
+                &latin1
+            ),
             Some(Sending::Instead(_))
         ));
     }

@@ -76,9 +76,9 @@ pub struct Running {
     /// A SQL-level PREPARE: the statement its name stands for once it
     /// succeeds, and the statement tables' epoch when it was sent.
     prepares: Option<(String, Arc<Prepared>, u64)>,
-    /// An Execute's portal and the statement it was bound to: a Parse or
-    /// Bind of either that the server refuses is this command's failure.
-    bound: Option<(String, String)>,
+    /// An Execute's portal (its name, and what it was bound to): a Parse
+    /// or Bind of either that the server refuses is this command's failure.
+    bound: Option<(String, Arc<Portal>)>,
     /// What reached an in-process client, when the session has caps.
     delivered: Delivered,
 }
@@ -96,17 +96,18 @@ impl Running {
         }
     }
 
-    /// An Execute of `portal`, bound to `statement`.
-    pub fn executes(mut self, statement: &str, portal: &str) -> Self {
-        self.bound = Some((statement.to_owned(), portal.to_owned()));
+    /// An Execute of the portal `name` (unnamed, as most drivers use, it
+    /// costs no allocation).
+    pub fn executes(mut self, portal: &Arc<Portal>, name: &str) -> Self {
+        self.bound = Some((name.to_owned(), Arc::clone(portal)));
         self
     }
 
     /// Whether the Parse or Bind `change` made is the one this Execute runs.
     fn runs(&self, change: &Change) -> bool {
         match (&self.bound, change) {
-            (Some((statement, _)), Change::Statement { name, .. }) => statement == name,
-            (Some((_, portal)), Change::Portal { name, .. }) => portal == name,
+            (Some((_, portal)), Change::Statement { name, .. }) => portal.statement == *name,
+            (Some((portal, _)), Change::Portal { name, .. }) => portal == name,
             _ => false,
         }
     }

@@ -244,12 +244,16 @@ impl ClientHalf {
                     self.shared
                         .committed_through
                         .store(self.commands, Ordering::Release);
-                    let commands = self.commands;
-                    let (ready, later) = std::mem::take(&mut tracker.deferred)
-                        .into_iter()
-                        .partition(|c| c.id <= commands);
-                    tracker.deferred = later;
-                    ready
+                    if tracker.deferred.is_empty() {
+                        Vec::new()
+                    } else {
+                        let commands = self.commands;
+                        let (ready, later) = std::mem::take(&mut tracker.deferred)
+                            .into_iter()
+                            .partition(|c| c.id <= commands);
+                        tracker.deferred = later;
+                        ready
+                    }
                 };
                 // Outcomes the server gave before their starts were in.
                 for completion in &ready {
@@ -1011,6 +1015,7 @@ impl ClientHalf {
         if let [only] = judged.as_slice()
             && let Some(sending) = app_name::sending(
                 only.as_ref(),
+                &classes[0],
                 &self.shared.record.task,
                 &self.reading.encoding,
             )
@@ -1133,8 +1138,12 @@ impl ClientHalf {
         let mut sent_as = None;
         let mut refused = None;
         if class.statements <= 1
-            && let Some(sending) =
-                app_name::sending(text, &self.shared.record.task, &self.reading.encoding)
+            && let Some(sending) = app_name::sending(
+                text,
+                &class,
+                &self.shared.record.task,
+                &self.reading.encoding,
+            )
         {
             match sending {
                 Sending::Refused(reason) => refused = Some(StatementDecision::Deny { reason }),
@@ -1263,7 +1272,7 @@ impl ClientHalf {
                 &found.prepared.sql,
                 &found.prepared.class,
             )
-            .executes(&found.statement, portal);
+            .executes(&found, portal);
         self.expect(batch, Expect::Execute(running));
         Ok(true)
     }

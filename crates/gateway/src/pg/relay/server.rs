@@ -192,14 +192,21 @@ async fn forward_answers(
     if ready && unsafe_change.is_none() {
         shared.answered.notify_one();
     }
-    // Under the tracker's lock, as the client half moves the mark: an
-    // outcome is never both deferred and missed.
-    let done: Vec<_> = {
-        let mut tracker = shared.tracker();
-        let committed = shared
+    let committed = |shared: &Shared| {
+        shared
             .committed_through
-            .load(std::sync::atomic::Ordering::Acquire);
-        let (now, later): (Vec<_>, Vec<_>) = done.into_iter().partition(|c| c.id <= committed);
+            .load(std::sync::atomic::Ordering::Acquire)
+    };
+    // The mark only rises: outcomes under it are recorded at once. One
+    // over it waits for its start, decided under the tracker's lock, as
+    // the client half moves the mark: never both deferred and missed.
+    let first = committed(shared);
+    let done: Vec<_> = if done.iter().all(|c| c.id <= first) {
+        done
+    } else {
+        let mut tracker = shared.tracker();
+        let mark = committed(shared);
+        let (now, later): (Vec<_>, Vec<_>) = done.into_iter().partition(|c| c.id <= mark);
         tracker.deferred.extend(later);
         now
     };
